@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/codewatch/codewatch/config"
+	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/localpg"
+	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/seamevent"
+)
+
+func orDefault(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}
+
+// openDB connects to DATABASE_URL, or to the development Postgres of
+// `make run` (starting it for the duration of the command if it is down).
+func openDB(ctx context.Context, url, dataDir string, stderr io.Writer) (*pgxpool.Pool, func(), error) {
+	cleanup := func() {}
+	if url == "" {
+		dir := filepath.Join(dataDir, "pg")
+		if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+			return nil, nil, errors.New("DATABASE_URL: required (no development database under " + dir + ")")
+		}
+		srv, err := localpg.Start(ctx, dir, localpg.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		fmt.Fprintln(stderr, "using the development Postgres in", dir)
+		url = srv.URL("codewatch")
+		if srv.Started {
+			cleanup = func() { _ = srv.Stop("fast") }
+		}
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	return pool, func() { pool.Close(); cleanup() }, nil
+}
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("codewatch migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "Postgres URL ($DATABASE_URL)")
+	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: codewatch migrate up|down|status [flags]\n\n  up      apply every pending migration\n  down    roll back the newest migration\n  status  list migrations and whether each is applied")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return &exitError{2, errors.New("migrate needs one of up, down, status")}
+	}
+	pool, done, err := openDB(ctx, *dbURL, *dataDir, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m, err := migrations.New(pool, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	switch fs.Arg(0) {
+	case "up":
+		res, err := m.Up(ctx)
+		for _, r := range res {
+			fmt.Fprintf(stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+		}
+		if err == nil && len(res) == 0 {
+			fmt.Fprintln(stdout, "no pending migrations")
+		}
+		return err
+	case "down":
+		r, err := m.Provider.Down(ctx)
+		if r != nil && err == nil {
+			fmt.Fprintf(stdout, "rolled back %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+		}
+		return err
+	case "status":
+		st, err := m.Provider.Status(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+		for _, s := range st {
+			at := "-"
+			if !s.AppliedAt.IsZero() {
+				at = s.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+		}
+		return tw.Flush()
+	}
+	fs.Usage()
+	return &exitError{2, fmt.Errorf("unknown migrate command %q", fs.Arg(0))}
+}
+
+func send(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("codewatch send", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o seamevent.Options
+	fs.StringVar(&o.AccessCodeID, "access-code-id", "", "the access code (required for access_code.* events)")
+	fs.StringVar(&o.DeviceID, "device-id", "", "the device (default: an example lock)")
+	fs.StringVar(&o.WorkspaceID, "workspace-id", "", "the workspace (default: an example workspace)")
+	fs.StringVar(&o.EventID, "event-id", "", "event_id (default: a new UUID)")
+	occurred := fs.String("occurred-at", "", "occurred_at, RFC 3339 (default: now)")
+	msgID := fs.String("message-id", "", "svix-id (default: a new msg_ id; reuse one to send a retry)")
+	url := fs.String("url", getenv("CODEWATCH_SEND_URL"), "webhook URL (default: the running development service, or http://127.0.0.1:8080/webhooks/seam)")
+	secret := fs.String("secret", getenv("SEAM_WEBHOOK_SECRET"), "whsec_ secret to sign with ($SEAM_WEBHOOK_SECRET; default: the development secret)")
+	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	standard := fs.Bool("webhook-headers", false, "use the webhook-* header names instead of svix-*")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: codewatch send EVENT_TYPE --access-code-id ID [--device-id ID] [--url URL] [--secret S]\n\nBuilds a realistic Seam event, signs it as Seam does, posts it and prints the reply.\nEVENT_TYPE is any Seam event type, e.g. access_code.deleted, access_code.removed_from_device.")
+		fs.PrintDefaults()
+	}
+	// Go's flag package stops at the first non-flag: take the event type from
+	// wherever it stands.
+	var eventType string
+	var flags []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case !strings.HasPrefix(a, "-") && eventType == "":
+			eventType = a
+		default:
+			flags = append(flags, a)
+			if strings.HasPrefix(a, "-") && !strings.Contains(a, "=") && a != "-webhook-headers" && a != "--webhook-headers" &&
+				a != "-h" && a != "--help" && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return err
+	}
+	if eventType == "" {
+		fs.Usage()
+		return &exitError{2, errors.New("send needs an EVENT_TYPE, e.g. access_code.deleted")}
+	}
+	if lifecycle.IsAccessCodeEvent(eventType) && o.AccessCodeID == "" {
+		return &exitError{2, errors.New("--access-code-id is required for access_code.* events")}
+	}
+	if *occurred != "" {
+		t, err := time.Parse(time.RFC3339Nano, *occurred)
+		if err != nil {
+			return &exitError{2, fmt.Errorf("--occurred-at: %q is not RFC 3339", *occurred)}
+		}
+		o.OccurredAt = t
+	}
+	if *url == "" || *secret == "" {
+		if st, err := readDevState(*dataDir); err == nil {
+			if *url == "" {
+				*url = st.WebhookURL
+			}
+			if *secret == "" {
+				*secret = st.WebhookSecret
+			}
+		}
+	}
+	if *url == "" {
+		*url = "http://127.0.0.1:8080/webhooks/seam"
+	}
+	if *secret == "" {
+		return &exitError{2, errors.New("--secret (or SEAM_WEBHOOK_SECRET) is required: no development service found under " + *dataDir)}
+	}
+	body, err := seamevent.Build(eventType, o)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if *msgID == "" {
+		*msgID = seamevent.NewMessageID()
+	}
+	s := &seamevent.Sender{URL: *url, Secret: *secret, Standard: *standard}
+	rep, err := s.Send(ctx, *msgID, body)
+	if err != nil {
+		return fmt.Errorf("post %s: %w", *url, err)
+	}
+	fmt.Fprintf(stdout, "POST %s\nsvix-id: %s\n%s\n\n%d %s\n", *url, *msgID, body, rep.Status, strings.TrimSpace(string(rep.Body)))
+	if rep.Status < 200 || rep.Status > 299 {
+		return &exitError{1, fmt.Errorf("the service answered %d", rep.Status)}
+	}
+	return nil
+}
+
+func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("codewatch replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "Postgres URL ($DATABASE_URL)")
+	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	batch := fs.Int("batch", 500, "codes per transaction")
+	timeout := fs.String("removal-timeout", orDefault(getenv("CODEWATCH_REMOVAL_TIMEOUT"), "30m"), "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: codewatch replay [flags]\n\nRecomputes every access code's state from its stored events, in batches,\nsafe while the service runs (after an upgrade that changes the rules).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rt, err := config.ParseDuration(*timeout)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
+	}
+	pool, done, err := openDB(ctx, *dbURL, *dataDir, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	// Alerts a replay raises go to the sinks serve is configured with.
+	sinks := []string{"log"}
+	if getenv("CODEWATCH_ALERT_WEBHOOK_URL") != "" {
+		sinks = append(sinks, "webhook")
+	}
+	if getenv("CODEWATCH_SLACK_WEBHOOK_URL") != "" {
+		sinks = append(sinks, "slack")
+	}
+	store := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: rt, Sinks: sinks})
+	start := time.Now()
+	p, err := store.Replay(ctx, *batch, func(p lifecycle.ReplayProgress) {
+		pct := 100.0
+		if p.Total > 0 {
+			pct = 100 * float64(p.Done) / float64(p.Total)
+		}
+		fmt.Fprintf(stdout, "replay: %d/%d codes (%.0f%%), %d changed, %s\n", p.Done, p.Total, pct, p.Changed, time.Since(start).Round(time.Millisecond))
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replay done: %d codes, %d changed\n", p.Done, p.Changed)
+	return nil
+}

@@ -1,0 +1,232 @@
+// Package config reads codewatch's settings from environment variables, each
+// with an equal command-line flag (the flag wins). An invalid setting is one
+// error naming the variable.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/codewatch/codewatch/verify"
+)
+
+// Token is one ops credential: "name:token" or a bare token.
+type Token struct {
+	Name  string
+	Value string
+}
+
+// Config is everything `codewatch serve` needs.
+type Config struct {
+	Listen             string
+	OpsListen          string
+	DatabaseURL        string
+	WebhookSecrets     []string
+	OpsTokens          []Token
+	SweepInterval      time.Duration
+	RemovalTimeout     time.Duration
+	AlertRepeat        time.Duration
+	AlertWebhookURL    string
+	AlertWebhookSecret string
+	SlackWebhookURL    string
+	ShutdownTimeout    time.Duration
+	Retention          time.Duration
+	LogFormat          string
+	LogLevel           string
+	DBMaxConns         int
+	DataDir            string
+	NoMigrate          bool
+}
+
+// Var documents one setting; the README's table is made from the same facts.
+type Var struct {
+	Env, Flag, Default, Help string
+}
+
+// Vars lists every setting.
+var Vars = []Var{
+	{"CODEWATCH_LISTEN", "listen", ":8080", "public listener: POST /webhooks/seam, GET /healthz"},
+	{"CODEWATCH_OPS_LISTEN", "ops-listen", "127.0.0.1:9090", "ops listener: /v1 status API, /healthz, /readyz, /metrics, status page"},
+	{"DATABASE_URL", "database-url", "", "Postgres URL; unset: start a local Postgres under CODEWATCH_DATA_DIR (development)"},
+	{"SEAM_WEBHOOK_SECRET", "webhook-secret", "", "Svix endpoint secrets (whsec_...), comma-separated for rotation"},
+	{"CODEWATCH_OPS_TOKEN", "ops-token", "", "ops API bearer tokens, comma-separated, each token or name:token"},
+	{"CODEWATCH_SWEEP_INTERVAL", "sweep-interval", "30s", "how often the overdue sweeper runs"},
+	{"CODEWATCH_REMOVAL_TIMEOUT", "removal-timeout", "30m", "a deletion unconfirmed this long after it occurred is removal_overdue (0: never)"},
+	{"CODEWATCH_ALERT_REPEAT", "alert-repeat", "4h", "reminder interval for unresolved trouble (0: no reminders)"},
+	{"CODEWATCH_ALERT_WEBHOOK_URL", "alert-webhook-url", "", "POST signed JSON alerts here"},
+	{"CODEWATCH_ALERT_WEBHOOK_SECRET", "alert-webhook-secret", "", "whsec_ secret that signs alert webhooks (required with the URL)"},
+	{"CODEWATCH_SLACK_WEBHOOK_URL", "slack-webhook-url", "", "Slack incoming-webhook URL for alerts"},
+	{"CODEWATCH_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "on SIGTERM, how long in-flight work may take to finish"},
+	{"CODEWATCH_RETENTION", "retention", "90d", "prune events and alerts of codes terminal for longer than this (0: keep all)"},
+	{"CODEWATCH_LOG_FORMAT", "log-format", "json", "json or text"},
+	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
+	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica"},
+	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live"},
+}
+
+// Load reads the settings from args (flags) and getenv.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("codewatch serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := map[string]*string{}
+	for _, v := range Vars {
+		def := v.Default
+		if e := getenv(v.Env); e != "" {
+			def = e
+		}
+		vals[v.Env] = fs.String(v.Flag, def, v.Help+" ($"+v.Env+")")
+	}
+	noMigrate := fs.Bool("no-migrate", false, "do not run migrations on start")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: codewatch serve [flags]\n\nEvery flag has an environment variable of the same meaning; the flag wins.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
+
+	c := &Config{
+		Listen:             get("CODEWATCH_LISTEN"),
+		OpsListen:          get("CODEWATCH_OPS_LISTEN"),
+		DatabaseURL:        get("DATABASE_URL"),
+		AlertWebhookURL:    get("CODEWATCH_ALERT_WEBHOOK_URL"),
+		AlertWebhookSecret: get("CODEWATCH_ALERT_WEBHOOK_SECRET"),
+		SlackWebhookURL:    get("CODEWATCH_SLACK_WEBHOOK_URL"),
+		LogFormat:          get("CODEWATCH_LOG_FORMAT"),
+		LogLevel:           get("CODEWATCH_LOG_LEVEL"),
+		DataDir:            get("CODEWATCH_DATA_DIR"),
+		NoMigrate:          *noMigrate,
+	}
+	var errs []error
+	bad := func(env string, err error) { errs = append(errs, fmt.Errorf("%s: %w", env, err)) }
+
+	if s := get("SEAM_WEBHOOK_SECRET"); s != "" {
+		secrets, err := verify.ParseSecrets(s)
+		if err != nil {
+			bad("SEAM_WEBHOOK_SECRET", err)
+		}
+		c.WebhookSecrets = secrets
+	}
+	if s := get("CODEWATCH_OPS_TOKEN"); s != "" {
+		toks, err := ParseTokens(s)
+		if err != nil {
+			bad("CODEWATCH_OPS_TOKEN", err)
+		}
+		c.OpsTokens = toks
+	}
+	for _, d := range []struct {
+		env      string
+		dst      *time.Duration
+		zeroOK   bool
+		positive bool
+	}{
+		{"CODEWATCH_SWEEP_INTERVAL", &c.SweepInterval, false, true},
+		{"CODEWATCH_REMOVAL_TIMEOUT", &c.RemovalTimeout, true, true},
+		{"CODEWATCH_ALERT_REPEAT", &c.AlertRepeat, true, true},
+		{"CODEWATCH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false, true},
+		{"CODEWATCH_RETENTION", &c.Retention, true, true},
+	} {
+		v, err := ParseDuration(get(d.env))
+		switch {
+		case err != nil:
+			bad(d.env, err)
+		case v < 0 || (v == 0 && !d.zeroOK):
+			bad(d.env, fmt.Errorf("must be more than 0, got %q", get(d.env)))
+		}
+		*d.dst = v
+	}
+	n, err := strconv.Atoi(get("CODEWATCH_DB_MAX_CONNS"))
+	if err != nil || n < 2 || n > 1000 {
+		bad("CODEWATCH_DB_MAX_CONNS", fmt.Errorf("must be an integer from 2 to 1000, got %q", get("CODEWATCH_DB_MAX_CONNS")))
+	}
+	c.DBMaxConns = n
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("CODEWATCH_LOG_FORMAT", fmt.Errorf("must be json or text, got %q", c.LogFormat))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("CODEWATCH_LOG_LEVEL", fmt.Errorf("must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	for _, l := range []struct{ env, v string }{{"CODEWATCH_LISTEN", c.Listen}, {"CODEWATCH_OPS_LISTEN", c.OpsListen}} {
+		if !strings.Contains(l.v, ":") {
+			bad(l.env, fmt.Errorf("must be host:port or :port, got %q", l.v))
+		}
+	}
+	for _, u := range []struct{ env, v string }{{"CODEWATCH_ALERT_WEBHOOK_URL", c.AlertWebhookURL}, {"CODEWATCH_SLACK_WEBHOOK_URL", c.SlackWebhookURL}} {
+		if u.v == "" {
+			continue
+		}
+		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad(u.env, errors.New("must be an http or https URL"))
+		}
+	}
+	if c.AlertWebhookURL != "" {
+		if _, err := verify.ParseSecrets(c.AlertWebhookSecret); err != nil || strings.Contains(c.AlertWebhookSecret, ",") {
+			bad("CODEWATCH_ALERT_WEBHOOK_SECRET", errors.New("one whsec_ secret is required with CODEWATCH_ALERT_WEBHOOK_URL"))
+		}
+	}
+	if c.DatabaseURL != "" {
+		if _, err := url.Parse(c.DatabaseURL); err != nil || !strings.HasPrefix(c.DatabaseURL, "postgres") {
+			bad("DATABASE_URL", errors.New("must be a postgres:// URL"))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return c, nil
+}
+
+// ParseTokens reads "name:token,token2,...". A bare token is named "ops-N".
+func ParseTokens(list string) ([]Token, error) {
+	var out []Token
+	for i, t := range strings.Split(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		tok := Token{Name: fmt.Sprintf("ops-%d", i+1), Value: t}
+		if name, value, ok := strings.Cut(t, ":"); ok {
+			tok = Token{Name: name, Value: value}
+		}
+		if tok.Name == "" || len(tok.Value) < 16 {
+			return nil, fmt.Errorf("token %d must be at least 16 characters (name:token or token)", i+1)
+		}
+		out = append(out, tok)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no token given")
+	}
+	return out, nil
+}
+
+// ParseDuration accepts Go durations ("30s", "4h") and days ("90d"); "0" is 0.
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration like 30s, 30m, 4h or 90d", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration like 30s, 30m, 4h or 90d", s)
+	}
+	return v, nil
+}

@@ -1,0 +1,130 @@
+// Package handlers holds codewatch's HTTP routes: the public webhook receiver
+// and the ops status API. Handlers parse, call the domain, and map errors;
+// every error body has Seam's shape:
+//
+//	{"error":{"type":"...","message":"...","request_id":"..."},"ok":false}
+package handlers
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/codewatch/codewatch/lifecycle"
+)
+
+// apiError is a client-facing error.
+type apiError struct {
+	Status           int
+	Type             string
+	Message          string
+	ValidationErrors map[string]any
+	Data             map[string]any
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func newError(status int, typ, msg string) *apiError {
+	return &apiError{Status: status, Type: typ, Message: msg}
+}
+
+// invalidParam is a 400 naming one parameter, in Seam's validation_errors shape.
+func invalidParam(name, problem string) *apiError {
+	return &apiError{
+		Status:  http.StatusBadRequest,
+		Type:    "invalid_input",
+		Message: "Invalid " + name + ": " + problem,
+		ValidationErrors: map[string]any{
+			"_errors": []string{},
+			name:      map[string]any{"_errors": []string{problem}},
+		},
+	}
+}
+
+type errorBody struct {
+	Type             string         `json:"type"`
+	Message          string         `json:"message"`
+	ValidationErrors map[string]any `json:"validation_errors,omitempty"`
+	Data             map[string]any `json:"data,omitempty"`
+	RequestID        string         `json:"request_id"`
+}
+
+// fromDomain maps a lifecycle error to its HTTP form: the one place where
+// domain codes become statuses.
+func fromDomain(err error) *apiError {
+	var de *lifecycle.Error
+	if !errors.As(err, &de) {
+		return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	}
+	switch de.Code {
+	case lifecycle.ENotFound:
+		return newError(http.StatusNotFound, "not_found", de.Message)
+	case lifecycle.EInvalid:
+		return newError(http.StatusBadRequest, "invalid_input", de.Message)
+	case lifecycle.EConflict:
+		return newError(http.StatusConflict, "conflict", de.Message)
+	case lifecycle.EUnavailable:
+		return newError(http.StatusServiceUnavailable, "unavailable", de.Message)
+	}
+	return newError(http.StatusInternalServerError, "internal_error", "internal error")
+}
+
+// ErrorHandler renders every error, Echo's own (404, 405) included, in
+// Seam's shape.
+func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var ae *apiError
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &ae):
+		case errors.As(err, &he):
+			ae = newError(he.Code, echoType(he.Code), http.StatusText(he.Code))
+			if m, ok := he.Message.(string); ok && m != "" {
+				ae.Message = m
+			}
+		case lifecycle.ErrorCode(err) != "":
+			ae = fromDomain(err)
+		default:
+			ae = newError(http.StatusInternalServerError, "internal_error", "internal error")
+		}
+		rid := c.Response().Header().Get(echo.HeaderXRequestID)
+		if ae.Status >= 500 {
+			logger.Error("request failed", "status", ae.Status, "type", ae.Type,
+				"method", c.Request().Method, "path", c.Path(), "request_id", rid, "error", err)
+		}
+		body := map[string]any{
+			"error": errorBody{Type: ae.Type, Message: ae.Message,
+				ValidationErrors: ae.ValidationErrors, Data: ae.Data, RequestID: rid},
+			"ok": false,
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(ae.Status)
+			return
+		}
+		_ = c.JSON(ae.Status, body)
+	}
+}
+
+func echoType(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return "payload_too_large"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	if status >= 500 {
+		return "internal_error"
+	}
+	return "invalid_input"
+}

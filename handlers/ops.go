@@ -1,0 +1,283 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/metrics"
+)
+
+// Token is one ops credential; Name is recorded as acknowledged_by.
+type Token struct {
+	Name  string
+	Value string
+}
+
+// Ops serves the ops listener: the /v1 status API (bearer token), health,
+// readiness and metrics.
+type Ops struct {
+	Store   *lifecycle.Store
+	Tokens  []Token
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Ready reports whether this replica should receive traffic.
+	Ready func(ctx context.Context) error
+}
+
+// NewOpsServer returns the ops router. Every route is listed here.
+func NewOpsServer(o *Ops) *echo.Echo {
+	e := newEcho(o.Logger)
+	e.GET("/healthz", healthz)
+	e.GET("/readyz", o.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
+	e.GET("/", statusPage)
+
+	v1 := e.Group("/v1", o.authenticate)
+	v1.GET("/access_codes", o.listAccessCodes)
+	v1.GET("/access_codes/:access_code_id", o.getAccessCode)
+	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
+	v1.GET("/summary", o.summary)
+	v1.GET("/quarantine", o.quarantine)
+	return e
+}
+
+// authenticate checks the bearer token against every configured token in
+// constant time, and remembers the token's name.
+func (o *Ops) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		auth := c.Request().Header.Get(echo.HeaderAuthorization)
+		given, ok := strings.CutPrefix(auth, "Bearer ")
+		name := ""
+		if ok && given != "" {
+			for _, t := range o.Tokens {
+				if subtle.ConstantTimeCompare([]byte(given), []byte(t.Value)) == 1 {
+					name = t.Name
+				}
+			}
+		}
+		if name == "" {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="codewatch"`)
+			return newError(http.StatusUnauthorized, "unauthorized",
+				"missing or unknown bearer token: send Authorization: Bearer <CODEWATCH_OPS_TOKEN>")
+		}
+		c.Set("token_name", name)
+		return next(c)
+	}
+}
+
+func (o *Ops) readyz(c echo.Context) error {
+	if err := o.Ready(c.Request().Context()); err != nil {
+		return newError(http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+	return c.JSON(http.StatusOK, map[string]any{"ok": true})
+}
+
+func accessCodeNotFound(id string) *apiError {
+	e := newError(http.StatusNotFound, "access_code_not_found", "Could not find an access_code with access_code_id")
+	e.Data = map[string]any{"access_code_id": id}
+	return e
+}
+
+func (o *Ops) getAccessCode(c echo.Context) error {
+	id := c.Param("access_code_id")
+	code, err := o.Store.GetAccessCode(c.Request().Context(), id)
+	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+		return accessCodeNotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
+}
+
+var listParams = map[string]bool{"deletion_state": true, "needs_troubleshooting": true,
+	"workspace_id": true, "device_id": true, "limit": true, "cursor": true}
+
+func (o *Ops) listAccessCodes(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		if !listParams[k] {
+			return invalidParam(k, "unknown parameter")
+		}
+	}
+	var f lifecycle.ListFilter
+	if v := q.Get("deletion_state"); v != "" {
+		for _, s := range strings.Split(v, ",") {
+			st := lifecycle.DeletionState(strings.TrimSpace(s))
+			if !validState(st) {
+				return invalidParam("deletion_state", fmt.Sprintf("%q is not one of %s", st, statesList()))
+			}
+			f.States = append(f.States, st)
+		}
+	}
+	if v := q.Get("needs_troubleshooting"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return invalidParam("needs_troubleshooting", "must be true or false")
+		}
+		f.NeedsTroubleshooting = &b
+	}
+	f.WorkspaceID, f.DeviceID = q.Get("workspace_id"), q.Get("device_id")
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	f.Limit = limit
+	if f.Cursor, err = parseCursor(q.Get("cursor")); err != nil {
+		return err
+	}
+	codes, next, err := o.Store.ListAccessCodes(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"access_codes": codes, "next_cursor": cursorOut(next), "ok": true})
+}
+
+func parseLimit(v string) (int, error) {
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > lifecycle.MaxListLimit {
+		return 0, invalidParam("limit", fmt.Sprintf("must be an integer from 1 to %d", lifecycle.MaxListLimit))
+	}
+	return n, nil
+}
+
+// Cursors are opaque to clients: base64 of the last row's key.
+func parseCursor(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err == nil {
+		if n, err := strconv.ParseInt(string(b), 10, 64); err == nil && n > 0 {
+			return n, nil
+		}
+	}
+	return 0, invalidParam("cursor", "not a cursor returned by this API")
+}
+
+func cursorOut(n int64) *string {
+	if n == 0 {
+		return nil
+	}
+	s := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
+	return &s
+}
+
+func validState(s lifecycle.DeletionState) bool {
+	for _, st := range lifecycle.States {
+		if s == st {
+			return true
+		}
+	}
+	return false
+}
+
+func statesList() string {
+	s := make([]string, len(lifecycle.States))
+	for i, st := range lifecycle.States {
+		s[i] = string(st)
+	}
+	return strings.Join(s, ", ")
+}
+
+type acknowledgeBody struct {
+	Note string `json:"note"`
+}
+
+func (o *Ops) acknowledge(c echo.Context) error {
+	id := c.Param("access_code_id")
+	var body acknowledgeBody
+	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
+	if err != nil {
+		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+	}
+	if len(strings.TrimSpace(string(raw))) > 0 {
+		if err := json.Unmarshal(raw, &body); err != nil {
+			return invalidParam("note", "the body must be a JSON object like {\"note\":\"checked the lock on site\"}")
+		}
+	}
+	if len(body.Note) > 2000 || strings.ContainsRune(body.Note, 0) || !utf8.ValidString(body.Note) {
+		return invalidParam("note", "must be text of at most 2000 bytes")
+	}
+	by, _ := c.Get("token_name").(string)
+	code, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note)
+	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+		return accessCodeNotFound(id)
+	}
+	if lifecycle.ErrorCode(err) == lifecycle.EConflict {
+		e := fromDomain(err)
+		e.Type = "nothing_to_acknowledge"
+		return e
+	}
+	if err != nil {
+		return err
+	}
+	o.Logger.Info("trouble acknowledged", "access_code_id", id, "acknowledged_by", by)
+	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
+}
+
+func (o *Ops) summary(c echo.Context) error {
+	sum, err := o.Store.Summarize(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"summary": sum, "ok": true})
+}
+
+func (o *Ops) quarantine(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		if k != "limit" && k != "cursor" {
+			return invalidParam(k, "unknown parameter")
+		}
+	}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	cursor, err := parseCursor(q.Get("cursor"))
+	if err != nil {
+		return err
+	}
+	items, next, err := o.Store.ListQuarantine(c.Request().Context(), limit, cursor)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": cursorOut(next), "ok": true})
+}
+
+// requestID makes a request id shaped like Seam's (a UUID).
+func requestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+//go:embed status.html
+var statusHTML []byte
+
+// statusPage is a small page for ops staff; it reads the /v1 API with the
+// token they type, so it needs none itself.
+func statusPage(c echo.Context) error {
+	return c.HTMLBlob(http.StatusOK, statusHTML)
+}

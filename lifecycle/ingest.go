@@ -1,0 +1,338 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Delivery is one verified webhook.
+type Delivery struct {
+	// MessageID is the svix-id (or webhook-id) header.
+	MessageID string
+	// Body is the raw body exactly as received.
+	Body []byte
+}
+
+// Outcome is what happened to a delivery.
+type Outcome string
+
+// Outcomes.
+const (
+	Stored      Outcome = "stored"
+	Duplicate   Outcome = "duplicate"
+	Quarantined Outcome = "quarantined"
+)
+
+// Result reports a committed delivery.
+type Result struct {
+	Outcome   Outcome
+	EventType string // "" when quarantined
+	// Reason says why a delivery was quarantined.
+	Reason string
+}
+
+// ErrClosed is returned by Ingest after Close.
+var ErrClosed = &Error{Code: EUnavailable, Message: "codewatch is shutting down; retry later"}
+
+type request struct {
+	d      Delivery
+	parsed Parsed
+	reason string // non-empty: quarantine
+	done   chan reply
+}
+
+type reply struct {
+	res Result
+	err error
+}
+
+// ingester batches concurrent deliveries into shared transactions (group
+// commit). Each delivery is still answered only after its own batch commits,
+// and a row the database refuses fails only its own delivery.
+type ingester struct {
+	s     *Store
+	queue chan *request
+	mu    sync.RWMutex // held for reading while sending on queue
+	shut  bool
+	wg    sync.WaitGroup
+}
+
+func newIngester(s *Store) *ingester {
+	return &ingester{s: s, queue: make(chan *request, s.cfg.Workers*s.cfg.MaxBatch)}
+}
+
+func (g *ingester) start() {
+	for i := 0; i < g.s.cfg.Workers; i++ {
+		g.wg.Add(1)
+		go g.work()
+	}
+}
+
+func (g *ingester) close() {
+	g.mu.Lock()
+	if !g.shut {
+		g.shut = true
+		close(g.queue)
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+func (g *ingester) work() {
+	defer g.wg.Done()
+	max := g.s.cfg.MaxBatch
+	for first := range g.queue {
+		batch := []*request{first}
+	drain:
+		for len(batch) < max {
+			select {
+			case r, ok := <-g.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		g.commit(batch)
+	}
+}
+
+// Ingest records one verified delivery: stored, duplicate or quarantined. It
+// returns only after the transaction that holds it has committed, or an
+// *Error with EUnavailable when that cannot be known to have happened.
+func (s *Store) Ingest(ctx context.Context, d Delivery) (Result, error) {
+	r := &request{d: d, done: make(chan reply, 1)}
+	p, err := Parse(d.Body)
+	if err != nil {
+		var u *Unusable
+		if !errors.As(err, &u) {
+			return Result{}, err
+		}
+		r.reason = u.Reason
+	}
+	r.parsed = p
+
+	g := s.ing
+	g.mu.RLock()
+	if g.shut {
+		g.mu.RUnlock()
+		return Result{}, ErrClosed
+	}
+	select {
+	case g.queue <- r:
+		g.mu.RUnlock()
+	case <-ctx.Done():
+		g.mu.RUnlock()
+		return Result{}, unavailable(ctx.Err())
+	}
+	select {
+	case rep := <-r.done:
+		return rep.res, rep.err
+	case <-ctx.Done():
+		// The batch may still commit; Svix's retry will then be a duplicate.
+		return Result{}, unavailable(ctx.Err())
+	}
+}
+
+// commit runs one batch, splitting it when the database refuses a row.
+func (g *ingester) commit(batch []*request) {
+	s := g.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TxTimeout)
+	defer cancel()
+	var results map[*request]Result
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		results, err = s.ingestTx(ctx, batch)
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		for _, r := range batch {
+			r.done <- reply{res: results[r]}
+		}
+	case dataError(err) && len(batch) > 1:
+		for _, r := range batch {
+			g.commit([]*request{r})
+		}
+	case dataError(err) && len(batch) == 1 && batch[0].reason == "":
+		// Seam signed it: keep it even though the database refused the
+		// parsed row.
+		s.cfg.Logger.Warn("event refused by the database; quarantining it",
+			"message_id", batch[0].d.MessageID, "sqlstate", sqlState(err))
+		r := batch[0]
+		r.reason = "store_failed: sqlstate " + sqlState(err)
+		g.commit(batch)
+	default:
+		s.cfg.Logger.Error("ingest transaction failed", "error", err, "batch", len(batch))
+		for _, r := range batch {
+			r.done <- reply{err: unavailable(err)}
+		}
+	}
+}
+
+// ingestTx stores a batch in one transaction: insert the events (the unique
+// constraints decide duplicates), lock each touched code, fold its events,
+// write its row and any alert, commit.
+func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Result, error) {
+	now := s.cfg.Now()
+	results := make(map[*request]Result, len(batch))
+
+	// Copies of one message within the batch: the first is inserted, the
+	// others are duplicates of it.
+	firsts := make(map[string]*request, len(batch))
+	var events, quarantine []*request
+	for _, r := range batch {
+		if _, ok := firsts[r.d.MessageID]; ok {
+			results[r] = Result{Outcome: Duplicate, EventType: r.parsed.EventType}
+			continue
+		}
+		firsts[r.d.MessageID] = r
+		if r.reason != "" {
+			quarantine = append(quarantine, r)
+		} else {
+			events = append(events, r)
+		}
+	}
+	codeSet := map[string]struct{}{}
+	for _, r := range events {
+		if r.parsed.AccessCodeID != "" && IsAccessCodeEvent(r.parsed.EventType) {
+			codeSet[r.parsed.AccessCodeID] = struct{}{}
+		}
+	}
+	codes := make([]string, 0, len(codeSet))
+	for id := range codeSet {
+		codes = append(codes, id)
+	}
+	sort.Strings(codes)
+
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit it is a no-op
+
+	inserted := map[string]bool{}
+	rows := map[string]*codeRow{}
+	evs := map[string][]Event{}
+	b := &pgx.Batch{}
+	if len(events) > 0 {
+		queueInsertEvents(b, events, inserted)
+	}
+	if len(quarantine) > 0 {
+		queueInsertQuarantine(b, quarantine, inserted)
+	}
+	if len(codes) > 0 {
+		queueLockCodes(b, codes, rows)
+		queueLoadEvents(b, codes, evs)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+
+	if len(codes) > 0 {
+		if len(rows) != len(codes) {
+			// Retention deleted a row between our insert and our lock.
+			return nil, errRowVanished
+		}
+		changes := s.recompute(now, rows, evs)
+		b = &pgx.Batch{}
+		s.queueWrite(b, now, changes)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+
+	for _, r := range events {
+		out := Duplicate
+		if inserted[r.d.MessageID] {
+			out = Stored
+		}
+		results[r] = Result{Outcome: out, EventType: r.parsed.EventType}
+	}
+	for _, r := range quarantine {
+		out := Duplicate
+		if inserted[r.d.MessageID] {
+			out = Quarantined
+		}
+		results[r] = Result{Outcome: out, Reason: r.reason}
+	}
+	for _, r := range batch {
+		if res, ok := results[r]; ok && res.Outcome == Duplicate {
+			if first := firsts[r.d.MessageID]; first != r {
+				// A copy within the batch reports what happened to the first.
+				results[r] = Result{Outcome: Duplicate, EventType: results[first].EventType}
+			}
+		}
+	}
+	return results, nil
+}
+
+func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) {
+	n := len(reqs)
+	msg, eid, typ := make([]string, n), make([]string, n), make([]string, n)
+	ws, code, dev, acct, details := mk(n), mk(n), mk(n), mk(n), mk(n)
+	occ, cre := mkt(n), mkt(n)
+	raw := make([][]byte, n)
+	for i, r := range reqs {
+		p := &r.parsed
+		msg[i], eid[i], typ[i] = r.d.MessageID, p.EventID, p.EventType
+		ws[i], code[i], dev[i], acct[i] = nonEmpty(p.WorkspaceID), nonEmpty(p.AccessCodeID), nonEmpty(p.DeviceID), nonEmpty(p.ConnectedAccountID)
+		occ[i], cre[i] = p.OccurredAt, p.CreatedAt
+		if p.Details != nil {
+			d := string(p.Details)
+			details[i] = &d
+		}
+		raw[i] = r.d.Body
+	}
+	// ON CONFLICT DO NOTHING with no target covers both unique constraints
+	// (message_id and event_id); RETURNING names the rows that were new.
+	b.Queue(`INSERT INTO events (message_id, event_id, event_type, workspace_id,
+			occurred_at, created_at, access_code_id, device_id, connected_account_id,
+			details, raw)
+		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
+			AS u(m, e, t, w, o, c, a, d, ca, det, r)
+		ON CONFLICT DO NOTHING
+		RETURNING message_id`,
+		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw).
+		Query(collectInserted(inserted))
+}
+
+func queueInsertQuarantine(b *pgx.Batch, reqs []*request, inserted map[string]bool) {
+	n := len(reqs)
+	msg, reason := make([]string, n), make([]string, n)
+	raw := make([][]byte, n)
+	for i, r := range reqs {
+		msg[i], reason[i], raw[i] = r.d.MessageID, r.reason, r.d.Body
+	}
+	b.Queue(`INSERT INTO quarantine (message_id, reason, raw)
+		SELECT m, r, b FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(m, r, b)
+		ON CONFLICT (message_id) DO NOTHING
+		RETURNING message_id`, msg, reason, raw).
+		Query(collectInserted(inserted))
+}
+
+func collectInserted(inserted map[string]bool) func(pgx.Rows) error {
+	return func(rs pgx.Rows) error {
+		for rs.Next() {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				return err
+			}
+			inserted[id] = true
+		}
+		return rs.Err()
+	}
+}

@@ -1,0 +1,169 @@
+package lifecycle
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxIDLength bounds the ids codewatch indexes. Seam's are UUIDs; anything
+// longer than this is not a Seam id and would not fit a btree index entry.
+const MaxIDLength = 255
+
+// Parsed is what codewatch reads out of a verified body. The raw body itself
+// is stored beside it untouched.
+type Parsed struct {
+	EventID            string
+	EventType          string
+	WorkspaceID        string
+	AccessCodeID       string
+	DeviceID           string
+	ConnectedAccountID string
+	OccurredAt         *time.Time
+	CreatedAt          *time.Time
+	// Details holds the errors and warnings arrays, when the body has any.
+	Details json.RawMessage
+}
+
+// Unusable says why a verified body cannot be processed; the body goes to
+// quarantine with Reason.
+type Unusable struct{ Reason string }
+
+func (u *Unusable) Error() string { return "unusable event: " + u.Reason }
+
+func unusable(format string, a ...any) *Unusable {
+	return &Unusable{Reason: fmt.Sprintf(format, a...)}
+}
+
+// detailKeys are the arrays in which Seam explains trouble.
+var detailKeys = []string{
+	"access_code_errors", "access_code_warnings",
+	"device_errors", "device_warnings",
+	"connected_account_errors", "connected_account_warnings",
+}
+
+// Parse reads a Seam event body. It never fails on fields it does not know:
+// Seam adds fields over time and they stay in the raw body. It returns
+// *Unusable when the body is not a usable event.
+func Parse(raw []byte) (Parsed, error) {
+	var p Parsed
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return p, unusable("not_json: body is not a JSON object")
+	}
+
+	var err error
+	if p.EventID, err = stringField(fields, "event_id", true); err != nil {
+		return p, err
+	}
+	if p.EventType, err = stringField(fields, "event_type", true); err != nil {
+		return p, err
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"workspace_id", &p.WorkspaceID},
+		{"access_code_id", &p.AccessCodeID},
+		{"device_id", &p.DeviceID},
+		{"connected_account_id", &p.ConnectedAccountID},
+	} {
+		if *f.dst, err = stringField(fields, f.name, false); err != nil {
+			return p, err
+		}
+	}
+	if p.OccurredAt, err = timeField(fields, "occurred_at"); err != nil {
+		return p, err
+	}
+	if p.CreatedAt, err = timeField(fields, "created_at"); err != nil {
+		return p, err
+	}
+	p.Details = details(fields)
+	return p, nil
+}
+
+// stringField reads a string id. Absent and null are the same; required
+// fields must be present and non-empty.
+func stringField(fields map[string]json.RawMessage, name string, required bool) (string, error) {
+	v, ok := fields[name]
+	if !ok || string(v) == "null" {
+		if required {
+			return "", unusable("missing_%s", name)
+		}
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", unusable("invalid_%s: must be a string", name)
+	}
+	switch {
+	case s == "" && required:
+		return "", unusable("missing_%s", name)
+	case len(s) > MaxIDLength:
+		return "", unusable("invalid_%s: longer than %d bytes", name, MaxIDLength)
+	case strings.ContainsRune(s, 0) || !utf8.ValidString(s):
+		// Postgres text cannot hold NUL.
+		return "", unusable("invalid_%s: contains a NUL or invalid UTF-8", name)
+	}
+	return s, nil
+}
+
+// timeField reads an ISO 8601 timestamp. Absent or null is nil.
+func timeField(fields map[string]json.RawMessage, name string) (*time.Time, error) {
+	v, ok := fields[name]
+	if !ok || string(v) == "null" {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, unusable("invalid_%s: must be an ISO 8601 string", name)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil, unusable("invalid_%s: %q is not an ISO 8601 time", name, truncate(s, 64))
+	}
+	t = t.UTC()
+	return &t, nil
+}
+
+// details keeps the errors and warnings arrays, if any, as one JSON object.
+func details(fields map[string]json.RawMessage) json.RawMessage {
+	out := make(map[string]json.RawMessage)
+	for _, k := range detailKeys {
+		v, ok := fields[k]
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		// jsonb rejects \u0000; such details stay in the raw body only.
+		if len(v) == 0 || v[0] != '[' || bytes.Contains(v, []byte(`\u0000`)) {
+			continue
+		}
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Kind is the stable part of a reason ("not_json", "missing_event_id", ...),
+// fit for a metric label.
+func (u *Unusable) Kind() string {
+	kind, _, _ := strings.Cut(u.Reason, ":")
+	return kind
+}

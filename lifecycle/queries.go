@@ -1,0 +1,308 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// GetAccessCode returns one code with its history.
+func (s *Store) GetAccessCode(ctx context.Context, id string) (*AccessCode, error) {
+	b := &pgx.Batch{}
+	var row *codeRow
+	b.Queue(`SELECT `+codeColumns+` FROM access_codes WHERE access_code_id = $1`, id).
+		QueryRow(func(r pgx.Row) error {
+			var err error
+			row, err = scanCode(r)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+	var events []EventRef
+	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at
+		FROM events
+		WHERE access_code_id = $1 AND event_type LIKE 'access_code.%'
+		ORDER BY 3, event_id`, id).
+		Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				var e EventRef
+				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt); err != nil {
+					return err
+				}
+				events = append(events, e)
+			}
+			return rs.Err()
+		})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, unavailable(err)
+	}
+	if row == nil {
+		return nil, &Error{Code: ENotFound, Message: "Could not find an access_code with access_code_id"}
+	}
+	row.Events = events
+	if row.Events == nil {
+		row.Events = []EventRef{}
+	}
+	return &row.AccessCode, nil
+}
+
+// ListFilter selects codes for ListAccessCodes. Empty fields do not filter.
+type ListFilter struct {
+	States               []DeletionState
+	NeedsTroubleshooting *bool
+	WorkspaceID          string
+	DeviceID             string
+	Limit                int
+	// Cursor is the NextCursor of the previous page.
+	Cursor int64
+}
+
+// MaxListLimit caps a page.
+const MaxListLimit = 500
+
+// ListAccessCodes returns codes newest first (by when codewatch first heard of
+// them), a page at a time. Paging is keyset on an id that never changes, so it
+// is stable while codes are added. nextCursor is 0 on the last page.
+func (s *Store) ListAccessCodes(ctx context.Context, f ListFilter) (codes []AccessCode, nextCursor int64, err error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if len(f.States) > 0 {
+		states := make([]string, len(f.States))
+		for i, st := range f.States {
+			states[i] = string(st)
+		}
+		where = append(where, "deletion_state = ANY("+arg(states)+"::text[])")
+	}
+	if f.NeedsTroubleshooting != nil {
+		where = append(where, "needs_troubleshooting = "+arg(*f.NeedsTroubleshooting))
+	}
+	if f.WorkspaceID != "" {
+		where = append(where, "workspace_id = "+arg(f.WorkspaceID))
+	}
+	if f.DeviceID != "" {
+		where = append(where, "device_id = "+arg(f.DeviceID))
+	}
+	if f.Cursor > 0 {
+		where = append(where, "id < "+arg(f.Cursor))
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxListLimit {
+		limit = 100
+	}
+	q := `SELECT ` + codeColumns + ` FROM access_codes`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	// One more than the page tells whether there is a next page.
+	q += " ORDER BY id DESC LIMIT " + arg(limit+1)
+	rs, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	defer rs.Close()
+	codes = []AccessCode{}
+	var lastID int64
+	for rs.Next() {
+		c, err := scanCode(rs)
+		if err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if len(codes) == limit {
+			nextCursor = lastID
+			break
+		}
+		codes = append(codes, c.AccessCode)
+		lastID = c.id
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return codes, nextCursor, nil
+}
+
+// StatusSummary is the state of all tracked codes at a glance.
+type StatusSummary struct {
+	DeletionStates       map[DeletionState]int64 `json:"deletion_states"`
+	Total                int64                   `json:"total"`
+	NeedsTroubleshooting int64                   `json:"needs_troubleshooting"`
+	ByReason             map[string]int64        `json:"needs_troubleshooting_by_reason"`
+	// OldestUnconfirmedDeletionAgeSeconds is null when every deletion is
+	// confirmed.
+	OldestUnconfirmedDeletionAgeSeconds *int64     `json:"oldest_unconfirmed_deletion_age_seconds"`
+	OldestUnconfirmedDeletionAt         *time.Time `json:"oldest_unconfirmed_deletion_at"`
+	// LastEventReceivedAt is when the newest stored event arrived.
+	LastEventReceivedAt *time.Time `json:"last_event_received_at"`
+	// OutboxDepth counts alert deliveries not yet made.
+	OutboxDepth int64 `json:"outbox_depth"`
+}
+
+// Summarize counts codes per state and trouble. Each count reads an index.
+func (s *Store) Summarize(ctx context.Context) (*StatusSummary, error) {
+	sum := &StatusSummary{DeletionStates: map[DeletionState]int64{}, ByReason: map[string]int64{}}
+	for _, st := range States {
+		sum.DeletionStates[st] = 0
+	}
+	for _, r := range Reasons {
+		sum.ByReason[r] = 0
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT deletion_state, count(*) FROM access_codes GROUP BY 1`).Query(func(rs pgx.Rows) error {
+		for rs.Next() {
+			var st string
+			var n int64
+			if err := rs.Scan(&st, &n); err != nil {
+				return err
+			}
+			sum.DeletionStates[DeletionState(st)] = n
+			sum.Total += n
+		}
+		return rs.Err()
+	})
+	b.Queue(`SELECT troubleshooting_reason, count(*) FROM access_codes
+		WHERE needs_troubleshooting GROUP BY 1`).Query(func(rs pgx.Rows) error {
+		for rs.Next() {
+			var r *string
+			var n int64
+			if err := rs.Scan(&r, &n); err != nil {
+				return err
+			}
+			if r != nil {
+				sum.ByReason[*r] = n
+			}
+			sum.NeedsTroubleshooting += n
+		}
+		return rs.Err()
+	})
+	b.Queue(`SELECT min(deleted_at) FROM access_codes
+		WHERE deletion_state IN ('awaiting_removal', 'delayed', 'failed')`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&sum.OldestUnconfirmedDeletionAt)
+	})
+	// The newest row by primary key is the newest received: no index on
+	// received_at needed.
+	b.Queue(`SELECT max(received_at) FROM (SELECT received_at FROM events ORDER BY id DESC LIMIT 1) t`).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.LastEventReceivedAt) })
+	b.Queue(`SELECT count(*) FROM alert_deliveries WHERE status = 'pending'`).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.OutboxDepth) })
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, unavailable(err)
+	}
+	if t := sum.OldestUnconfirmedDeletionAt; t != nil {
+		age := int64(s.cfg.Now().Sub(*t) / time.Second)
+		if age < 0 {
+			age = 0
+		}
+		sum.OldestUnconfirmedDeletionAgeSeconds = &age
+	}
+	return sum, nil
+}
+
+// QuarantinedDelivery is a verified delivery codewatch could not use.
+type QuarantinedDelivery struct {
+	ID         int64     `json:"quarantine_id"`
+	MessageID  string    `json:"message_id"`
+	Reason     string    `json:"reason"`
+	ReceivedAt time.Time `json:"received_at"`
+	SizeBytes  int       `json:"size_bytes"`
+	// Body is the raw body when it is valid UTF-8, for a quick look.
+	Body *string `json:"body"`
+}
+
+// ListQuarantine returns quarantined deliveries, newest first.
+func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]QuarantinedDelivery, int64, error) {
+	if limit <= 0 || limit > MaxListLimit {
+		limit = 100
+	}
+	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, raw FROM quarantine
+		WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, cursor, limit+1)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	defer rs.Close()
+	out := []QuarantinedDelivery{}
+	var next int64
+	for rs.Next() {
+		var q QuarantinedDelivery
+		var raw []byte
+		if err := rs.Scan(&q.ID, &q.MessageID, &q.Reason, &q.ReceivedAt, &raw); err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if len(out) == limit {
+			next = out[len(out)-1].ID
+			break
+		}
+		q.SizeBytes = len(raw)
+		if body := string(raw); utf8.ValidString(body) {
+			q.Body = &body
+		}
+		out = append(out, q)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return out, next, nil
+}
+
+// Acknowledge records that an operator has dealt with a code's current
+// trouble: the flag clears, a resolution alert goes out, and only new trouble
+// flags the code again.
+func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*AccessCode, error) {
+	now := s.cfg.Now()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+
+	row, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM access_codes
+		WHERE access_code_id = $1 FOR UPDATE`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &Error{Code: ENotFound, Message: "Could not find an access_code with access_code_id"}
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if row.troubleKey == nil {
+		return nil, errorf(EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
+	}
+	if row.NeedsTroubleshooting {
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE access_codes SET needs_troubleshooting = false,
+				acknowledged_key = trouble_key, acknowledged_at = $2, acknowledged_by = $3,
+				acknowledgement_note = $4, last_alert_at = NULL, updated_at = $2
+			WHERE access_code_id = $1`, id, now, by, note)
+		st := rowState(row)
+		flag := &Flag{Reason: deref(row.TroubleshootingReason), Key: *row.troubleKey, Details: row.TroubleshootingDetails}
+		a := s.newAlert(now, AlertResolved, st, flag, "acknowledged")
+		a.AcknowledgedBy, a.Note = by, note
+		a.Message = alertMessage(a.AlertPayload)
+		s.queueAlerts(b, []*pendingAlert{a})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, unavailable(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, unavailable(err)
+		}
+	}
+	return s.GetAccessCode(ctx, id)
+}
+
+// rowState rebuilds the parts of a State an alert shows from a stored row.
+func rowState(r *codeRow) State {
+	return State{
+		AccessCodeID: r.AccessCodeID, WorkspaceID: deref(r.WorkspaceID),
+		DeviceID: deref(r.DeviceID), ConnectedAccountID: deref(r.ConnectedAccountID),
+		DeletionState: r.DeletionState, OnDevice: r.OnDevice, DeletionEventID: deref(r.deletionEventID),
+		CreatedAt: r.CreatedAt, SetOnDeviceAt: r.SetOnDeviceAt, DeletedAt: r.DeletedAt,
+		RemovedFromDeviceAt: r.RemovedFromDeviceAt, LastEventAt: r.LastEventAt,
+	}
+}

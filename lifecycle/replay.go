@@ -1,0 +1,96 @@
+package lifecycle
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ReplayProgress reports a replay's advance.
+type ReplayProgress struct {
+	Done, Total, Changed int
+}
+
+// Replay recomputes every code's row from its stored events, in batches of
+// batchSize codes, each in its own transaction under the same row locks as
+// ingest, so it is safe while the service runs. It creates rows for codes
+// whose events predate them, and queues the alerts a changed rule calls for.
+func (s *Store) Replay(ctx context.Context, batchSize int, progress func(ReplayProgress)) (ReplayProgress, error) {
+	var p ReplayProgress
+	if batchSize <= 0 {
+		batchSize = 500
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT access_code_id) FROM events
+		WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'`).Scan(&p.Total); err != nil {
+		return p, unavailable(err)
+	}
+	last := ""
+	for {
+		var ids []string
+		rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
+			WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'
+				AND access_code_id > $1
+			ORDER BY 1 LIMIT $2`, last, batchSize)
+		if err != nil {
+			return p, unavailable(err)
+		}
+		for rs.Next() {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				rs.Close()
+				return p, unavailable(err)
+			}
+			ids = append(ids, id)
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return p, unavailable(err)
+		}
+		if len(ids) == 0 {
+			return p, nil
+		}
+		changed, err := s.replayBatch(ctx, ids)
+		if err != nil {
+			return p, err
+		}
+		p.Done += len(ids)
+		p.Changed += changed
+		last = ids[len(ids)-1]
+		if progress != nil {
+			progress(p)
+		}
+	}
+}
+
+func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
+	now := s.cfg.Now()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	rows := map[string]*codeRow{}
+	evs := map[string][]Event{}
+	b := &pgx.Batch{}
+	queueLockCodes(b, ids, rows)
+	queueLoadEvents(b, ids, evs)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, unavailable(err)
+	}
+	changes := s.recompute(now, rows, evs)
+	changed := 0
+	for _, c := range changes {
+		if c.old.DeletionState != c.st.DeletionState || c.old.NeedsTroubleshooting != c.needs {
+			changed++
+		}
+	}
+	b = &pgx.Batch{}
+	s.queueWrite(b, now, changes)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, unavailable(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, unavailable(err)
+	}
+	return changed, nil
+}

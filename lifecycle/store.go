@@ -1,0 +1,321 @@
+package lifecycle
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config tunes a Store.
+type Config struct {
+	// RemovalTimeout is how long a deletion may await confirmation before it
+	// is overdue; 0 disables overdue detection.
+	RemovalTimeout time.Duration
+	// Sinks are the alert sinks a new alert is queued for (see package alert).
+	Sinks []string
+	// Workers is the number of concurrent ingest transactions (group commit).
+	Workers int
+	// MaxBatch caps the deliveries committed in one transaction.
+	MaxBatch int
+	// TxTimeout bounds one ingest transaction, so a request never waits
+	// past Svix's 15 s window on a stuck database.
+	TxTimeout time.Duration
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 128
+	}
+	if c.TxTimeout <= 0 {
+		c.TxTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(c.Sinks) == 0 {
+		c.Sinks = []string{"log"}
+	}
+}
+
+// Store keeps events and access codes in Postgres.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	ing  *ingester
+}
+
+// NewStore returns a Store on pool. Call Start before Ingest and Close after
+// the last Ingest.
+func NewStore(pool *pgxpool.Pool, cfg Config) *Store {
+	cfg.defaults()
+	s := &Store{pool: pool, cfg: cfg}
+	s.ing = newIngester(s)
+	return s
+}
+
+// Start runs the ingest workers.
+func (s *Store) Start() { s.ing.start() }
+
+// Close stops the ingest workers after they commit what is queued.
+func (s *Store) Close() { s.ing.close() }
+
+// Pool returns the store's pool, for health checks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// codeColumns is the access_codes row as recompute and the API read it.
+const codeColumns = `access_code_id, workspace_id, device_id, connected_account_id,
+	deletion_state, on_device, needs_troubleshooting, troubleshooting_reason,
+	troubleshooting_details, trouble_key, trouble_since, acknowledged_key,
+	acknowledged_at, acknowledged_by, acknowledgement_note, deletion_event_id,
+	created_at, set_on_device_at, deleted_at, removed_from_device_at,
+	last_event_at, terminal_at, last_alert_at, updated_at, id`
+
+// codeRow is one access_codes row.
+type codeRow struct {
+	AccessCode
+	troubleKey      *string
+	troubleSince    *time.Time
+	acknowledgedKey *string
+	deletionEventID *string
+	terminalAt      *time.Time
+	lastAlertAt     *time.Time
+	id              int64
+}
+
+func scanCode(row pgx.Row) (*codeRow, error) {
+	var c codeRow
+	var details []byte
+	err := row.Scan(&c.AccessCodeID, &c.WorkspaceID, &c.DeviceID, &c.ConnectedAccountID,
+		&c.DeletionState, &c.OnDevice, &c.NeedsTroubleshooting, &c.TroubleshootingReason,
+		&details, &c.troubleKey, &c.troubleSince, &c.acknowledgedKey,
+		&c.AcknowledgedAt, &c.AcknowledgedBy, &c.AcknowledgementNote, &c.deletionEventID,
+		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
+		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id)
+	if err != nil {
+		return nil, err
+	}
+	if details != nil {
+		c.TroubleshootingDetails = details
+	}
+	return &c, nil
+}
+
+// lockCodes creates missing rows for ids and locks all of them, in id order so
+// that concurrent transactions (and replicas) cannot deadlock. Lock first,
+// then read events: the last transaction to take a code's lock sees every
+// event committed before it, so no update is lost.
+func queueLockCodes(b *pgx.Batch, ids []string, rows map[string]*codeRow) {
+	// ORDER BY makes new rows get inserted, and so locked, in id order.
+	b.Queue(`INSERT INTO access_codes (access_code_id)
+		SELECT id FROM unnest($1::text[]) AS t(id) ORDER BY id
+		ON CONFLICT (access_code_id) DO NOTHING`, ids)
+	b.Queue(`SELECT `+codeColumns+` FROM access_codes
+		WHERE access_code_id = ANY($1) ORDER BY access_code_id FOR UPDATE`, ids).
+		Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				c, err := scanCode(rs)
+				if err != nil {
+					return err
+				}
+				rows[c.AccessCodeID] = c
+			}
+			return rs.Err()
+		})
+}
+
+// queueLoadEvents reads the history of ids into evs. The occurred_at
+// fallbacks keep an event without one in order by when it was made or seen.
+func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]Event) {
+	b.Queue(`SELECT access_code_id, event_id, event_type,
+			COALESCE(occurred_at, created_at, received_at),
+			COALESCE(workspace_id, ''), COALESCE(device_id, ''),
+			COALESCE(connected_account_id, ''), details
+		FROM events
+		WHERE access_code_id = ANY($1) AND event_type LIKE 'access_code.%'`, ids).
+		Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				var e Event
+				var details []byte
+				if err := rs.Scan(&e.AccessCodeID, &e.EventID, &e.Type, &e.OccurredAt,
+					&e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &details); err != nil {
+					return err
+				}
+				e.Details = details
+				evs[e.AccessCodeID] = append(evs[e.AccessCodeID], e)
+			}
+			return rs.Err()
+		})
+}
+
+// change is the new content of one code's row and the alert it calls for.
+type change struct {
+	old   *codeRow
+	st    State
+	flag  *Flag
+	needs bool
+	alert *pendingAlert
+}
+
+// recompute folds each locked code's events and decides its new row.
+func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]Event) []change {
+	out := make([]change, 0, len(rows))
+	for id, old := range rows {
+		st := Fold(evs[id])
+		st.AccessCodeID = id
+		flag := Assess(st.Summary(), now, s.cfg.RemovalTimeout)
+		out = append(out, s.decide(now, old, st, flag))
+	}
+	return out
+}
+
+// decide applies flag to a code whose fold is st.
+func (s *Store) decide(now time.Time, old *codeRow, st State, flag *Flag) change {
+	ack := deref(old.acknowledgedKey)
+	needs := NeedsTroubleshooting(flag, ack)
+	c := change{old: old, st: st, flag: flag, needs: needs}
+	oldKey := deref(old.troubleKey)
+	newKey := ""
+	if flag != nil {
+		newKey = flag.Key
+	}
+	if t := Transition(old.NeedsTroubleshooting, oldKey, needs, newKey); t != "" {
+		c.alert = s.newAlert(now, t, st, flag, resolution(st, t))
+	}
+	return c
+}
+
+func resolution(st State, alertType string) string {
+	if alertType != AlertResolved {
+		return ""
+	}
+	return string(st.DeletionState)
+}
+
+// queueWrite writes the changes and their alerts.
+func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
+	if len(changes) == 0 {
+		return
+	}
+	n := len(changes)
+	var (
+		ids, ws, dev, acct, state, reason, details, key, delID = mk(n), mk(n), mk(n), mk(n), make([]string, n), mk(n), mk(n), mk(n), mk(n)
+		onDevice                                               = make([]*bool, n)
+		needs                                                  = make([]bool, n)
+		since, created, set, deleted, removed, last, terminal  = mkt(n), mkt(n), mkt(n), mkt(n), mkt(n), mkt(n), mkt(n)
+		lastAlert                                              = mkt(n)
+	)
+	var alerts []*pendingAlert
+	for i, c := range changes {
+		st := c.st
+		ids[i] = &changes[i].old.AccessCodeID
+		ws[i], dev[i], acct[i] = nonEmpty(st.WorkspaceID), nonEmpty(st.DeviceID), nonEmpty(st.ConnectedAccountID)
+		state[i] = string(st.DeletionState)
+		onDevice[i] = st.OnDevice
+		needs[i] = c.needs
+		if c.flag != nil {
+			reason[i] = &c.flag.Reason
+			key[i] = &c.flag.Key
+			since[i] = &c.flag.Since
+			d := troubleDetails(c.flag)
+			details[i] = &d
+		}
+		delID[i] = nonEmpty(st.DeletionEventID)
+		created[i], set[i], deleted[i], removed[i], last[i] = st.CreatedAt, st.SetOnDeviceAt, st.DeletedAt, st.RemovedFromDeviceAt, st.LastEventAt
+		switch {
+		case !st.DeletionState.Terminal():
+		case c.old.terminalAt != nil && c.old.DeletionState.Terminal():
+			terminal[i] = c.old.terminalAt
+		default:
+			terminal[i] = &now
+		}
+		lastAlert[i] = c.old.lastAlertAt
+		if c.alert != nil {
+			alerts = append(alerts, c.alert)
+			if c.alert.Type == AlertResolved {
+				lastAlert[i] = nil
+			} else {
+				lastAlert[i] = &now
+			}
+		}
+	}
+	b.Queue(`UPDATE access_codes c SET
+			workspace_id = u.ws, device_id = u.dev, connected_account_id = u.acct,
+			deletion_state = u.state, on_device = u.on_device,
+			needs_troubleshooting = u.needs, troubleshooting_reason = u.reason,
+			troubleshooting_details = u.details::jsonb, trouble_key = u.key,
+			trouble_since = u.since, deletion_event_id = u.del_id,
+			created_at = u.created, set_on_device_at = u.set, deleted_at = u.deleted,
+			removed_from_device_at = u.removed, last_event_at = u.last,
+			terminal_at = u.terminal, last_alert_at = u.last_alert, updated_at = $19
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+			$7::bool[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[],
+			$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
+			$17::timestamptz[], $18::timestamptz[], $20::timestamptz[])
+			AS u(id, ws, dev, acct, state, on_device, needs, reason, details, key, since,
+				del_id, created, set, deleted, removed, last, terminal, last_alert)
+		WHERE c.access_code_id = u.id`,
+		ids, ws, dev, acct, state, onDevice, needs, reason, details, key, since, delID,
+		created, set, deleted, removed, last, terminal, now, lastAlert)
+	s.queueAlerts(b, alerts)
+}
+
+// troubleDetails is what ops staff see of a trouble: Seam's own errors and
+// warnings from the event that caused it.
+func troubleDetails(f *Flag) string {
+	d := map[string]json.RawMessage{}
+	if len(f.Details) > 0 {
+		_ = json.Unmarshal(f.Details, &d)
+	}
+	out := map[string]any{}
+	for _, k := range []string{"access_code_errors", "access_code_warnings", "device_errors", "device_warnings"} {
+		if v, ok := d[k]; ok {
+			out[k] = v
+		} else {
+			out[k] = []any{}
+		}
+	}
+	if f.Reason != ReasonOverdue {
+		out["event_id"] = f.Key
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+func mk(n int) []*string     { return make([]*string, n) }
+func mkt(n int) []*time.Time { return make([]*time.Time, n) }
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
