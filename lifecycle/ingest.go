@@ -304,6 +304,10 @@ func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) 
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
 			AS u(m, e, t, w, o, c, a, d, ca, det, r)
+		-- a message already quarantined is a duplicate too. (Not airtight
+		-- against one svix-id arriving at once with two different bodies,
+		-- which Svix never sends: a retry carries the same body.)
+		WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.message_id = u.m)
 		ON CONFLICT DO NOTHING
 		RETURNING message_id`,
 		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw).
@@ -319,6 +323,7 @@ func queueInsertQuarantine(b *pgx.Batch, reqs []*request, inserted map[string]bo
 	}
 	b.Queue(`INSERT INTO quarantine (message_id, reason, raw)
 		SELECT m, r, b FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(m, r, b)
+		WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = u.m)
 		ON CONFLICT (message_id) DO NOTHING
 		RETURNING message_id`, msg, reason, raw).
 		Query(collectInserted(inserted))

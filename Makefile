@@ -1,0 +1,52 @@
+# codewatch. `make run` and `make test` work on a fresh machine with
+# PostgreSQL installed (not running) and Go.
+GO      ?= go
+BIN     := bin/codewatch
+# The Dockerfile builds with exactly these flags.
+BUILD_FLAGS := -trimpath -ldflags='-s -w'
+
+.PHONY: run test test-short build bench faults faults-short fuzz check deploy-check clean
+
+## run: start codewatch with a local Postgres under .codewatch/ (DATABASE_URL unset)
+run:
+	CODEWATCH_LOG_FORMAT=$${CODEWATCH_LOG_FORMAT:-text} $(GO) run ./cmd/codewatch serve
+
+## test: every test, with the race detector, against one throwaway Postgres
+test:
+	@if command -v pg_virtualenv >/dev/null 2>&1; then \
+		pg_virtualenv $(GO) test -race -count=1 ./... ; \
+	else \
+		$(GO) test -race -count=1 ./... ; \
+	fi
+
+build:
+	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/codewatch
+
+## bench: ingest and sweep benchmark against a real Postgres (fsync on)
+bench: build
+	$(GO) run ./test/bench -bin $(BIN) $(BENCH_FLAGS)
+
+## faults: the fault-injection suite (FAULTS_FLAGS=-short for the CI length)
+faults: build
+	$(GO) run ./test/faults -bin $(BIN) $(FAULTS_FLAGS)
+
+faults-short: build
+	$(GO) run ./test/faults -bin $(BIN) -short
+
+## fuzz: a short run of every fuzz target
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lifecycle
+	$(GO) test -run '^$$' -fuzz '^FuzzFold$$' -fuzztime $(FUZZTIME) ./lifecycle
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./handlers
+
+## check: formatting and vet
+check:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+deploy-check:
+	bash deploy/check.sh
+
+clean:
+	rm -rf bin
