@@ -1,0 +1,282 @@
+package lifecycle_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/seamevent"
+)
+
+func newStoreT(t *testing.T, pool *pgxpool.Pool, cfg lifecycle.Config) *lifecycle.Store {
+	t.Helper()
+	s := lifecycle.NewStore(pool, cfg)
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+type sent struct {
+	msgID string
+	body  []byte
+	ev    lifecycle.Event
+}
+
+// storeLifecycle makes the events of one code: created, set, deleted, then a
+// delay, a failure and the confirmation, a second apart.
+func storeLifecycle(t *testing.T, code string, base time.Time, types ...string) []sent {
+	t.Helper()
+	var out []sent
+	for i, typ := range types {
+		at := base.Add(time.Duration(i) * time.Second)
+		id := seamevent.NewID()
+		b, err := seamevent.Build(typ, seamevent.Options{AccessCodeID: code, EventID: id, OccurredAt: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, sent{msgID: "msg_" + id, body: b,
+			ev: lifecycle.Event{EventID: id, Type: typ, OccurredAt: at.Truncate(time.Millisecond), AccessCodeID: code}})
+	}
+	return out
+}
+
+// Twenty events of one code arriving at once end in the state they give in
+// order: the row lock serialises the recomputations and none is lost.
+func TestIngestConcurrentEventsOfOneCode(t *testing.T) {
+	pool := pgtest.New(t)
+	store := newStoreT(t, pool, lifecycle.Config{RemovalTimeout: time.Hour})
+	ctx := context.Background()
+	base := time.Now().Add(-time.Minute)
+	code := seamevent.NewID()
+	types := []string{"access_code.created", "access_code.changed", "access_code.set_on_device"}
+	for i := 0; i < 12; i++ {
+		types = append(types, "access_code.changed")
+	}
+	types = append(types, "access_code.deleted", "access_code.delay_in_removing_from_device",
+		"access_code.failed_to_remove_from_device", "access_code.changed", "access_code.removed_from_device")
+	evs := storeLifecycle(t, code, base, types...)
+	if len(evs) != 20 {
+		t.Fatalf("%d events", len(evs))
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, len(evs))
+	for _, e := range evs {
+		wg.Go(func() {
+			<-start
+			res, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: e.msgID, Body: e.body})
+			if err == nil && res.Outcome != lifecycle.Stored {
+				err = fmt.Errorf("%s: outcome %s", e.ev.Type, res.Outcome)
+			}
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := store.GetAccessCode(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []lifecycle.Event
+	for _, e := range evs {
+		all = append(all, e.ev)
+	}
+	want := lifecycle.Fold(all)
+	if got.DeletionState != want.DeletionState || got.DeletionState != lifecycle.Removed {
+		t.Fatalf("state %s, fold says %s, want removed", got.DeletionState, want.DeletionState)
+	}
+	if len(got.Events) != 20 || got.NeedsTroubleshooting || *got.OnDevice {
+		t.Fatalf("events %d needs %v on_device %v", len(got.Events), got.NeedsTroubleshooting, *got.OnDevice)
+	}
+	for i := 1; i < len(got.Events); i++ {
+		if got.Events[i].OccurredAt.Before(got.Events[i-1].OccurredAt) {
+			t.Fatalf("history not oldest first")
+		}
+	}
+}
+
+// Many codes, many concurrent deliveries, shuffled: every code ends as the
+// pure fold of its events says, and each delivery is stored once.
+func TestIngestGroupCommitManyCodes(t *testing.T) {
+	pool := pgtest.New(t)
+	store := newStoreT(t, pool, lifecycle.Config{RemovalTimeout: time.Hour, Workers: 3, MaxBatch: 16})
+	ctx := context.Background()
+	base := time.Now().Add(-10 * time.Minute)
+	endings := [][]string{
+		{"access_code.created", "access_code.set_on_device", "access_code.deleted", "access_code.removed_from_device"},
+		{"access_code.created", "access_code.set_on_device", "access_code.deleted", "access_code.failed_to_remove_from_device"},
+		{"access_code.created", "access_code.deleted"},
+		{"access_code.set_on_device", "access_code.deleted", "access_code.delay_in_removing_from_device"},
+		{"access_code.created", "access_code.set_on_device"},
+	}
+	byCode := map[string][]lifecycle.Event{}
+	var all []sent
+	for i := 0; i < 60; i++ {
+		code := seamevent.NewID()
+		evs := storeLifecycle(t, code, base, endings[i%len(endings)]...)
+		for _, e := range evs {
+			byCode[code] = append(byCode[code], e.ev)
+		}
+		all = append(all, evs...)
+	}
+	// Duplicates on purpose: a third of the messages twice.
+	all = append(all, all[:len(all)/3]...)
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[lifecycle.Outcome]int{}
+	sem := make(chan struct{}, 32)
+	for _, e := range all {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			res, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: e.msgID, Body: e.body})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			outcomes[res.Outcome]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	unique := len(all) - len(all)/4 // all = n + n/3, so n/3 = len/4
+	if outcomes[lifecycle.Stored] != unique || outcomes[lifecycle.Duplicate] != len(all)-unique {
+		t.Fatalf("outcomes %v, want %d stored", outcomes, unique)
+	}
+	var rows int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&rows); err != nil || rows != unique {
+		t.Fatalf("%d rows (%v), want %d", rows, err, unique)
+	}
+	for code, evs := range byCode {
+		got, err := store.GetAccessCode(ctx, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := lifecycle.Fold(evs); got.DeletionState != want.DeletionState {
+			t.Fatalf("%s: %s, want %s", code, got.DeletionState, want.DeletionState)
+		}
+	}
+}
+
+// A row the database refuses fails only its own delivery: the rest of the
+// batch commits, and the refused one is kept in quarantine.
+func TestIngestRefusedRowIsIsolated(t *testing.T) {
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	// A constraint only this test's database has, to make Postgres refuse
+	// one row that Parse accepts.
+	if _, err := pool.Exec(ctx, `ALTER TABLE events ADD CONSTRAINT refuse_test CHECK (event_type <> 'test.refused')`); err != nil {
+		t.Fatal(err)
+	}
+	store := newStoreT(t, pool, lifecycle.Config{Workers: 1, MaxBatch: 64})
+	var wg sync.WaitGroup
+	results := make([]lifecycle.Result, 30)
+	errs := make([]error, 30)
+	for i := range 30 {
+		typ := "access_code.changed"
+		if i == 7 {
+			typ = "test.refused"
+		}
+		b, _ := seamevent.Build(typ, seamevent.Options{AccessCodeID: seamevent.NewID()})
+		wg.Go(func() {
+			results[i], errs[i] = store.Ingest(ctx, lifecycle.Delivery{MessageID: fmt.Sprintf("msg_refuse_%d", i), Body: b})
+		})
+	}
+	wg.Wait()
+	for i := range 30 {
+		if errs[i] != nil {
+			t.Fatalf("%d: %v", i, errs[i])
+		}
+		want := lifecycle.Stored
+		if i == 7 {
+			want = lifecycle.Quarantined
+		}
+		if results[i].Outcome != want {
+			t.Fatalf("%d: %s, want %s", i, results[i].Outcome, want)
+		}
+	}
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT reason FROM quarantine WHERE message_id = 'msg_refuse_7'`).Scan(&reason); err != nil || reason != "store_failed: sqlstate 23514" {
+		t.Fatalf("quarantine reason %q %v", reason, err)
+	}
+}
+
+// Replay rebuilds rows from events: missing rows come back, wrong ones are
+// corrected, and progress is reported.
+func TestReplay(t *testing.T) {
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	store := newStoreT(t, pool, lifecycle.Config{RemovalTimeout: time.Hour})
+	base := time.Now().Add(-time.Minute)
+	want := map[string]lifecycle.DeletionState{}
+	for i := range 25 {
+		code := seamevent.NewID()
+		types := []string{"access_code.created", "access_code.set_on_device", "access_code.deleted"}
+		if i%2 == 0 {
+			types = append(types, "access_code.removed_from_device")
+		}
+		var evs []lifecycle.Event
+		for _, e := range storeLifecycle(t, code, base, types...) {
+			if _, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: e.msgID, Body: e.body}); err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, e.ev)
+		}
+		want[code] = lifecycle.Fold(evs).DeletionState
+	}
+	// Damage: rows lost and states wrong, as after an upgrade of the rules.
+	if _, err := pool.Exec(ctx, `DELETE FROM access_codes WHERE access_code_id IN (SELECT access_code_id FROM access_codes LIMIT 5)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE access_codes SET deletion_state = 'active'`); err != nil {
+		t.Fatal(err)
+	}
+	var reports []lifecycle.ReplayProgress
+	p, err := store.Replay(ctx, 10, func(p lifecycle.ReplayProgress) { reports = append(reports, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Total != 25 || p.Done != 25 || len(reports) != 3 {
+		t.Fatalf("progress %+v, %d reports", p, len(reports))
+	}
+	for code, st := range want {
+		got, err := store.GetAccessCode(ctx, code)
+		if err != nil {
+			t.Fatalf("%s: %v", code, err)
+		}
+		if got.DeletionState != st {
+			t.Fatalf("%s: %s, want %s", code, got.DeletionState, st)
+		}
+	}
+	// A second replay changes nothing.
+	p, err = store.Replay(ctx, 10, nil)
+	if err != nil || p.Changed != 0 {
+		t.Fatalf("second replay: %+v %v", p, err)
+	}
+}
+
+func TestIngestAfterCloseIsUnavailable(t *testing.T) {
+	store := lifecycle.NewStore(pgtest.New(t), lifecycle.Config{})
+	store.Start()
+	store.Close()
+	_, err := store.Ingest(context.Background(), lifecycle.Delivery{MessageID: "m", Body: []byte(`{}`)})
+	if lifecycle.ErrorCode(err) != lifecycle.EUnavailable {
+		t.Fatalf("got %v", err)
+	}
+}
