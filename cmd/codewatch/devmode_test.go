@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type devBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *devBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *devBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func devAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// The README's first commands: `make run` (serve with no DATABASE_URL starts
+// its own Postgres and makes a secret and a token) and, from a second
+// terminal, `codewatch send` with no flags, then reading the status API.
+func TestDevModeReadmeFlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own Postgres")
+	}
+	dir, err := os.MkdirTemp("", "codewatch-dev-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	env := map[string]string{
+		"CODEWATCH_DATA_DIR":   filepath.Join(dir, ".codewatch"),
+		"CODEWATCH_LISTEN":     devAddr(t),
+		"CODEWATCH_OPS_LISTEN": devAddr(t),
+		"CODEWATCH_LOG_FORMAT": "text",
+	}
+	getenv := func(k string) string { return env[k] }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &devBuffer{}, &devBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, getenv, stdout, stderr) }()
+
+	opsURL := "http://" + env["CODEWATCH_OPS_LISTEN"]
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(opsURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s\n%s", err, stdout, stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready:\n%s\n%s", stdout, stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	banner := stdout.String()
+	st, err := readDevState(env["CODEWATCH_DATA_DIR"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"http://" + env["CODEWATCH_LISTEN"] + "/webhooks/seam", st.WebhookSecret, st.OpsToken} {
+		if !strings.Contains(banner, want) {
+			t.Fatalf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	if !strings.HasPrefix(st.WebhookSecret, "whsec_") {
+		t.Fatalf("dev secret %q", st.WebhookSecret)
+	}
+
+	code := "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e"
+	for _, typ := range []string{"access_code.set_on_device", "access_code.deleted"} {
+		var out bytes.Buffer
+		sendEnv := func(k string) string {
+			if k == "CODEWATCH_DATA_DIR" {
+				return env[k]
+			}
+			return ""
+		}
+		if err := run(ctx, []string{"send", typ, "--access-code-id", code}, sendEnv, &out, io.Discard); err != nil {
+			t.Fatalf("send %s: %v\n%s", typ, err, out.String())
+		}
+		if !strings.Contains(out.String(), `200 {"ok":true}`) {
+			t.Fatalf("send %s printed:\n%s", typ, out.String())
+		}
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, opsURL+"/v1/access_codes/"+code, nil)
+	req.Header.Set("Authorization", "Bearer "+st.OpsToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		AccessCode struct {
+			DeletionState string `json:"deletion_state"`
+			Events        []any  `json:"events"`
+		} `json:"access_code"`
+		OK bool `json:"ok"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil || !got.OK || got.AccessCode.DeletionState != "awaiting_removal" || len(got.AccessCode.Events) != 2 {
+		t.Fatalf("status API: %v %+v", err, got)
+	}
+
+	cancel() // Ctrl-C
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	// The local Postgres stops with it.
+	pid, _ := os.ReadFile(filepath.Join(env["CODEWATCH_DATA_DIR"], "pg", "data", "postmaster.pid"))
+	if len(pid) > 0 {
+		t.Fatalf("local Postgres still running after serve stopped")
+	}
+}
