@@ -11,13 +11,13 @@ BUILD_FLAGS := -trimpath -ldflags='-s -w'
 run:
 	CODEWATCH_LOG_FORMAT=$${CODEWATCH_LOG_FORMAT:-text} $(GO) run ./cmd/codewatch serve
 
+# One throwaway Postgres for a whole go test run (pg_virtualenv, from
+# postgresql-common); without it, each test binary starts a private one.
+WITH_PG := $(shell command -v pg_virtualenv >/dev/null 2>&1 && echo pg_virtualenv)
+
 ## test: every test, with the race detector, against one throwaway Postgres
 test:
-	@if command -v pg_virtualenv >/dev/null 2>&1; then \
-		pg_virtualenv $(GO) test -race -count=1 ./... ; \
-	else \
-		$(GO) test -race -count=1 ./... ; \
-	fi
+	$(WITH_PG) $(GO) test -race -count=1 ./...
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/codewatch
@@ -38,7 +38,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzFold$$' -fuzztime $(FUZZTIME) ./lifecycle
-	$(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./handlers
+	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./handlers
 
 ## check: formatting and vet
 check:
