@@ -420,33 +420,48 @@ func TestOpenAPILive(t *testing.T) {
 	ops := svc.ops.URL
 	ctx := context.Background()
 
+	// Before any event: the summary's nullable fields are null.
+	if _, b := c.do(oaCall{name: "summary, empty", method: http.MethodGet, url: ops + "/v1/summary", header: oaAuth(), want: http.StatusOK}); !bytes.Contains(b, []byte(`"last_event_received_at":null`)) {
+		t.Errorf("empty summary: %s", b)
+	}
+
 	// A code whose removal failed, one active, one deleted before it was
-	// ever programmed.
-	failed, active, unprogrammed := "ac-failed-"+seamevent.NewID(), "ac-active-"+seamevent.NewID(), "ac-unprog-"+seamevent.NewID()
-	base := time.Now().Add(-20 * time.Minute).UTC()
+	// ever programmed, one known only by its deletion (on_device and the
+	// timestamps null), one whose removal is overdue (30 min timeout).
+	id := func(kind string) string { return "ac-" + kind + "-" + seamevent.NewID() }
+	failed, active, unprogrammed, deletedOnly, overdue := id("failed"), id("active"), id("unprog"), id("deleted"), id("overdue")
+	now := time.Now().UTC()
+	base := now.Add(-20 * time.Minute)
 	steps := []struct {
 		code string
 		typ  string
+		at   time.Time
 	}{
-		{failed, "access_code.created"},
-		{failed, "access_code.set_on_device"},
-		{failed, "access_code.deleted"},
-		{failed, "access_code.failed_to_remove_from_device"},
-		{active, "access_code.created"},
-		{active, "access_code.set_on_device"},
-		{unprogrammed, "access_code.created"},
-		{unprogrammed, "access_code.deleted"},
+		{failed, "access_code.created", base},
+		{failed, "access_code.set_on_device", base.Add(time.Minute)},
+		{failed, "access_code.deleted", base.Add(2 * time.Minute)},
+		{failed, "access_code.failed_to_remove_from_device", base.Add(3 * time.Minute)},
+		{active, "access_code.created", base},
+		{active, "access_code.set_on_device", base.Add(time.Minute)},
+		{unprogrammed, "access_code.created", base},
+		{unprogrammed, "access_code.deleted", base.Add(time.Minute)},
+		{deletedOnly, "access_code.deleted", base},
+		{overdue, "access_code.created", now.Add(-3 * time.Hour)},
+		{overdue, "access_code.set_on_device", now.Add(-2 * time.Hour)},
+		{overdue, "access_code.deleted", now.Add(-time.Hour)},
 	}
 	sender := &seamevent.Sender{URL: hook, Secret: secret}
 	var firstMsg string
 	var firstBody []byte
 	for i, s := range steps {
-		body := oaEvent(t, s.typ, s.code, base.Add(time.Duration(i)*time.Minute))
+		body := oaEvent(t, s.typ, s.code, s.at)
 		msg := seamevent.NewMessageID()
 		if i == 0 {
 			firstMsg, firstBody = msg, body
 		}
-		// Through the Sender, as Svix would, then checked like every call.
+		// Every other event goes through the Sender, as Svix would send
+		// it (its reply is checked here, not against the spec); the rest
+		// are validated like every other call.
 		if i%2 == 1 {
 			sender.Standard = i%4 == 1 // webhook-* headers on some
 			rep, err := sender.Send(ctx, msg, body)
@@ -557,32 +572,53 @@ func TestOpenAPILive(t *testing.T) {
 	}
 
 	// Lists, filters, paging.
+	type page struct {
+		AccessCodes []map[string]any `json:"access_codes"`
+		NextCursor  *string          `json:"next_cursor"`
+	}
 	{
 		_, b := c.do(oaCall{name: "list all", method: http.MethodGet, url: ops + "/v1/access_codes", header: oaAuth(), want: http.StatusOK})
-		var r struct {
-			AccessCodes []map[string]any `json:"access_codes"`
-			NextCursor  *string          `json:"next_cursor"`
-		}
+		var r page
 		oaJSON(t, b, &r)
-		if len(r.AccessCodes) != 3 || r.NextCursor != nil {
+		if len(r.AccessCodes) != 5 || r.NextCursor != nil {
 			t.Errorf("list all: %s", b)
+		}
+		for _, ac := range r.AccessCodes {
+			if _, ok := ac["events"]; ok {
+				t.Errorf("list all: events in a list item: %v", ac)
+			}
 		}
 	}
 	{
-		_, b := c.do(oaCall{name: "list page 1", method: http.MethodGet, url: ops + "/v1/access_codes?limit=2", header: oaAuth(), want: http.StatusOK})
-		var r struct {
-			AccessCodes []map[string]any `json:"access_codes"`
-			NextCursor  *string          `json:"next_cursor"`
+		seen := map[string]bool{}
+		u := ops + "/v1/access_codes?limit=2"
+		for pages := 1; ; pages++ {
+			_, b := c.do(oaCall{name: fmt.Sprintf("list page %d", pages), method: http.MethodGet, url: u, header: oaAuth(), want: http.StatusOK})
+			var r page
+			oaJSON(t, b, &r)
+			for _, ac := range r.AccessCodes {
+				seen[ac["access_code_id"].(string)] = true
+			}
+			if r.NextCursor == nil {
+				if pages != 3 || len(seen) != 5 {
+					t.Errorf("paging: %d pages, %d codes, want 3 and 5", pages, len(seen))
+				}
+				break
+			}
+			if pages > 3 {
+				t.Fatalf("paging does not end: %s", b)
+			}
+			u = ops + "/v1/access_codes?limit=2&cursor=" + url.QueryEscape(*r.NextCursor)
 		}
-		oaJSON(t, b, &r)
-		if len(r.AccessCodes) != 2 || r.NextCursor == nil {
-			t.Fatalf("list page 1: %s", b)
+	}
+	{
+		_, b := c.do(oaCall{name: "get overdue code", method: http.MethodGet, url: ops + "/v1/access_codes/" + overdue, header: oaAuth(), want: http.StatusOK})
+		if !bytes.Contains(b, []byte(`"troubleshooting_reason":"removal_overdue"`)) {
+			t.Errorf("overdue code: %s", b)
 		}
-		_, b = c.do(oaCall{name: "list page 2", method: http.MethodGet, header: oaAuth(), want: http.StatusOK,
-			url: ops + "/v1/access_codes?limit=2&cursor=" + url.QueryEscape(*r.NextCursor)})
-		oaJSON(t, b, &r)
-		if len(r.AccessCodes) != 1 || r.NextCursor != nil {
-			t.Errorf("list page 2: %s", b)
+		_, b = c.do(oaCall{name: "get deletion-only code", method: http.MethodGet, url: ops + "/v1/access_codes/" + deletedOnly, header: oaAuth(), want: http.StatusOK})
+		if !bytes.Contains(b, []byte(`"on_device":null`)) {
+			t.Errorf("deletion-only code: %s", b)
 		}
 	}
 	{
@@ -622,7 +658,7 @@ func TestOpenAPILive(t *testing.T) {
 			} `json:"summary"`
 		}
 		oaJSON(t, b, &r)
-		if r.Summary.Total != 3 || r.Summary.NeedsTroubleshooting != 1 {
+		if r.Summary.Total != 5 || r.Summary.NeedsTroubleshooting != 2 {
 			t.Errorf("summary: %s", b)
 		}
 	}

@@ -93,8 +93,17 @@ func accessCodeNotFound(id string) *apiError {
 	return e
 }
 
+// validText reports whether s can be an id codewatch stores: Postgres text
+// holds neither NUL nor invalid UTF-8, and ids are at most 255 bytes.
+func validText(s string) bool {
+	return len(s) <= lifecycle.MaxIDLength && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 func (o *Ops) getAccessCode(c echo.Context) error {
 	id := c.Param("access_code_id")
+	if !validText(id) {
+		return accessCodeNotFound(id)
+	}
 	code, err := o.Store.GetAccessCode(c.Request().Context(), id)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
 		return accessCodeNotFound(id)
@@ -133,6 +142,11 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		f.NeedsTroubleshooting = &b
 	}
 	f.WorkspaceID, f.DeviceID = q.Get("workspace_id"), q.Get("device_id")
+	for name, v := range map[string]string{"workspace_id": f.WorkspaceID, "device_id": f.DeviceID} {
+		if !validText(v) {
+			return invalidParam(name, "must be an id of at most 255 bytes of text")
+		}
+	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		return err
@@ -204,6 +218,9 @@ type acknowledgeBody struct {
 
 func (o *Ops) acknowledge(c echo.Context) error {
 	id := c.Param("access_code_id")
+	if !validText(id) {
+		return accessCodeNotFound(id)
+	}
 	var body acknowledgeBody
 	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
@@ -46,9 +45,18 @@ func newEcho(logger *slog.Logger) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = ErrorHandler(logger)
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: requestID}))
+	e.Use(setRequestID)
 	e.Use(recoverer(logger))
 	return e
+}
+
+// setRequestID gives every request a fresh id, shaped like Seam's. A
+// client's own X-Request-Id is not echoed: it would reach logs unchecked.
+func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderXRequestID, requestID())
+		return next(c)
+	}
 }
 
 // recoverer turns a panic into a 500 with a log line, never a dead process.

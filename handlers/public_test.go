@@ -421,3 +421,43 @@ func TestWebhookConcurrentDuplicates(t *testing.T) {
 		t.Fatalf("%d rows", n)
 	}
 }
+
+// Ids no stored code can have are a client's mistake, never a 5xx.
+func TestOpsRejectsImpossibleIDs(t *testing.T) {
+	pool := pgtest.New(t)
+	store := lifecycle.NewStore(pool, lifecycle.Config{})
+	store.Start()
+	t.Cleanup(store.Close)
+	token := "0123456789abcdef0123"
+	ops := handlers.NewOpsServer(&handlers.Ops{Store: store, Tokens: []handlers.Token{{Name: "t", Value: token}},
+		Metrics: metrics.New(), Logger: slog.New(slog.DiscardHandler), Ready: func(context.Context) error { return nil }})
+	srv := httptest.NewServer(ops)
+	t.Cleanup(srv.Close)
+	cases := []struct {
+		method, path string
+		status       int
+		typ          string
+	}{
+		{"GET", "/v1/access_codes/%00", 404, "access_code_not_found"},
+		{"GET", "/v1/access_codes/%ff%fe", 404, "access_code_not_found"},
+		{"POST", "/v1/access_codes/%00/acknowledge", 404, "access_code_not_found"},
+		{"GET", "/v1/access_codes?workspace_id=%00", 400, "invalid_input"},
+		{"GET", "/v1/access_codes?device_id=%ff", 400, "invalid_input"},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Request-Id", "client-chosen")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		wantError(t, resp.StatusCode, body, c.status, c.typ)
+		if rid := resp.Header.Get("X-Request-Id"); rid == "client-chosen" || len(rid) != 36 {
+			t.Fatalf("%s: request id %q", c.path, rid)
+		}
+	}
+}
