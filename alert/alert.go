@@ -171,7 +171,9 @@ func (d *Dispatcher) deliver(ctx context.Context, c claimed) {
 	case !ok:
 		err = fmt.Errorf("sink %q is not configured in this process", c.sink)
 	default:
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// A send must end well inside the lease, or another dispatcher could
+		// claim the delivery while it is still under way.
+		sctx, cancel := context.WithTimeout(ctx, min(10*time.Second, d.cfg.Lease/2))
 		err = sink.Deliver(sctx, &p, c.payload)
 		cancel()
 	}
@@ -334,17 +336,22 @@ func SlackText(a *lifecycle.AlertPayload) string {
 
 // SeamMessages pulls Seam's human messages out of troubleshooting details.
 func SeamMessages(details json.RawMessage) []string {
-	var d map[string][]struct {
-		Message     string `json:"message"`
-		ErrorCode   string `json:"error_code"`
-		WarningCode string `json:"warning_code"`
-	}
+	// details also holds event_id (a string): read only the arrays.
+	var d map[string]json.RawMessage
 	if len(details) == 0 || json.Unmarshal(details, &d) != nil {
 		return nil
 	}
 	var out []string
 	for _, k := range []string{"access_code_errors", "device_errors", "access_code_warnings", "device_warnings"} {
-		for _, item := range d[k] {
+		var items []struct {
+			Message     string `json:"message"`
+			ErrorCode   string `json:"error_code"`
+			WarningCode string `json:"warning_code"`
+		}
+		if json.Unmarshal(d[k], &items) != nil {
+			continue
+		}
+		for _, item := range items {
 			code := item.ErrorCode
 			if code == "" {
 				code = item.WarningCode

@@ -1,0 +1,280 @@
+package alert_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codewatch/codewatch/alert"
+	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/seamevent"
+)
+
+func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
+	o := newOutbox(t, "slack")
+	slack := newSlackReceiver(t)
+	d := o.dispatcher(o.pool, slack.sink())
+
+	code, alertID := o.fail()
+	dispatch(t, d, 1)
+	texts := slack.got()
+	if len(texts) != 1 {
+		t.Fatalf("slack got %d messages, want 1", len(texts))
+	}
+	text := texts[0]
+	for _, want := range []string{
+		code, testDevice, lifecycle.ReasonFailed,
+		"Failed to remove code from device.", // Seam's own error message
+		"Device is offline",                  // and the device's
+		lifecycle.NextStep(lifecycle.ReasonFailed),
+		alertID,
+		"deleted 10m00s ago",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("slack text lacks %q:\n%s", want, text)
+		}
+	}
+	if row := o.delivery(alertID, "slack"); row.Status != "sent" {
+		t.Fatalf("slack delivery %+v, want sent", row)
+	}
+
+	// The acknowledgement's resolution says who and why, without a next step.
+	if _, err := o.store.Acknowledge(o.ctx, code, "ops@example.com", "code gone in the lock app"); err != nil {
+		t.Fatal(err)
+	}
+	dispatch(t, d, 1)
+	texts = slack.got()
+	if len(texts) != 2 {
+		t.Fatalf("slack got %d messages, want 2", len(texts))
+	}
+	res := texts[1]
+	for _, want := range []string{"Resolved", "acknowledged by ops@example.com", "code gone in the lock app", code, testDevice} {
+		if !strings.Contains(res, want) {
+			t.Errorf("resolution text lacks %q:\n%s", want, res)
+		}
+	}
+	if strings.Contains(res, "Next step") {
+		t.Errorf("resolution text has a next step:\n%s", res)
+	}
+
+	// An overdue deletion, which Seam said nothing about: the reason and
+	// the overdue next step.
+	late := seamevent.NewID()
+	now := o.clock.Now()
+	failCodeErrOverdue(t, o, late, now)
+	dispatch(t, d, 1)
+	texts = slack.got()
+	if len(texts) != 3 {
+		t.Fatalf("slack got %d messages, want 3", len(texts))
+	}
+	for _, want := range []string{late, lifecycle.ReasonOverdue, lifecycle.NextStep(lifecycle.ReasonOverdue)} {
+		if !strings.Contains(texts[2], want) {
+			t.Errorf("overdue text lacks %q:\n%s", want, texts[2])
+		}
+	}
+}
+
+// failCodeErrOverdue ingests a deletion that is already past the removal
+// timeout, so it is flagged overdue at ingest.
+func failCodeErrOverdue(t *testing.T, o *outbox, code string, now time.Time) {
+	t.Helper()
+	for _, e := range []struct {
+		typ string
+		at  time.Duration
+	}{
+		{lifecycle.TypeSetOnDevice, -2 * testTimeout},
+		{lifecycle.TypeDeleted, -testTimeout - time.Minute},
+	} {
+		if err := ingest(o.store, e.typ, code, now.Add(e.at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestLogSinkWritesOneStructuredLine(t *testing.T) {
+	o := newOutbox(t, "log")
+	var buf syncBuffer
+	d := o.dispatcher(o.pool, alert.LogSink{Logger: newJSONLogger(&buf)})
+
+	code, alertID := o.fail()
+	dispatch(t, d, 1)
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(buf.String()))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines, want 1:\n%s", len(lines), buf.String())
+	}
+	l := lines[0]
+	want := map[string]any{
+		"level":                  "WARN",
+		"msg":                    "alert",
+		"type":                   lifecycle.AlertTrouble,
+		"alert_id":               alertID,
+		"access_code_id":         code,
+		"device_id":              testDevice,
+		"workspace_id":           testWorkspace,
+		"deletion_state":         string(lifecycle.Failed),
+		"troubleshooting_reason": lifecycle.ReasonFailed,
+		"age_seconds":            float64(600),
+	}
+	for k, v := range want {
+		if l[k] != v {
+			t.Errorf("log field %s = %v, want %v", k, l[k], v)
+		}
+	}
+	if msg, _ := l["message"].(string); !strings.Contains(msg, code) {
+		t.Errorf("log message %q does not name the code", msg)
+	}
+	if row := o.delivery(alertID, "log"); row.Status != "sent" {
+		t.Fatalf("log delivery %+v, want sent", row)
+	}
+}
+
+func TestSinkErrorsDoNotLeakSlackWebhookPath(t *testing.T) {
+	o := newOutbox(t, "slack")
+	slack := newSlackReceiver(t)
+	slack.mu.Lock()
+	slack.fail = true
+	slack.mu.Unlock()
+	d := o.dispatcher(o.pool, slack.sink())
+	_, alertID := o.fail()
+
+	dispatch(t, d, 1)
+	row := o.delivery(alertID, "slack")
+	if row.Status != "pending" || row.LastError == nil || !strings.Contains(*row.LastError, "500") {
+		t.Fatalf("after a 500: %+v, want pending with the status recorded", row)
+	}
+	secretPart := slack.path[strings.LastIndex(slack.path, "/")+1:]
+	if strings.Contains(*row.LastError, secretPart) {
+		t.Fatalf("last_error leaks the Slack webhook path: %q", *row.LastError)
+	}
+
+	// Connection refused: the URL in net/http's error is redacted too.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	down := alert.SlackSink{URL: "http://" + addr + slack.path, Client: &http.Client{Timeout: 5 * time.Second}}
+	o.clock.Set(row.NextAttemptAt)
+	dispatch(t, o.dispatcher(o.pool, down), 1)
+	row = o.delivery(alertID, "slack")
+	if row.LastError == nil || !strings.Contains(*row.LastError, "refused") {
+		t.Fatalf("after connection refused: %+v", row)
+	}
+	if strings.Contains(*row.LastError, secretPart) {
+		t.Fatalf("last_error leaks the Slack webhook path: %q", *row.LastError)
+	}
+}
+
+func TestDispatchUnconfiguredSinkStaysPending(t *testing.T) {
+	// The Store queues for "slack" but this process has only the log sink:
+	// the delivery waits (and says why) rather than being dropped.
+	o := newOutbox(t, "log", "slack")
+	var buf syncBuffer
+	d := o.dispatcher(o.pool, alert.LogSink{Logger: newJSONLogger(&buf)})
+	_, alertID := o.fail()
+	dispatch(t, d, 2)
+	if row := o.delivery(alertID, "log"); row.Status != "sent" {
+		t.Fatalf("log delivery %+v, want sent", row)
+	}
+	row := o.delivery(alertID, "slack")
+	if row.Status != "pending" || row.LastError == nil || !strings.Contains(*row.LastError, "not configured") {
+		t.Fatalf("slack delivery %+v, want pending and not configured", row)
+	}
+	// A process with the sink picks it up.
+	slack := newSlackReceiver(t)
+	o.clock.Set(row.NextAttemptAt)
+	dispatch(t, o.dispatcher(o.pool, slack.sink()), 1)
+	if len(slack.got()) != 1 {
+		t.Fatalf("slack got %d messages, want 1", len(slack.got()))
+	}
+}
+
+func TestWebhookSinkDeliverSignsWithAlertID(t *testing.T) {
+	secret := newSecret(t)
+	rcv := newReceiver(t, secret)
+	p := &lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AlertID: seamevent.NewID(), AccessCodeID: seamevent.NewID()}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := rcv.sink(secret)
+	if err := sink.Deliver(context.Background(), p, raw); err != nil {
+		t.Fatalf("deliver: %v", err)
+	}
+	rcv.noRejections()
+	if got := rcv.ids(); len(got) != 1 || got[0] != p.AlertID {
+		t.Fatalf("receiver got %v, want [%s]", got, p.AlertID)
+	}
+	// A stale signing clock is refused by the receiver's svix check, and the
+	// sink reports the refusal.
+	sink.Now = func() time.Time { return time.Now().Add(-time.Hour) }
+	if err := sink.Deliver(context.Background(), p, raw); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("deliver with a stale timestamp: %v, want a 401 error", err)
+	}
+}
+
+func newJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+func TestSeamMessagesReadsStoredTroubleDetails(t *testing.T) {
+	// troubleshooting_details as lifecycle stores them for a failure: Seam's
+	// arrays plus the trouble's event_id.
+	details := json.RawMessage(`{
+		"access_code_errors": [{"created_at": "2025-01-01T00:00:00.000Z", "message": "Failed to remove code from device.", "error_code": "failed_to_remove_from_device"}],
+		"access_code_warnings": [],
+		"device_errors": [{"created_at": "2025-01-01T00:00:00.000Z", "message": "Device is offline", "error_code": "device_offline"}],
+		"device_warnings": [{"message": "Lock battery low", "warning_code": "low_battery"}],
+		"event_id": "7e0c1b8a-6f0e-4b47-9d1f-2b1a3c4d5e6f"
+	}`)
+	got := alert.SeamMessages(details)
+	want := []string{
+		`"Failed to remove code from device." (failed_to_remove_from_device)`,
+		`"Device is offline" (device_offline)`,
+		`"Lock battery low" (low_battery)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("SeamMessages = %q, want %q", got, want)
+	}
+	for _, empty := range []string{``, `null`, `{}`, `not json`, `{"event_id": "x"}`} {
+		if got := alert.SeamMessages(json.RawMessage(empty)); len(got) != 0 {
+			t.Errorf("SeamMessages(%q) = %q, want none", empty, got)
+		}
+	}
+}

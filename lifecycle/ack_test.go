@@ -1,0 +1,191 @@
+package lifecycle_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/seamevent"
+)
+
+// ackFailedCode ingests a code whose deletion Seam failed to carry out and
+// returns the failure's event id.
+func (e *swEnv) ackFailedCode(code string) string {
+	e.t.Helper()
+	t0 := e.clock.Now()
+	e.send(lifecycle.TypeSetOnDevice, code, t0.Add(-time.Hour))
+	e.send(lifecycle.TypeDeleted, code, t0.Add(-2*time.Second))
+	return e.send(lifecycle.TypeFailedToRemove, code, t0.Add(-time.Second))
+}
+
+func TestAcknowledgeClearsTroubleOnce(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	code := seamevent.NewID()
+	failureID := e.ackFailedCode(code)
+	if c := e.get(code); !c.NeedsTroubleshooting {
+		t.Fatal("failed removal not flagged")
+	}
+
+	ackAt := e.clock.Advance(10 * time.Minute)
+	const by, note = "ops@example.com", "checked in the lock app: code gone"
+	got, err := e.store.Acknowledge(e.ctx, code, by, note)
+	if err != nil {
+		t.Fatalf("acknowledge: %v", err)
+	}
+	check := func(c *lifecycle.AccessCode, what string) {
+		t.Helper()
+		if c.NeedsTroubleshooting {
+			t.Errorf("%s: still needs troubleshooting", what)
+		}
+		if c.AcknowledgedAt == nil || !c.AcknowledgedAt.Equal(ackAt) {
+			t.Errorf("%s: acknowledged_at %v, want %v", what, c.AcknowledgedAt, ackAt)
+		}
+		if strp(c.AcknowledgedBy) != by || strp(c.AcknowledgementNote) != note {
+			t.Errorf("%s: acknowledged by %s note %s", what, strp(c.AcknowledgedBy), strp(c.AcknowledgementNote))
+		}
+		if c.DeletionState != lifecycle.Failed {
+			t.Errorf("%s: deletion_state %s, want failed (acknowledging does not rewrite history)", what, c.DeletionState)
+		}
+	}
+	check(got, "Acknowledge's answer")
+	check(e.get(code), "GetAccessCode")
+
+	as := e.alerts(code)
+	resolved := alertsOfType(as, lifecycle.AlertResolved)
+	if len(as) != 2 || len(resolved) != 1 {
+		t.Fatalf("alerts after acknowledging: %d (%d resolved), want 2 (1 resolved)", len(as), len(resolved))
+	}
+	r := resolved[0]
+	e.checkAlert(r, lifecycle.AlertResolved, code)
+	if r.Payload.Resolution != "acknowledged" || r.Payload.AcknowledgedBy != by || r.Payload.Note != note {
+		t.Errorf("resolution alert: resolution %q by %q note %q", r.Payload.Resolution, r.Payload.AcknowledgedBy, r.Payload.Note)
+	}
+	if strp(r.Payload.TroubleshootingReason) != lifecycle.ReasonFailed {
+		t.Errorf("resolution alert reason %s, want the acknowledged trouble's", strp(r.Payload.TroubleshootingReason))
+	}
+
+	// Again, later and by someone else: nothing changes, no alert.
+	e.clock.Advance(time.Minute)
+	again, err := e.store.Acknowledge(e.ctx, code, "someone-else", "again")
+	if err != nil {
+		t.Fatalf("second acknowledge: %v", err)
+	}
+	check(again, "second Acknowledge's answer")
+	if n := len(e.alerts(code)); n != 2 {
+		t.Fatalf("%d alerts after acknowledging twice, want 2", n)
+	}
+
+	// The same trouble redelivered, by Svix (same message) or by Seam under
+	// another message id (same event id), does not flag it again, nor does
+	// recomputing the code for an unrelated event.
+	e.sendID(lifecycle.TypeFailedToRemove, code, failureID, e.clock.Now().Add(-time.Minute), lifecycle.Duplicate)
+	e.send("access_code.changed", code, e.clock.Now())
+	if c := e.get(code); c.NeedsTroubleshooting {
+		t.Fatal("acknowledged trouble flagged again by a redelivery or recompute")
+	}
+	if n := len(e.alerts(code)); n != 2 {
+		t.Fatalf("%d alerts after redelivery, want 2", n)
+	}
+	e.clock.Advance(5 * time.Hour)
+	if res := e.sweep(time.Hour); res.Overdue != 0 || res.Reminders != 0 {
+		t.Fatalf("sweep after acknowledging: %+v, want nothing", res)
+	}
+
+	// New trouble after the acknowledgement flags it again.
+	e.send(lifecycle.TypeFailedToRemove, code, e.clock.Now().Add(-time.Second))
+	c := e.get(code)
+	if !c.NeedsTroubleshooting || strp(c.TroubleshootingReason) != lifecycle.ReasonFailed {
+		t.Fatalf("new failure after acknowledgement: needs %v reason %s, want flagged", c.NeedsTroubleshooting, strp(c.TroubleshootingReason))
+	}
+	as = e.alerts(code)
+	trouble := alertsOfType(as, lifecycle.AlertTrouble)
+	if len(as) != 3 || len(trouble) != 2 {
+		t.Fatalf("alerts after new trouble: %d (%d trouble), want 3 (2 trouble)", len(as), len(trouble))
+	}
+	e.checkAlert(trouble[1], lifecycle.AlertTrouble, code)
+
+	// And that trouble can be acknowledged in turn.
+	if _, err := e.store.Acknowledge(e.ctx, code, by, "second look"); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.get(code); c.NeedsTroubleshooting || strp(c.AcknowledgementNote) != "second look" {
+		t.Fatalf("second trouble acknowledged: needs %v note %s", c.NeedsTroubleshooting, strp(c.AcknowledgementNote))
+	}
+	if n := len(alertsOfType(e.alerts(code), lifecycle.AlertResolved)); n != 2 {
+		t.Fatalf("%d resolution alerts, want 2", n)
+	}
+}
+
+func TestAcknowledgeOverdueStaysQuiet(t *testing.T) {
+	const timeout = 30 * time.Minute
+	e := newSwEnv(t, timeout)
+	code := seamevent.NewID()
+	t0 := e.clock.Now()
+	e.send(lifecycle.TypeSetOnDevice, code, t0.Add(-time.Hour))
+	e.send(lifecycle.TypeDeleted, code, t0)
+	e.clock.Advance(timeout + time.Second)
+	if res := e.sweep(0); res.Overdue != 1 {
+		t.Fatalf("sweep: %+v, want 1 overdue", res)
+	}
+	if _, err := e.store.Acknowledge(e.ctx, code, "ops", ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.get(code); c.NeedsTroubleshooting {
+		t.Fatal("still flagged after acknowledging")
+	}
+	// Later sweeps neither flag it again nor remind.
+	for i := 0; i < 3; i++ {
+		e.clock.Advance(5 * time.Hour)
+		if res := e.sweep(4 * time.Hour); res.Overdue != 0 || res.Reminders != 0 {
+			t.Fatalf("sweep %d after acknowledging: %+v, want nothing", i, res)
+		}
+	}
+	if c := e.get(code); c.NeedsTroubleshooting {
+		t.Fatal("acknowledged overdue flagged again by the sweeper")
+	}
+	as := e.alerts(code)
+	if len(as) != 2 || len(alertsOfType(as, lifecycle.AlertResolved)) != 1 {
+		t.Fatalf("alerts: %d, want trouble + resolution", len(as))
+	}
+	// New trouble (a failure report) is a different trouble: flagged.
+	e.send(lifecycle.TypeFailedToRemove, code, e.clock.Now())
+	if c := e.get(code); !c.NeedsTroubleshooting || strp(c.TroubleshootingReason) != lifecycle.ReasonFailed {
+		t.Fatalf("failure after acknowledged overdue: needs %v reason %s", c.NeedsTroubleshooting, strp(c.TroubleshootingReason))
+	}
+	if n := len(alertsOfType(e.alerts(code), lifecycle.AlertTrouble)); n != 2 {
+		t.Fatalf("%d trouble alerts, want 2", n)
+	}
+}
+
+func TestAcknowledgeErrors(t *testing.T) {
+	const timeout = 30 * time.Minute
+	e := newSwEnv(t, timeout)
+	now := e.clock.Now()
+
+	active := seamevent.NewID()
+	e.send(lifecycle.TypeSetOnDevice, active, now.Add(-time.Hour))
+	waiting := seamevent.NewID() // deleted, not yet overdue
+	e.send(lifecycle.TypeSetOnDevice, waiting, now.Add(-time.Hour))
+	e.send(lifecycle.TypeDeleted, waiting, now.Add(-time.Minute))
+	removed := seamevent.NewID()
+	e.send(lifecycle.TypeSetOnDevice, removed, now.Add(-time.Hour))
+	e.send(lifecycle.TypeDeleted, removed, now.Add(-2*time.Minute))
+	e.send(lifecycle.TypeRemovedFromDevice, removed, now.Add(-time.Minute))
+
+	for _, code := range []string{active, waiting, removed} {
+		_, err := e.store.Acknowledge(e.ctx, code, "ops", "nothing to see")
+		if lifecycle.ErrorCode(err) != lifecycle.EConflict {
+			t.Errorf("acknowledge %s (%s): error %v, want %s", code, e.get(code).DeletionState, err, lifecycle.EConflict)
+		}
+		if c := e.get(code); c.AcknowledgedAt != nil || c.AcknowledgedBy != nil {
+			t.Errorf("refused acknowledgement was recorded on %s", code)
+		}
+	}
+	_, err := e.store.Acknowledge(e.ctx, seamevent.NewID(), "ops", "")
+	if lifecycle.ErrorCode(err) != lifecycle.ENotFound {
+		t.Errorf("acknowledge unknown code: error %v, want %s", err, lifecycle.ENotFound)
+	}
+	if n := e.countAlerts("true"); n != 0 {
+		t.Fatalf("%d alerts, want 0", n)
+	}
+}
