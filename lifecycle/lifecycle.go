@@ -5,6 +5,7 @@
 package lifecycle
 
 import (
+	"bytes"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -230,18 +231,40 @@ func Fold(events []Event) State {
 	return st
 }
 
-// dedupe copies events, keeping the first of each event_id.
+// dedupe copies events, keeping one of each event_id. Redeliveries are
+// identical, so which copy is kept does not matter for them; should two
+// different bodies ever share an event_id, the one that sorts first by
+// content is kept, so that the result does not depend on the input order.
 func dedupe(events []Event) []Event {
-	seen := make(map[string]struct{}, len(events))
+	seen := make(map[string]int, len(events))
 	out := make([]Event, 0, len(events))
 	for _, e := range events {
-		if _, ok := seen[e.EventID]; ok {
+		if i, ok := seen[e.EventID]; ok {
+			if contentBefore(e, out[i]) {
+				out[i] = e
+			}
 			continue
 		}
-		seen[e.EventID] = struct{}{}
+		seen[e.EventID] = len(out)
 		out = append(out, e)
 	}
 	return out
+}
+
+// contentBefore orders two events that share an event_id by their content.
+func contentBefore(a, b Event) bool {
+	if !a.OccurredAt.Equal(b.OccurredAt) {
+		return a.OccurredAt.Before(b.OccurredAt)
+	}
+	for _, f := range [][2]string{
+		{a.Type, b.Type}, {a.AccessCodeID, b.AccessCodeID}, {a.WorkspaceID, b.WorkspaceID},
+		{a.DeviceID, b.DeviceID}, {a.ConnectedAccountID, b.ConnectedAccountID},
+	} {
+		if f[0] != f[1] {
+			return f[0] < f[1]
+		}
+	}
+	return bytes.Compare(a.Details, b.Details) < 0
 }
 
 // Flag is what a code's trouble looks like at a moment: the reason, and a key

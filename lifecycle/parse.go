@@ -138,11 +138,21 @@ func details(fields map[string]json.RawMessage) json.RawMessage {
 			continue
 		}
 		v = bytes.TrimSpace(v)
-		// jsonb rejects \u0000; such details stay in the raw body only.
-		if len(v) == 0 || v[0] != '[' || bytes.Contains(v, []byte(`\u0000`)) {
+		if len(v) == 0 || v[0] != '[' {
 			continue
 		}
-		out[k] = v
+		// Re-encode: Go replaces invalid UTF-8 and lone surrogates with
+		// U+FFFD, which jsonb would refuse. jsonb also refuses \u0000;
+		// such details stay in the raw body only.
+		var arr []any
+		if json.Unmarshal(v, &arr) != nil {
+			continue
+		}
+		clean, err := json.Marshal(arr)
+		if err != nil || bytes.Contains(clean, []byte(`\u0000`)) {
+			continue
+		}
+		out[k] = clean
 	}
 	if len(out) == 0 {
 		return nil

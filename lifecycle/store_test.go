@@ -280,3 +280,30 @@ func TestIngestAfterCloseIsUnavailable(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Details Postgres's jsonb would refuse (a lone surrogate, invalid UTF-8)
+// must not cost the event: it is stored and folded, the raw body untouched.
+func TestIngestTroubleWithOddDetails(t *testing.T) {
+	pool := pgtest.New(t)
+	store := newStoreT(t, pool, lifecycle.Config{})
+	ctx := context.Background()
+	code := seamevent.NewID()
+	for i, body := range []string{
+		`{"event_id":"odd-0","event_type":"access_code.deleted","access_code_id":"` + code + `","occurred_at":"2026-06-01T10:00:00Z"}`,
+		`{"event_id":"odd-1","event_type":"access_code.failed_to_remove_from_device","access_code_id":"` + code + `","occurred_at":"2026-06-01T10:00:01Z",` +
+			`"device_errors":[{"message":"half an emoji \ud83d","error_code":"device_offline"}],` +
+			`"access_code_errors":[{"message":"bad bytes ` + "\xff\xfe" + `","error_code":"failed_to_remove_from_device"}]}`,
+	} {
+		res, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: fmt.Sprintf("msg_odd_%d", i), Body: []byte(body)})
+		if err != nil || res.Outcome != lifecycle.Stored {
+			t.Fatalf("%d: %v %+v", i, err, res)
+		}
+	}
+	got, err := store.GetAccessCode(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DeletionState != lifecycle.Failed || !got.NeedsTroubleshooting {
+		t.Fatalf("state %s needs %v", got.DeletionState, got.NeedsTroubleshooting)
+	}
+}
