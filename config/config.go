@@ -36,6 +36,7 @@ type Config struct {
 	AlertWebhookSecret string
 	SlackWebhookURL    string
 	ShutdownTimeout    time.Duration
+	ShutdownDrain      time.Duration
 	Retention          time.Duration
 	LogFormat          string
 	LogLevel           string
@@ -63,6 +64,7 @@ var Vars = []Var{
 	{"CODEWATCH_ALERT_WEBHOOK_SECRET", "alert-webhook-secret", "", "whsec_ secret that signs alert webhooks (required with the URL)"},
 	{"CODEWATCH_SLACK_WEBHOOK_URL", "slack-webhook-url", "", "Slack incoming-webhook URL for alerts"},
 	{"CODEWATCH_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "on SIGTERM, how long in-flight work may take to finish"},
+	{"CODEWATCH_SHUTDOWN_DRAIN", "shutdown-drain", "0", "on SIGTERM, keep serving this long with /readyz failing before closing the listeners (behind a load balancer)"},
 	{"CODEWATCH_RETENTION", "retention", "90d", "prune events and alerts of codes terminal for longer than this (0: keep all)"},
 	{"CODEWATCH_LOG_FORMAT", "log-format", "json", "json or text"},
 	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
@@ -134,6 +136,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		{"CODEWATCH_REMOVAL_TIMEOUT", &c.RemovalTimeout, true, true},
 		{"CODEWATCH_ALERT_REPEAT", &c.AlertRepeat, true, true},
 		{"CODEWATCH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false, true},
+		{"CODEWATCH_SHUTDOWN_DRAIN", &c.ShutdownDrain, true, true},
 		{"CODEWATCH_RETENTION", &c.Retention, true, true},
 	} {
 		v, err := ParseDuration(get(d.env))

@@ -341,11 +341,12 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 	if orphanEvents != 0 || emptyRows != 0 {
 		t.Errorf("%d events without their code's row, %d rows without events", orphanEvents, emptyRows)
 	}
-	var survivors, recreated int
+	var survivors, recreated, gone int
 	for _, code := range codes {
 		evs := retLoadEvents(t, pool, code)
 		n := retCount(t, pool, code)
 		if len(evs) == 0 {
+			gone++
 			continue
 		}
 		st := Fold(evs)
@@ -358,8 +359,9 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 			survivors++
 		}
 	}
-	t.Logf("%d prune passes deleted %d codes while %d late events arrived: %d codes recreated from the late event alone, %d kept whole (late event before the prune reached them: pruned with it later or not yet)",
-		prunes.Load(), pruned.Load(), len(codes), recreated, survivors)
+	t.Logf("%d prune passes deleted %d codes while %d late events arrived: %d codes recreated from the late event alone, "+
+		"%d pruned with their late event (it arrived first), %d kept whole",
+		prunes.Load(), pruned.Load(), len(codes), recreated, gone, survivors)
 }
 
 // retLoadEvents loads one code's events the way ingest does.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pressly/goose/v3"
 
 	"github.com/codewatch/codewatch/config"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -92,6 +93,9 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	case "down":
 		r, err := m.Provider.Down(ctx)
+		if errors.Is(err, goose.ErrNoNextVersion) {
+			return errors.New("migrate down: no migration is applied; nothing to roll back")
+		}
 		if r != nil && err == nil {
 			fmt.Fprintf(stdout, "rolled back %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
 		}

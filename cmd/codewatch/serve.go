@@ -267,6 +267,15 @@ codewatch (development mode: local Postgres in %s)
 	// Readiness turns false at once; listeners stop accepting; in-flight
 	// webhooks finish and commit; then background work and the pool stop.
 	shuttingDown.Store(true)
+	if cfg.ShutdownDrain > 0 && serveErr == nil {
+		// Load balancers see /readyz fail and stop routing here while
+		// the listeners still answer whatever reaches them.
+		logger.Info("draining", "for", cfg.ShutdownDrain.String())
+		select {
+		case <-time.After(cfg.ShutdownDrain):
+		case serveErr = <-errc:
+		}
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

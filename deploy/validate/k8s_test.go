@@ -274,12 +274,20 @@ func checkDeployment(d *appsv1.Deployment) []error {
 			shutdown = dur
 		}
 	}
+	if v, ok := env["CODEWATCH_SHUTDOWN_DRAIN"]; ok {
+		dur, err := time.ParseDuration(v)
+		if err != nil {
+			fail("CODEWATCH_SHUTDOWN_DRAIN %q: %v", v, err)
+		} else {
+			shutdown += dur
+		}
+	}
 	grace := 30 * time.Second // Kubernetes default
 	if spec.TerminationGracePeriodSeconds != nil {
 		grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 	}
 	if grace < shutdown+graceMargin {
-		fail("terminationGracePeriodSeconds %s < CODEWATCH_SHUTDOWN_TIMEOUT %s + %s", grace, shutdown, graceMargin)
+		fail("terminationGracePeriodSeconds %s < CODEWATCH_SHUTDOWN_DRAIN + CODEWATCH_SHUTDOWN_TIMEOUT (%s) + %s", grace, shutdown, graceMargin)
 	}
 
 	// Probes: liveness /healthz and readiness /readyz, both on the ops port.
