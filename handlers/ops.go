@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
@@ -279,15 +278,6 @@ func (o *Ops) quarantine(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": cursorOut(next), "ok": true})
-}
-
-// requestID makes a request id shaped like Seam's (a UUID).
-func requestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 //go:embed status.html

@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/codewatch/codewatch/internal/ids"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/verify"
@@ -54,7 +55,7 @@ func newEcho(logger *slog.Logger) *echo.Echo {
 // client's own X-Request-Id is not echoed: it would reach logs unchecked.
 func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderXRequestID, requestID())
+		c.Response().Header().Set(echo.HeaderXRequestID, ids.New())
 		return next(c)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/codewatch/codewatch/internal/ids"
 )
 
 // AccessCode is a code as the status API shows it.
@@ -84,7 +86,7 @@ type pendingAlert struct {
 func (s *Store) newAlert(now time.Time, typ string, st State, flag *Flag, resolution string) *pendingAlert {
 	p := AlertPayload{
 		Type:               typ,
-		AlertID:            newUUID(),
+		AlertID:            ids.New(),
 		AccessCodeID:       st.AccessCodeID,
 		WorkspaceID:        st.WorkspaceID,
 		DeviceID:           st.DeviceID,

@@ -6,7 +6,6 @@ package seamevent
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codewatch/codewatch/internal/ids"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -29,13 +29,7 @@ type Options struct {
 }
 
 // NewID returns a random UUID, the form of every Seam id.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+func NewID() string { return ids.New() }
 
 // NewMessageID returns an id shaped like Svix's (msg_ + 27 characters).
 func NewMessageID() string {
