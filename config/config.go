@@ -41,6 +41,7 @@ type Config struct {
 	LogFormat          string
 	LogLevel           string
 	DBMaxConns         int
+	IngestWorkers      int
 	DataDir            string
 	NoMigrate          bool
 }
@@ -69,6 +70,7 @@ var Vars = []Var{
 	{"CODEWATCH_LOG_FORMAT", "log-format", "json", "json or text"},
 	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica"},
+	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "2", "concurrent ingest transactions; concurrent webhooks share them (group commit)"},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live"},
 }
 
@@ -153,6 +155,13 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		bad("CODEWATCH_DB_MAX_CONNS", fmt.Errorf("must be an integer from 2 to 1000, got %q", get("CODEWATCH_DB_MAX_CONNS")))
 	}
 	c.DBMaxConns = n
+	w, err := strconv.Atoi(get("CODEWATCH_INGEST_WORKERS"))
+	if err != nil || w < 1 || w > 64 {
+		bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must be an integer from 1 to 64, got %q", get("CODEWATCH_INGEST_WORKERS")))
+	} else if err == nil && n >= 2 && w > n-1 {
+		bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must leave a connection of CODEWATCH_DB_MAX_CONNS (%d) for the API and background work", n))
+	}
+	c.IngestWorkers = w
 	switch c.LogFormat {
 	case "json", "text":
 	default:

@@ -201,14 +201,21 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 			events = append(events, r)
 		}
 	}
-	codeSet := map[string]struct{}{}
+	// The codes touched, each with the ids of its newest event here.
+	start := map[string]codeIDs{}
+	newest := map[string]*Parsed{}
 	for _, r := range events {
-		if r.parsed.AccessCodeID != "" && IsAccessCodeEvent(r.parsed.EventType) {
-			codeSet[r.parsed.AccessCodeID] = struct{}{}
+		p := &r.parsed
+		if p.AccessCodeID == "" || !IsAccessCodeEvent(p.EventType) {
+			continue
+		}
+		if n := newest[p.AccessCodeID]; n == nil || later(p, n) {
+			newest[p.AccessCodeID] = p
+			start[p.AccessCodeID] = codeIDs{nonEmpty(p.WorkspaceID), nonEmpty(p.DeviceID), nonEmpty(p.ConnectedAccountID)}
 		}
 	}
-	codes := make([]string, 0, len(codeSet))
-	for id := range codeSet {
+	codes := make([]string, 0, len(start))
+	for id := range start {
 		codes = append(codes, id)
 	}
 	sort.Strings(codes)
@@ -230,7 +237,7 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 		queueInsertQuarantine(b, quarantine, inserted)
 	}
 	if len(codes) > 0 {
-		queueLockCodes(b, codes, rows)
+		queueLockCodes(b, codes, start, rows)
 		queueLoadEvents(b, codes, evs)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -340,4 +347,16 @@ func collectInserted(inserted map[string]bool) func(pgx.Rows) error {
 		}
 		return rs.Err()
 	}
+}
+
+// later reports whether a sorts after b in Fold's order.
+func later(a, b *Parsed) bool {
+	at, bt := a.OccurredAt, b.OccurredAt
+	switch {
+	case at == nil || bt == nil:
+		return at != nil
+	case !at.Equal(*bt):
+		return at.After(*bt)
+	}
+	return a.EventID > b.EventID
 }

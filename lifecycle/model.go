@@ -132,11 +132,7 @@ func (s *Store) queueAlerts(b *pgx.Batch, alerts []*pendingAlert) {
 	if len(alerts) == 0 {
 		return
 	}
-	ids, codes, types, payloads := make([]string, len(alerts)), make([]string, len(alerts)), make([]string, len(alerts)), make([]string, len(alerts))
-	for i, a := range alerts {
-		body, _ := json.Marshal(a.AlertPayload)
-		ids[i], codes[i], types[i], payloads[i] = a.AlertID, a.AccessCodeID, a.Type, string(body)
-	}
+	ids, codes, types, payloads := alertArrays(alerts)
 	b.Queue(`INSERT INTO alerts (alert_id, access_code_id, type, payload, created_at)
 		SELECT id, code, type, payload::jsonb, $5
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(id, code, type, payload)`,
@@ -144,4 +140,14 @@ func (s *Store) queueAlerts(b *pgx.Batch, alerts []*pendingAlert) {
 	b.Queue(`INSERT INTO alert_deliveries (alert_id, sink, next_attempt_at)
 		SELECT a, s, $3 FROM unnest($1::uuid[]) AS a CROSS JOIN unnest($2::text[]) AS s`,
 		ids, s.cfg.Sinks, alerts[0].CreatedAt)
+}
+
+// alertArrays lays alerts out as columns for unnest.
+func alertArrays(alerts []*pendingAlert) (ids, codes, types, payloads []string) {
+	for _, a := range alerts {
+		body, _ := json.Marshal(a.AlertPayload)
+		ids, codes = append(ids, a.AlertID), append(codes, a.AccessCodeID)
+		types, payloads = append(types, a.Type), append(payloads, string(body))
+	}
+	return ids, codes, types, payloads
 }

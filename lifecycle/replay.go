@@ -72,7 +72,7 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 	rows := map[string]*codeRow{}
 	evs := map[string][]Event{}
 	b := &pgx.Batch{}
-	queueLockCodes(b, ids, rows)
+	queueLockCodes(b, ids, nil, rows)
 	queueLoadEvents(b, ids, evs)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, unavailable(err)

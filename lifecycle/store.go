@@ -111,15 +111,26 @@ func scanCode(row pgx.Row) (*codeRow, error) {
 	return &c, nil
 }
 
-// lockCodes creates missing rows for ids and locks all of them, in id order so
-// that concurrent transactions (and replicas) cannot deadlock. Lock first,
-// then read events: the last transaction to take a code's lock sees every
-// event committed before it, so no update is lost.
-func queueLockCodes(b *pgx.Batch, ids []string, rows map[string]*codeRow) {
+// codeIDs are the ids a new access_codes row starts with.
+type codeIDs struct{ workspace, device, account *string }
+
+// queueLockCodes creates missing rows for ids and locks all of them, in id
+// order so that concurrent transactions (and replicas) cannot deadlock. Lock
+// first, then read events: the last transaction to take a code's lock sees
+// every event committed before it, so no update is lost. A new row starts
+// with its ids (from start, when given) so that the update that follows
+// changes no indexed column when it need not, and can be HOT.
+func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows map[string]*codeRow) {
+	ws, dev, acct := mk(len(ids)), mk(len(ids)), mk(len(ids))
+	for i, id := range ids {
+		c := start[id]
+		ws[i], dev[i], acct[i] = c.workspace, c.device, c.account
+	}
 	// ORDER BY makes new rows get inserted, and so locked, in id order.
-	b.Queue(`INSERT INTO access_codes (access_code_id)
-		SELECT id FROM unnest($1::text[]) AS t(id) ORDER BY id
-		ON CONFLICT (access_code_id) DO NOTHING`, ids)
+	b.Queue(`INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id)
+		SELECT id, ws, dev, acct FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+			AS t(id, ws, dev, acct) ORDER BY id
+		ON CONFLICT (access_code_id) DO NOTHING`, ids, ws, dev, acct)
 	b.Queue(`SELECT `+codeColumns+` FROM access_codes
 		WHERE access_code_id = ANY($1) ORDER BY access_code_id FOR UPDATE`, ids).
 		Query(func(rs pgx.Rows) error {
@@ -202,54 +213,95 @@ func resolution(st State, alertType string) string {
 	return string(st.DeletionState)
 }
 
-// queueWrite writes the changes and their alerts.
-func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
-	if len(changes) == 0 {
-		return
+// row is the content queueWrite gives a code's row.
+type row struct {
+	ws, dev, acct, reason, details, key, delID *string
+	state                                      string
+	onDevice                                   *bool
+	needs                                      bool
+	since, created, set, deleted, removed      *time.Time
+	last, terminal, lastAlert                  *time.Time
+}
+
+func (s *Store) newRow(now time.Time, c change) row {
+	st := c.st
+	r := row{
+		ws: nonEmpty(st.WorkspaceID), dev: nonEmpty(st.DeviceID), acct: nonEmpty(st.ConnectedAccountID),
+		state: string(st.DeletionState), onDevice: st.OnDevice, needs: c.needs,
+		delID: nonEmpty(st.DeletionEventID), created: st.CreatedAt, set: st.SetOnDeviceAt,
+		deleted: st.DeletedAt, removed: st.RemovedFromDeviceAt, last: st.LastEventAt,
+		lastAlert: c.old.lastAlertAt,
 	}
-	n := len(changes)
+	if c.flag != nil {
+		d := troubleDetails(c.flag)
+		r.reason, r.key, r.since, r.details = &c.flag.Reason, &c.flag.Key, &c.flag.Since, &d
+	}
+	switch {
+	case !st.DeletionState.Terminal():
+	case c.old.terminalAt != nil && c.old.DeletionState.Terminal():
+		r.terminal = c.old.terminalAt
+	default:
+		r.terminal = &now
+	}
+	if c.alert != nil {
+		if c.alert.Type == AlertResolved {
+			r.lastAlert = nil
+		} else {
+			r.lastAlert = &now
+		}
+	}
+	return r
+}
+
+// sameAs reports whether the row already holds r, so writing it would only
+// cost a new row version (a redelivered or irrelevant event).
+func (r row) sameAs(o *codeRow) bool {
+	return eqs(r.ws, o.WorkspaceID) && eqs(r.dev, o.DeviceID) && eqs(r.acct, o.ConnectedAccountID) &&
+		r.state == string(o.DeletionState) && eqb(r.onDevice, o.OnDevice) && r.needs == o.NeedsTroubleshooting &&
+		eqs(r.reason, o.TroubleshootingReason) && eqs(r.key, o.troubleKey) && eqs(r.delID, o.deletionEventID) &&
+		eqt(r.since, o.troubleSince) && eqt(r.created, o.CreatedAt) && eqt(r.set, o.SetOnDeviceAt) &&
+		eqt(r.deleted, o.DeletedAt) && eqt(r.removed, o.RemovedFromDeviceAt) && eqt(r.last, o.LastEventAt) &&
+		eqt(r.terminal, o.terminalAt) && eqt(r.lastAlert, o.lastAlertAt)
+}
+
+func eqs(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+func eqb(a, b *bool) bool   { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+func eqt(a, b *time.Time) bool {
+	return (a == nil) == (b == nil) && (a == nil || a.Equal(*b))
+}
+
+// queueWrite writes the rows that changed and the alerts the changes call
+// for, in one statement each.
+func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
 	var (
-		ids, ws, dev, acct, state, reason, details, key, delID = mk(n), mk(n), mk(n), mk(n), make([]string, n), mk(n), mk(n), mk(n), mk(n)
-		onDevice                                               = make([]*bool, n)
-		needs                                                  = make([]bool, n)
-		since, created, set, deleted, removed, last, terminal  = mkt(n), mkt(n), mkt(n), mkt(n), mkt(n), mkt(n), mkt(n)
-		lastAlert                                              = mkt(n)
+		ids, ws, dev, acct, reason, details, key, delID []*string
+		state                                           []string
+		onDevice                                        []*bool
+		needs                                           []bool
+		since, created, set, deleted, removed, last     []*time.Time
+		terminal, lastAlert                             []*time.Time
+		alerts                                          []*pendingAlert
 	)
-	var alerts []*pendingAlert
-	for i, c := range changes {
-		st := c.st
-		ids[i] = &changes[i].old.AccessCodeID
-		ws[i], dev[i], acct[i] = nonEmpty(st.WorkspaceID), nonEmpty(st.DeviceID), nonEmpty(st.ConnectedAccountID)
-		state[i] = string(st.DeletionState)
-		onDevice[i] = st.OnDevice
-		needs[i] = c.needs
-		if c.flag != nil {
-			reason[i] = &c.flag.Reason
-			key[i] = &c.flag.Key
-			since[i] = &c.flag.Since
-			d := troubleDetails(c.flag)
-			details[i] = &d
-		}
-		delID[i] = nonEmpty(st.DeletionEventID)
-		created[i], set[i], deleted[i], removed[i], last[i] = st.CreatedAt, st.SetOnDeviceAt, st.DeletedAt, st.RemovedFromDeviceAt, st.LastEventAt
-		switch {
-		case !st.DeletionState.Terminal():
-		case c.old.terminalAt != nil && c.old.DeletionState.Terminal():
-			terminal[i] = c.old.terminalAt
-		default:
-			terminal[i] = &now
-		}
-		lastAlert[i] = c.old.lastAlertAt
+	for i := range changes {
+		c := &changes[i]
 		if c.alert != nil {
 			alerts = append(alerts, c.alert)
-			if c.alert.Type == AlertResolved {
-				lastAlert[i] = nil
-			} else {
-				lastAlert[i] = &now
-			}
 		}
+		r := s.newRow(now, *c)
+		if c.alert == nil && r.sameAs(c.old) {
+			continue
+		}
+		ids = append(ids, &c.old.AccessCodeID)
+		ws, dev, acct = append(ws, r.ws), append(dev, r.dev), append(acct, r.acct)
+		state, onDevice, needs = append(state, r.state), append(onDevice, r.onDevice), append(needs, r.needs)
+		reason, details, key = append(reason, r.reason), append(details, r.details), append(key, r.key)
+		since, delID = append(since, r.since), append(delID, r.delID)
+		created, set, deleted = append(created, r.created), append(set, r.set), append(deleted, r.deleted)
+		removed, last = append(removed, r.removed), append(last, r.last)
+		terminal, lastAlert = append(terminal, r.terminal), append(lastAlert, r.lastAlert)
 	}
-	b.Queue(`UPDATE access_codes c SET
+	if len(ids) > 0 {
+		b.Queue(`UPDATE access_codes c SET
 			workspace_id = u.ws, device_id = u.dev, connected_account_id = u.acct,
 			deletion_state = u.state, on_device = u.on_device,
 			needs_troubleshooting = u.needs, troubleshooting_reason = u.reason,
@@ -265,8 +317,9 @@ func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
 			AS u(id, ws, dev, acct, state, on_device, needs, reason, details, key, since,
 				del_id, created, set, deleted, removed, last, terminal, last_alert)
 		WHERE c.access_code_id = u.id`,
-		ids, ws, dev, acct, state, onDevice, needs, reason, details, key, since, delID,
-		created, set, deleted, removed, last, terminal, now, lastAlert)
+			ids, ws, dev, acct, state, onDevice, needs, reason, details, key, since, delID,
+			created, set, deleted, removed, last, terminal, now, lastAlert)
+	}
 	s.queueAlerts(b, alerts)
 }
 
@@ -292,8 +345,7 @@ func troubleDetails(f *Flag) string {
 	return string(b)
 }
 
-func mk(n int) []*string     { return make([]*string, n) }
-func mkt(n int) []*time.Time { return make([]*time.Time, n) }
+func mk(n int) []*string { return make([]*string, n) }
 
 func nonEmpty(s string) *string {
 	if s == "" {
@@ -308,3 +360,5 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+func mkt(n int) []*time.Time { return make([]*time.Time, n) }

@@ -28,11 +28,7 @@ func (s *Store) Sweep(ctx context.Context, repeat time.Duration) (SweepResult, e
 	if s.cfg.RemovalTimeout > 0 {
 		cutoff := OverdueCutoff(now, s.cfg.RemovalTimeout)
 		for {
-			n, err := s.sweepTx(ctx, now, `SELECT `+codeColumns+` FROM access_codes
-				WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL
-					AND deleted_at < $1
-				ORDER BY deleted_at LIMIT $2
-				FOR UPDATE SKIP LOCKED`, cutoff, s.overdue)
+			n, err := s.sweepOverdue(ctx, now, cutoff)
 			res.Overdue += n
 			if err != nil {
 				return res, err
@@ -45,6 +41,8 @@ func (s *Store) Sweep(ctx context.Context, repeat time.Duration) (SweepResult, e
 	if repeat > 0 {
 		cutoff := now.Add(-repeat)
 		for {
+			// Few codes need troubleshooting at once: the partial index on
+			// needs_troubleshooting serves this scan.
 			n, err := s.sweepTx(ctx, now, `SELECT `+codeColumns+` FROM access_codes
 				WHERE needs_troubleshooting AND last_alert_at < $1
 				ORDER BY last_alert_at LIMIT $2
@@ -101,16 +99,104 @@ func (s *Store) sweepTx(ctx context.Context, now time.Time, query string, cutoff
 	return len(rows), nil
 }
 
-// overdue applies the same rules as ingest to rows still awaiting removal;
-// their fold has not changed, only the time.
-func (s *Store) overdue(b *pgx.Batch, now time.Time, rows []*codeRow) {
-	changes := make([]change, 0, len(rows))
+// sweepLockID names the advisory lock that lets one replica sweep at a time;
+// the others skip the round rather than queue behind it.
+const sweepLockID = 0x636f64657761 // "codewa"
+
+// sweepOverdue flags up to sweepBatch overdue deletions. The rules are the
+// same as at ingest (Assess on the stored row: the fold has not changed, only
+// the time). The write is one statement whose WHERE repeats the overdue
+// condition: a row that ingest changed meanwhile (a removal arrived) is
+// rechecked under its row lock and left alone, and only the rows actually
+// flagged get their alert.
+func (s *Store) sweepOverdue(ctx context.Context, now, cutoff time.Time) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	var mine bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, sweepLockID).Scan(&mine); err != nil {
+		return 0, unavailable(err)
+	}
+	if !mine {
+		return 0, nil
+	}
+	rs, err := tx.Query(ctx, `SELECT `+codeColumns+` FROM access_codes
+		WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL AND deleted_at < $1
+		ORDER BY deleted_at LIMIT $2`, cutoff, sweepBatch)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	var rows []*codeRow
+	for rs.Next() {
+		c, err := scanCode(rs)
+		if err != nil {
+			rs.Close()
+			return 0, unavailable(err)
+		}
+		rows = append(rows, c)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, unavailable(err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	n := len(rows)
+	ids, delIDs, reasons, details, keys := make([]string, 0, n), mk(0), mk(0), mk(0), mk(0)
+	needs, since, lastAlert := make([]bool, 0, n), mkt(0), mkt(0)
+	var alerts []*pendingAlert
 	for _, r := range rows {
 		st := rowState(r)
-		flag := Assess(st.Summary(), now, s.cfg.RemovalTimeout)
-		changes = append(changes, s.decide(now, r, st, flag))
+		c := s.decide(now, r, st, Assess(st.Summary(), now, s.cfg.RemovalTimeout))
+		w := s.newRow(now, c)
+		ids, delIDs = append(ids, r.AccessCodeID), append(delIDs, r.deletionEventID)
+		needs, reasons, details, keys = append(needs, w.needs), append(reasons, w.reason), append(details, w.details), append(keys, w.key)
+		since, lastAlert = append(since, w.since), append(lastAlert, w.lastAlert)
+		if c.alert != nil {
+			alerts = append(alerts, c.alert)
+		}
 	}
-	s.queueWrite(b, now, changes)
+	aIDs, aCodes, aTypes, aPayloads := alertArrays(alerts)
+	var flagged int
+	err = tx.QueryRow(ctx, `
+		WITH flagged AS (
+			UPDATE access_codes c SET needs_troubleshooting = u.needs,
+				troubleshooting_reason = u.reason, troubleshooting_details = u.details::jsonb,
+				trouble_key = u.key, trouble_since = u.since, last_alert_at = u.last_alert,
+				updated_at = $11
+			FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],
+				$7::timestamptz[], $8::timestamptz[])
+				AS u(id, del_id, needs, reason, details, key, since, last_alert)
+			WHERE c.access_code_id = u.id AND c.deletion_state = 'awaiting_removal'
+				AND c.trouble_key IS NULL AND c.deletion_event_id IS NOT DISTINCT FROM u.del_id
+			RETURNING c.access_code_id
+		), new_alerts AS (
+			INSERT INTO alerts (alert_id, access_code_id, type, payload, created_at)
+			SELECT a.id, a.code, a.type, a.payload::jsonb, $11
+			FROM unnest($9::uuid[], $10::text[], $12::text[], $13::text[]) AS a(id, code, type, payload)
+			WHERE a.code IN (SELECT access_code_id FROM flagged)
+			RETURNING alert_id
+		), deliveries AS (
+			INSERT INTO alert_deliveries (alert_id, sink, next_attempt_at)
+			SELECT a.alert_id, k, $11 FROM new_alerts a CROSS JOIN unnest($14::text[]) AS k
+		)
+		SELECT count(*) FROM flagged`,
+		ids, delIDs, needs, reasons, details, keys, since, lastAlert,
+		aIDs, aCodes, now, aTypes, aPayloads, s.cfg.Sinks).Scan(&flagged)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, unavailable(err)
+	}
+	// n, not flagged: a full batch means there may be more to look at.
+	if flagged < n && n == sweepBatch {
+		return sweepBatch, nil
+	}
+	return flagged, nil
 }
 
 // remind queues a reminder for each row and restarts its reminder clock.
