@@ -198,7 +198,7 @@ func TestPgbenchScriptVariables(t *testing.T) {
 			t.Errorf("pgbench would read :%s as a variable", name)
 		}
 	}
-	for _, stmt := range []string{"INSERT INTO events", "INSERT INTO access_codes (access_code_id)", "FOR UPDATE", "FROM events", "UPDATE access_codes c SET", "COMMIT;"} {
+	for _, stmt := range []string{"INSERT INTO events", "INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id)", "FOR UPDATE", "FROM events", "UPDATE access_codes c SET", "COMMIT;"} {
 		if !strings.Contains(s, stmt) {
 			t.Errorf("script lacks %q", stmt)
 		}

@@ -49,8 +49,10 @@ INSERT INTO events (message_id, event_id, event_type, workspace_id,
 		AS u(m, e, t, w, o, c, a, d, ca, det, r)
 	ON CONFLICT DO NOTHING
 	RETURNING message_id;
-INSERT INTO access_codes (access_code_id)
-	SELECT id FROM unnest(ARRAY['code-' || :c::text]::text[]) AS t(id) ORDER BY id
+INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id)
+	SELECT id, ws, dev, acct FROM unnest(ARRAY['code-' || :c::text]::text[],
+		ARRAY['680d7c60-0a92-4e78-85bd-cb45155576b9']::text[], ARRAY['b2c5d123-c7da-44be-ac72-4ad4ca56dbd8']::text[],
+		ARRAY['9792ea0f-b48d-4fff-9d10-bb08bc1ca16a']::text[]) AS t(id, ws, dev, acct) ORDER BY id
 	ON CONFLICT (access_code_id) DO NOTHING;
 SELECT ` + codeColumns + ` FROM access_codes
 	WHERE access_code_id = ANY(ARRAY['code-' || :c::text]) ORDER BY access_code_id FOR UPDATE;

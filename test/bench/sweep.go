@@ -23,8 +23,7 @@ const sweepRemovalTimeout = 30 * time.Minute
 const sweepSelect = `SELECT ` + codeColumns + ` FROM access_codes
 	WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL
 		AND deleted_at < $1
-	ORDER BY deleted_at LIMIT $2
-	FOR UPDATE SKIP LOCKED`
+	ORDER BY deleted_at LIMIT $2`
 
 // seedCodes inserts access_codes rows g in [from, to] of a table of total
 // codes. Every stride-th code, up to overdue of them, is a deletion awaiting
