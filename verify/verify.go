@@ -128,14 +128,10 @@ func (v *Verifier) Verify(payload []byte, h http.Header) (string, error) {
 	if ts.Sub(now) > Tolerance {
 		return "", &Error{FutureTimestamp, fmt.Sprintf("the signature timestamp is more than %s in the future: check the sender's clock", Tolerance)}
 	}
-	// Pass only the chosen names, so a mix of svix-* and webhook-* headers
-	// is read the same way here and in the library.
-	std := http.Header{}
-	std.Set("svix-id", hd.ID)
-	std.Set("svix-timestamp", hd.Timestamp)
-	std.Set("svix-signature", hd.Signature)
+	// The library picks between svix-* and webhook-* names exactly as
+	// ReadHeaders does, so it reads the same three values.
 	for _, wh := range v.hooks {
-		if wh.Verify(payload, std) == nil {
+		if wh.Verify(payload, h) == nil {
 			return hd.ID, nil
 		}
 	}
