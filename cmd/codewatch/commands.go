@@ -48,7 +48,12 @@ func openDB(ctx context.Context, url, dataDir string, stderr io.Writer) (*pgxpoo
 			cleanup = func() { _ = srv.Stop("fast") }
 		}
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, nil, errors.New("DATABASE_URL: not a valid Postgres URL")
+	}
+	lifecycle.ConfigurePool(pcfg)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}

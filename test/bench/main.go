@@ -379,7 +379,7 @@ func newRunTag() string {
 
 func envSummary(env []string) string {
 	if len(env) == 0 {
-		return "defaults (CODEWATCH_DB_MAX_CONNS=10: 5 ingest workers, batches of up to 128)"
+		return "defaults (CODEWATCH_DB_MAX_CONNS=10, CODEWATCH_INGEST_WORKERS=2, batches of up to 128, plan_cache_mode=force_custom_plan)"
 	}
 	return strings.Join(env, " ")
 }
