@@ -86,7 +86,7 @@ type pendingAlert struct {
 func (s *Store) newAlert(now time.Time, typ string, st State, flag *Flag, resolution string) *pendingAlert {
 	p := AlertPayload{
 		Type:               typ,
-		AlertID:            ids.New(),
+		AlertID:            ids.NewTimeOrdered(now),
 		AccessCodeID:       st.AccessCodeID,
 		WorkspaceID:        st.WorkspaceID,
 		DeviceID:           st.DeviceID,

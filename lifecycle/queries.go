@@ -63,6 +63,10 @@ type ListFilter struct {
 	Cursor int64
 }
 
+// unconfirmedSQL is the predicate of access_codes_unconfirmed_idx: deletions
+// not confirmed off the lock, the only codes that can have trouble.
+const unconfirmedSQL = `deletion_state IN ('awaiting_removal', 'delayed', 'failed')`
+
 // MaxListLimit caps a page.
 const MaxListLimit = 500
 
@@ -85,6 +89,11 @@ func (s *Store) ListAccessCodes(ctx context.Context, f ListFilter) (codes []Acce
 	}
 	if f.NeedsTroubleshooting != nil {
 		where = append(where, "needs_troubleshooting = "+arg(*f.NeedsTroubleshooting))
+		if *f.NeedsTroubleshooting {
+			// Implied (only unconfirmed deletions have trouble), and lets
+			// the planner use access_codes_unconfirmed_idx.
+			where = append(where, unconfirmedSQL)
+		}
 	}
 	if f.WorkspaceID != "" {
 		where = append(where, "workspace_id = "+arg(f.WorkspaceID))
@@ -169,7 +178,7 @@ func (s *Store) Summarize(ctx context.Context) (*StatusSummary, error) {
 		return rs.Err()
 	})
 	b.Queue(`SELECT troubleshooting_reason, count(*) FROM access_codes
-		WHERE needs_troubleshooting GROUP BY 1`).Query(func(rs pgx.Rows) error {
+		WHERE needs_troubleshooting AND ` + unconfirmedSQL + ` GROUP BY 1`).Query(func(rs pgx.Rows) error {
 		for rs.Next() {
 			var r *string
 			var n int64
@@ -183,8 +192,7 @@ func (s *Store) Summarize(ctx context.Context) (*StatusSummary, error) {
 		}
 		return rs.Err()
 	})
-	b.Queue(`SELECT min(deleted_at) FROM access_codes
-		WHERE deletion_state IN ('awaiting_removal', 'delayed', 'failed')`).QueryRow(func(r pgx.Row) error {
+	b.Queue(`SELECT min(deleted_at) FROM access_codes WHERE ` + unconfirmedSQL).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&sum.OldestUnconfirmedDeletionAt)
 	})
 	// The newest row by primary key is the newest received: no index on

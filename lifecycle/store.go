@@ -335,9 +335,15 @@ func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
 	s.queueAlerts(b, alerts)
 }
 
+const noDetails = `{"access_code_errors":[],"access_code_warnings":[],"device_errors":[],"device_warnings":[]}`
+
 // troubleDetails is what ops staff see of a trouble: Seam's own errors and
 // warnings from the event that caused it.
 func troubleDetails(f *Flag) string {
+	if f.Reason == ReasonOverdue && len(f.Details) == 0 {
+		// The sweeper flags thousands at once; no event, nothing to read.
+		return noDetails
+	}
 	d := map[string]json.RawMessage{}
 	if len(f.Details) > 0 {
 		_ = json.Unmarshal(f.Details, &d)

@@ -15,7 +15,7 @@ type SweepResult struct {
 }
 
 // sweepBatch bounds the rows one sweep transaction locks.
-const sweepBatch = 1000
+const sweepBatch = 500
 
 // Sweep flags deletions that have awaited removal longer than the removal
 // timeout, and queues reminders for trouble unresolved longer than repeat
@@ -27,24 +27,26 @@ func (s *Store) Sweep(ctx context.Context, repeat time.Duration) (SweepResult, e
 	now := s.cfg.Now()
 	if s.cfg.RemovalTimeout > 0 {
 		cutoff := OverdueCutoff(now, s.cfg.RemovalTimeout)
+		from := time.Unix(0, 0)
 		for {
-			n, err := s.sweepOverdue(ctx, now, cutoff)
-			res.Overdue += n
+			n, flagged, last, err := s.sweepOverdue(ctx, now, cutoff, from)
+			res.Overdue += flagged
 			if err != nil {
 				return res, err
 			}
 			if n < sweepBatch {
 				break
 			}
+			from = last
 		}
 	}
 	if repeat > 0 {
 		cutoff := now.Add(-repeat)
 		for {
-			// Few codes need troubleshooting at once: the partial index on
-			// needs_troubleshooting serves this scan.
+			// Only unconfirmed deletions can have trouble, and they are
+			// few: access_codes_unconfirmed_idx serves this scan.
 			n, err := s.sweepTx(ctx, now, `SELECT `+codeColumns+` FROM access_codes
-				WHERE needs_troubleshooting AND last_alert_at < $1
+				WHERE `+unconfirmedSQL+` AND needs_troubleshooting AND last_alert_at < $1
 				ORDER BY last_alert_at LIMIT $2
 				FOR UPDATE SKIP LOCKED`, cutoff, s.remind)
 			res.Reminders += n
@@ -108,41 +110,48 @@ const sweepLockID = 0x636f64657761 // "codewa"
 // the time). The write is one statement whose WHERE repeats the overdue
 // condition: a row that ingest changed meanwhile (a removal arrived) is
 // rechecked under its row lock and left alone, and only the rows actually
-// flagged get their alert.
-func (s *Store) sweepOverdue(ctx context.Context, now, cutoff time.Time) (int, error) {
+// flagged get their alert. It reads up to sweepBatch candidates deleted at or
+// after from (keyset over deleted_at: the index also holds deletions already
+// flagged, which the scan passes once) and returns how many it read, how
+// many it flagged, and the last deleted_at read.
+func (s *Store) sweepOverdue(ctx context.Context, now, cutoff, from time.Time) (read, flagged int, last time.Time, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, 0, last, unavailable(err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	var mine bool
 	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, sweepLockID).Scan(&mine); err != nil {
-		return 0, unavailable(err)
+		return 0, 0, last, unavailable(err)
 	}
 	if !mine {
-		return 0, nil
+		return 0, 0, last, nil
 	}
+	// The state condition implies access_codes_unconfirmed_idx's predicate;
+	// repeating that predicate here would make the planner count the state
+	// twice and misjudge how many rows match.
 	rs, err := tx.Query(ctx, `SELECT `+codeColumns+` FROM access_codes
-		WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL AND deleted_at < $1
-		ORDER BY deleted_at LIMIT $2`, cutoff, sweepBatch)
+		WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL
+			AND deleted_at >= $3 AND deleted_at < $1
+		ORDER BY deleted_at LIMIT $2`, cutoff, sweepBatch, from)
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, 0, last, unavailable(err)
 	}
 	var rows []*codeRow
 	for rs.Next() {
 		c, err := scanCode(rs)
 		if err != nil {
 			rs.Close()
-			return 0, unavailable(err)
+			return 0, 0, last, unavailable(err)
 		}
 		rows = append(rows, c)
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil {
-		return 0, unavailable(err)
+		return 0, 0, last, unavailable(err)
 	}
 	if len(rows) == 0 {
-		return 0, nil
+		return 0, 0, last, nil
 	}
 	n := len(rows)
 	ids, delIDs, reasons, details, keys := make([]string, 0, n), mk(0), mk(0), mk(0), mk(0)
@@ -160,7 +169,6 @@ func (s *Store) sweepOverdue(ctx context.Context, now, cutoff time.Time) (int, e
 		}
 	}
 	aIDs, aCodes, aTypes, aPayloads := alertArrays(alerts)
-	var flagged int
 	err = tx.QueryRow(ctx, `
 		WITH flagged AS (
 			UPDATE access_codes c SET needs_troubleshooting = u.needs,
@@ -187,16 +195,12 @@ func (s *Store) sweepOverdue(ctx context.Context, now, cutoff time.Time) (int, e
 		ids, delIDs, needs, reasons, details, keys, since, lastAlert,
 		aIDs, aCodes, now, aTypes, aPayloads, s.cfg.Sinks).Scan(&flagged)
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, 0, last, unavailable(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable(err)
+		return 0, 0, last, unavailable(err)
 	}
-	// n, not flagged: a full batch means there may be more to look at.
-	if flagged < n && n == sweepBatch {
-		return sweepBatch, nil
-	}
-	return flagged, nil
+	return n, flagged, *rows[n-1].DeletedAt, nil
 }
 
 // remind queues a reminder for each row and restarts its reminder clock.

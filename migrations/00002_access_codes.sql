@@ -47,17 +47,18 @@ CREATE UNIQUE INDEX access_codes_id_idx ON access_codes (id);
 CREATE INDEX access_codes_state_idx ON access_codes (deletion_state, id);
 CREATE INDEX access_codes_workspace_idx ON access_codes (workspace_id, id);
 CREATE INDEX access_codes_device_idx ON access_codes (device_id, id);
--- Codes needing troubleshooting: few at any time, so this also serves the
--- reminder scan (needs_troubleshooting AND last_alert_at < ...). Every index
--- here costs each non-HOT update of a code, so there are no more than needed.
-CREATE INDEX access_codes_trouble_idx ON access_codes (id) WHERE needs_troubleshooting;
--- Oldest unconfirmed deletion (summary, metrics).
+-- Unconfirmed deletions, oldest first: the summary's oldest unconfirmed
+-- deletion, the overdue sweeper's scan, and (as only unconfirmed deletions
+-- can have trouble) the needs_troubleshooting filter and the reminder scan;
+-- queries add the implied state condition so the planner can use it.
+--
+-- No index names a trouble column (needs_troubleshooting, trouble_key, ...):
+-- so flagging a code, acknowledging it and reminding about it change no
+-- indexed column and are HOT updates, written in place with no index entries.
+-- Every index here costs each non-HOT update (a deletion, a removal), so there
+-- are no more than needed.
 CREATE INDEX access_codes_unconfirmed_idx ON access_codes (deleted_at)
     WHERE deletion_state IN ('awaiting_removal', 'delayed', 'failed');
--- The overdue sweeper's scan: only deletions still waiting and not yet
--- flagged are in it, so it stays small however many codes are tracked.
-CREATE INDEX access_codes_overdue_idx ON access_codes (deleted_at)
-    WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL;
 -- Retention pruning.
 CREATE INDEX access_codes_terminal_idx ON access_codes (terminal_at)
     WHERE terminal_at IS NOT NULL;

@@ -66,6 +66,7 @@ type options struct {
 	keep         bool
 	statements   bool
 	env          []string
+	pg           []string
 	timeout      time.Duration
 }
 
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.sweepOverdue, "sweep-overdue", 10_000, "of which overdue")
 	fs.BoolVar(&o.statements, "statements", false, "diagnosis: preload pg_stat_statements and print the statements that took the most time per level")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Postgres data, service log)")
+	fs.Var(envFlag{&o.pg}, "pg", "extra postgresql.conf NAME=VALUE for the benchmark's Postgres, e.g. -pg shared_buffers=1GB (repeatable)")
 	fs.Var(envFlag{&o.env}, "env", "extra KEY=VALUE for the service's environment, e.g. -env CODEWATCH_DB_MAX_CONNS=20 (repeatable)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the whole run (default: from the durations)")
 	if err := fs.Parse(args); err != nil {
@@ -225,9 +227,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	began := time.Now()
 	logf("# codewatch benchmark")
 	logf("starting Postgres in %s", tmp)
-	pgOpts := localpg.Options{}
+	pgOpts := localpg.Options{Settings: map[string]string{}}
 	if o.statements {
-		pgOpts.Settings = statementsSettings
+		for k, v := range statementsSettings {
+			pgOpts.Settings[k] = v
+		}
+	}
+	for _, kv := range o.pg {
+		k, v, _ := strings.Cut(kv, "=")
+		pgOpts.Settings[k] = "'" + strings.Trim(v, "'") + "'"
 	}
 	srv, err := localpg.Start(ctx, filepath.Join(tmp, "pg"), pgOpts)
 	if err != nil {
@@ -785,7 +793,7 @@ func printSummary(w io.Writer, o *options, levels []*level, vr *verifyReport, sw
 	if sw != nil && sw.duration > 0 {
 		fmt.Fprintf(w, "| one sweep of %s codes (%s overdue) < %s | %s (%d flagged, %s) | %s |\n",
 			fmtInt(float64(sw.codes)), fmtInt(float64(sw.overdue)), targetSweep, sw.duration.Round(time.Millisecond),
-			sw.flagged, map[bool]string{true: "uses access_codes_overdue_idx", false: "NOT using access_codes_overdue_idx"}[sw.usesIndex],
+			sw.flagged, map[bool]string{true: "uses access_codes_unconfirmed_idx", false: "NOT using access_codes_unconfirmed_idx"}[sw.usesIndex],
 			passFail(sw.duration < targetSweep && sw.ok()))
 	} else if o.skipSweep {
 		fmt.Fprintln(w, "| sweep < 1 s | skipped | – |")

@@ -22,7 +22,7 @@ const sweepRemovalTimeout = 30 * time.Minute
 // unexported there), for EXPLAIN.
 const sweepSelect = `SELECT ` + codeColumns + ` FROM access_codes
 	WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL
-		AND deleted_at < $1
+		AND deleted_at >= $3 AND deleted_at < $1
 	ORDER BY deleted_at LIMIT $2`
 
 // seedCodes inserts access_codes rows g in [from, to] of a table of total
@@ -193,7 +193,7 @@ func runSweep(ctx context.Context, srv *localpg.Server, codes, overdue int, logf
 
 	// The plan, before the sweep (plain EXPLAIN: it reads nothing).
 	cutoff := lifecycle.OverdueCutoff(time.Now(), sweepRemovalTimeout)
-	rows, err := pool.Query(ctx, "EXPLAIN "+sweepSelect, cutoff, 1000)
+	rows, err := pool.Query(ctx, "EXPLAIN "+sweepSelect, cutoff, 1000, time.Unix(0, 0))
 	if err != nil {
 		return nil, fmt.Errorf("explain: %w", err)
 	}
@@ -211,9 +211,9 @@ func runSweep(ctx context.Context, srv *localpg.Server, codes, overdue int, logf
 		return nil, fmt.Errorf("explain: %w", err)
 	}
 	rep.explain = strings.Join(plan, "\n")
-	rep.usesIndex = strings.Contains(rep.explain, "access_codes_overdue_idx")
+	rep.usesIndex = strings.Contains(rep.explain, "access_codes_unconfirmed_idx")
 	if !rep.usesIndex {
-		rep.problems = append(rep.problems, "the sweeper's SELECT does not use access_codes_overdue_idx")
+		rep.problems = append(rep.problems, "the sweeper's SELECT does not use access_codes_unconfirmed_idx")
 	}
 
 	store := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: sweepRemovalTimeout})
