@@ -13,7 +13,7 @@ run:
 
 # One throwaway Postgres for a whole go test run (pg_virtualenv, from
 # postgresql-common); without it, each test binary starts a private one.
-WITH_PG := $(shell command -v pg_virtualenv >/dev/null 2>&1 && echo pg_virtualenv)
+WITH_PG := $(shell command -v pg_virtualenv >/dev/null 2>&1 && echo pg_virtualenv -t)
 
 ## test: every test, with the race detector, against one throwaway Postgres
 test:
