@@ -14,14 +14,16 @@ type SweepResult struct {
 	Reminders int
 }
 
-// sweepBatch bounds the rows one sweep transaction locks.
+// sweepBatch bounds the rows one sweep transaction reads and writes.
 const sweepBatch = 500
 
 // Sweep flags deletions that have awaited removal longer than the removal
 // timeout, and queues reminders for trouble unresolved longer than repeat
-// (0: no reminders). Replicas may sweep at once: rows are claimed with
-// FOR UPDATE SKIP LOCKED, and the WHERE clause is checked again on a row that
-// another sweeper changed, so each code is flagged and alerted once.
+// (0: no reminders). Replicas may sweep at once: overdue flagging runs under
+// an advisory lock (one replica at a time, the others skip) and its UPDATE
+// repeats the overdue condition, which Postgres rechecks on a row another
+// transaction changed; reminders claim rows with FOR UPDATE SKIP LOCKED. So
+// each code is flagged and alerted once.
 func (s *Store) Sweep(ctx context.Context, repeat time.Duration) (SweepResult, error) {
 	var res SweepResult
 	now := s.cfg.Now()
