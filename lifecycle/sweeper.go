@@ -218,12 +218,17 @@ func (s *Store) remind(b *pgx.Batch, now time.Time, rows []*codeRow) {
 	s.queueAlerts(b, alerts)
 }
 
-// RunSweeper sweeps every interval until ctx ends.
-func (s *Store) RunSweeper(ctx context.Context, interval, repeat time.Duration) {
+// RunSweeper sweeps every interval until ctx ends, reporting each sweep that
+// succeeded to observe (which may be nil).
+func (s *Store) RunSweeper(ctx context.Context, interval, repeat time.Duration, observe func(SweepResult, time.Duration)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		start := time.Now()
 		res, err := s.Sweep(ctx, repeat)
+		if err == nil && observe != nil {
+			observe(res, time.Since(start))
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.cfg.Logger.Warn("sweep failed", "error", err)

@@ -248,7 +248,12 @@ codewatch (development mode: local Postgres in %s)
 	var bg sync.WaitGroup
 	dispatcher := alert.NewDispatcher(pool, alert.Config{Sinks: sinks, Logger: logger, Metrics: m})
 	bg.Go(func() { dispatcher.Run(bgCtx) })
-	bg.Go(func() { store.RunSweeper(bgCtx, cfg.SweepInterval, cfg.AlertRepeat) })
+	bg.Go(func() {
+		store.RunSweeper(bgCtx, cfg.SweepInterval, cfg.AlertRepeat, func(r lifecycle.SweepResult, d time.Duration) {
+			m.SweepDuration.Observe(d.Seconds())
+			m.OverdueFlagged.Add(float64(r.Overdue))
+		})
+	})
 	if cfg.Retention > 0 {
 		bg.Go(func() {
 			store.RunRetention(bgCtx, cfg.Retention, time.Minute, func(t string, n int64) { m.RetentionDeleted.WithLabelValues(t).Add(float64(n)) })
