@@ -9,27 +9,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
 // retClock is a settable clock for the store.
-type retClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *retClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *retClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
+type retClock = clocktest.Clock
 
 var retT0 = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 
@@ -116,7 +102,7 @@ func retPrune(t *testing.T, s *Store, retention time.Duration) map[string]int64 
 func TestPruneRetention(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
-	clock := &retClock{now: retT0}
+	clock := clocktest.New(retT0)
 	s := retStore(t, pool, clock)
 	const retention = 90 * retDay
 
@@ -257,7 +243,7 @@ func TestPruneRetention(t *testing.T) {
 func TestPruneConcurrentWithLateEvents(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
-	clock := &retClock{now: retT0}
+	clock := clocktest.New(retT0)
 	s := retStore(t, pool, clock)
 	// Terminal a minute apart, so prune takes them in this order while the
 	// late events come in the opposite order: the two meet in the middle.

@@ -10,39 +10,18 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
 // swClock is a fake clock shared by a test's Stores.
-type swClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type swClock = clocktest.Clock
 
 func newSwClock() *swClock {
 	// Whole seconds: Seam bodies carry milliseconds, Postgres microseconds.
-	return &swClock{t: time.Now().UTC().Truncate(time.Second)}
-}
-
-func (c *swClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *swClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
-}
-
-func (c *swClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
+	return clocktest.New(time.Now().UTC().Truncate(time.Second))
 }
 
 // swEnv is one test's database, clock and started Store.
