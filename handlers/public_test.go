@@ -344,6 +344,10 @@ func TestWebhookResponses(t *testing.T) {
 		status, out := env.post(t, first, signed(t, id, first))
 		wantError(t, status, out, 400, "invalid_input")
 	})
+	t.Run("svix-id not UTF-8", func(t *testing.T) {
+		status, out := env.post(t, first, signed(t, "msg_\xe8", first))
+		wantError(t, status, out, 400, "invalid_input")
+	})
 	t.Run("huge headers", func(t *testing.T) {
 		h := signed(t, "msg_hdr", first)
 		h.Set("X-Padding", strings.Repeat("h", 100<<10))
