@@ -3,8 +3,10 @@ package migrations
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -55,4 +57,19 @@ func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
 // Current reports the applied version and the newest embedded one.
 func (m *Migrator) Current(ctx context.Context) (current, target int64, err error) {
 	return m.Provider.GetVersions(ctx)
+}
+
+// Ready reports whether the database is reachable and at the schema this
+// build needs: what a replica's readiness probe asks.
+func (m *Migrator) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cur, target, err := m.Current(ctx)
+	if err != nil {
+		return errors.New("database unreachable")
+	}
+	if cur < target {
+		return fmt.Errorf("database schema at version %d, this build needs %d", cur, target)
+	}
+	return nil
 }

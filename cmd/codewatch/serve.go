@@ -205,16 +205,7 @@ codewatch (development mode: local Postgres in %s)
 		if shuttingDown.Load() {
 			return errors.New("shutting down")
 		}
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		cur, target, err := migr.Current(ctx)
-		if err != nil {
-			return errors.New("database unreachable")
-		}
-		if cur < target {
-			return fmt.Errorf("database schema at version %d, this build needs %d", cur, target)
-		}
-		return nil
+		return migr.Ready(ctx)
 	}
 
 	toks := make([]handlers.Token, len(cfg.OpsTokens))
