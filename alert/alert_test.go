@@ -2,7 +2,6 @@ package alert_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,11 +9,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/codewatch/codewatch/alert"
+	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamevent"
 )
@@ -100,23 +99,8 @@ func failCodeErrOverdue(t *testing.T, o *outbox, code string, now time.Time) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is safe for a logger and a test to share.
+type syncBuffer = syncbuf.Buffer
 
 func TestLogSinkWritesOneStructuredLine(t *testing.T) {
 	o := newOutbox(t, "log")

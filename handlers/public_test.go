@@ -20,6 +20,7 @@ import (
 
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/seamevent"
@@ -36,22 +37,7 @@ type pubEnv struct {
 	logs    *syncBuffer
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 func newPubEnv(t testing.TB, pool *pgxpool.Pool) *pubEnv {
 	t.Helper()

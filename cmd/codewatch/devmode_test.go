@@ -10,27 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/codewatch/codewatch/internal/syncbuf"
 )
 
-type devBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *devBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *devBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type devBuffer = syncbuf.Buffer
 
 func devAddr(t *testing.T) string {
 	t.Helper()

@@ -34,6 +34,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/verify"
 )
@@ -111,23 +112,8 @@ func codewatchBin(t testing.TB) string {
 	return binPath
 }
 
-// lockedBuffer is an io.Writer safe for a process's output and a reader.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer is safe for a process's output and a reader.
+type lockedBuffer = syncbuf.Buffer
 
 func randomHex(n int) string {
 	b := make([]byte, n)
