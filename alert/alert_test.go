@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,10 @@ import (
 func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
 	o := newOutbox(t, "slack")
 	slack := newSlackReceiver(t)
-	d := o.dispatcher(o.pool, slack.sink())
+	o.work(o.pool, alert.WorkerConfig{}, slack.sink())
 
 	code, alertID := o.fail()
-	dispatch(t, d, 1)
+	o.waitSettled(1)
 	texts := slack.got()
 	if len(texts) != 1 {
 		t.Fatalf("slack got %d messages, want 1", len(texts))
@@ -50,7 +51,7 @@ func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
 	if _, err := o.store.Acknowledge(o.ctx, code, "ops@example.com", "code gone in the lock app"); err != nil {
 		t.Fatal(err)
 	}
-	dispatch(t, d, 1)
+	o.waitSettled(2)
 	texts = slack.got()
 	if len(texts) != 2 {
 		t.Fatalf("slack got %d messages, want 2", len(texts))
@@ -70,7 +71,7 @@ func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
 	late := seamevent.NewID()
 	now := o.clock.Now()
 	failCodeErrOverdue(t, o, late, now)
-	dispatch(t, d, 1)
+	o.waitSettled(3)
 	texts = slack.got()
 	if len(texts) != 3 {
 		t.Fatalf("slack got %d messages, want 3", len(texts))
@@ -105,10 +106,10 @@ type syncBuffer = syncbuf.Buffer
 func TestLogSinkWritesOneStructuredLine(t *testing.T) {
 	o := newOutbox(t, "log")
 	var buf syncBuffer
-	d := o.dispatcher(o.pool, alert.LogSink{Logger: newJSONLogger(&buf)})
+	o.work(o.pool, alert.WorkerConfig{}, alert.LogSink{Logger: newJSONLogger(&buf)})
 
 	code, alertID := o.fail()
-	dispatch(t, d, 1)
+	o.waitSettled(1)
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(buf.String()))
 	for sc.Scan() {
@@ -133,6 +134,7 @@ func TestLogSinkWritesOneStructuredLine(t *testing.T) {
 		"deletion_state":         string(lifecycle.Failed),
 		"troubleshooting_reason": lifecycle.ReasonFailed,
 		"age_seconds":            float64(600),
+		"sequence":               float64(1),
 	}
 	for k, v := range want {
 		if l[k] != v {
@@ -153,11 +155,11 @@ func TestSinkErrorsDoNotLeakSlackWebhookPath(t *testing.T) {
 	slack.mu.Lock()
 	slack.fail = true
 	slack.mu.Unlock()
-	d := o.dispatcher(o.pool, slack.sink())
+	o.work(o.pool, alert.WorkerConfig{BackoffBase: time.Hour, BackoffMax: time.Hour}, slack.sink())
 	_, alertID := o.fail()
 
-	dispatch(t, d, 1)
-	row := o.delivery(alertID, "slack")
+	var row deliveryRow
+	o.waitFor("a failed attempt", func() bool { row = o.delivery(alertID, "slack"); return row.Attempts > 0 })
 	if row.Status != "pending" || row.LastError == nil || !strings.Contains(*row.LastError, "500") {
 		t.Fatalf("after a 500: %+v, want pending with the status recorded", row)
 	}
@@ -174,38 +176,37 @@ func TestSinkErrorsDoNotLeakSlackWebhookPath(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	down := alert.SlackSink{URL: "http://" + addr + slack.path, Client: &http.Client{Timeout: 5 * time.Second}}
-	o.clock.Set(row.NextAttemptAt)
-	dispatch(t, o.dispatcher(o.pool, down), 1)
-	row = o.delivery(alertID, "slack")
-	if row.LastError == nil || !strings.Contains(*row.LastError, "refused") {
-		t.Fatalf("after connection refused: %+v", row)
+	err = down.Deliver(context.Background(), &lifecycle.AlertPayload{AlertID: alertID}, nil)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("after connection refused: %v", err)
 	}
-	if strings.Contains(*row.LastError, secretPart) {
-		t.Fatalf("last_error leaks the Slack webhook path: %q", *row.LastError)
+	if strings.Contains(err.Error(), secretPart) {
+		t.Fatalf("the error leaks the Slack webhook path: %q", err)
 	}
 }
 
-func TestDispatchUnconfiguredSinkStaysPending(t *testing.T) {
-	// The Store queues for "slack" but this process has only the log sink:
-	// the delivery waits (and says why) rather than being dropped.
+// The Store queues for "slack" but this process has only the log sink: the
+// slack delivery is given up at once (recorded, logged, counted), not left
+// waiting forever, and the log delivery goes out.
+func TestDeliveryToUnconfiguredSinkIsGivenUp(t *testing.T) {
 	o := newOutbox(t, "log", "slack")
 	var buf syncBuffer
-	d := o.dispatcher(o.pool, alert.LogSink{Logger: newJSONLogger(&buf)})
+	var givenUp atomic.Int64
+	o.work(o.pool, alert.WorkerConfig{Logger: newJSONLogger(&buf),
+		Counters: alert.Counters{GivenUp: func(sink string) { givenUp.Add(1) }}},
+		alert.LogSink{Logger: newJSONLogger(&buf)})
 	_, alertID := o.fail()
-	dispatch(t, d, 2)
+	o.waitSettled(2)
 	if row := o.delivery(alertID, "log"); row.Status != "sent" {
 		t.Fatalf("log delivery %+v, want sent", row)
 	}
 	row := o.delivery(alertID, "slack")
-	if row.Status != "pending" || row.LastError == nil || !strings.Contains(*row.LastError, "not configured") {
-		t.Fatalf("slack delivery %+v, want pending and not configured", row)
+	if row.Status != "given_up" || row.GivenUpAt == nil || row.Attempts != 0 || row.LastError == nil ||
+		!strings.Contains(*row.LastError, "not configured") {
+		t.Fatalf("slack delivery %+v, want given up at once as not configured", row)
 	}
-	// A process with the sink picks it up.
-	slack := newSlackReceiver(t)
-	o.clock.Set(row.NextAttemptAt)
-	dispatch(t, o.dispatcher(o.pool, slack.sink()), 1)
-	if len(slack.got()) != 1 {
-		t.Fatalf("slack got %d messages, want 1", len(slack.got()))
+	if givenUp.Load() != 1 || !strings.Contains(buf.String(), `"msg":"alert delivery given up"`) {
+		t.Fatalf("give-up counted %d times; log:\n%s", givenUp.Load(), buf.String())
 	}
 }
 

@@ -24,14 +24,19 @@ type Token struct {
 
 // Config is everything `codewatch serve` needs.
 type Config struct {
-	Listen             string
+	Listen string
+	// ListenSet is true when CODEWATCH_LISTEN (or --listen) was given:
+	// development mode otherwise binds the loopback interface only.
+	ListenSet          bool
 	OpsListen          string
 	DatabaseURL        string
+	MigrateDatabaseURL string
 	WebhookSecrets     []string
 	OpsTokens          []Token
 	SweepInterval      time.Duration
 	RemovalTimeout     time.Duration
 	AlertRepeat        time.Duration
+	AlertMaxAge        time.Duration
 	AlertWebhookURL    string
 	AlertWebhookSecret string
 	SlackWebhookURL    string
@@ -56,11 +61,13 @@ var Vars = []Var{
 	{"CODEWATCH_LISTEN", "listen", ":8080", "public listener: POST /webhooks/seam, GET /healthz"},
 	{"CODEWATCH_OPS_LISTEN", "ops-listen", "127.0.0.1:9090", "ops listener: /v1 status API, /healthz, /readyz, /metrics, status page"},
 	{"DATABASE_URL", "database-url", "", "Postgres URL; unset: start a local Postgres under CODEWATCH_DATA_DIR (development)"},
+	{"CODEWATCH_MIGRATE_DATABASE_URL", "migrate-database-url", "", "Postgres URL for migrations, which need a session (default: DATABASE_URL; set it to a direct URL when DATABASE_URL goes through PgBouncer)"},
 	{"SEAM_WEBHOOK_SECRET", "webhook-secret", "", "Svix endpoint secrets (whsec_...), comma-separated for rotation"},
 	{"CODEWATCH_OPS_TOKEN", "ops-token", "", "ops API bearer tokens, comma-separated, each token or name:token"},
 	{"CODEWATCH_SWEEP_INTERVAL", "sweep-interval", "30s", "how often the overdue sweeper runs"},
 	{"CODEWATCH_REMOVAL_TIMEOUT", "removal-timeout", "30m", "a deletion unconfirmed this long after it occurred is removal_overdue (0: never)"},
 	{"CODEWATCH_ALERT_REPEAT", "alert-repeat", "4h", "reminder interval for unresolved trouble (0: no reminders)"},
+	{"CODEWATCH_ALERT_MAX_AGE", "alert-max-age", "24h", "a failing alert delivery is retried with backoff this long after the alert, then given up (logged and counted)"},
 	{"CODEWATCH_ALERT_WEBHOOK_URL", "alert-webhook-url", "", "POST signed JSON alerts here"},
 	{"CODEWATCH_ALERT_WEBHOOK_SECRET", "alert-webhook-secret", "", "whsec_ secret that signs alert webhooks (required with the URL)"},
 	{"CODEWATCH_SLACK_WEBHOOK_URL", "slack-webhook-url", "", "Slack incoming-webhook URL for alerts"},
@@ -99,10 +106,14 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	}
 	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
 
+	listenSet := getenv("CODEWATCH_LISTEN") != ""
+	fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
 	c := &Config{
 		Listen:             get("CODEWATCH_LISTEN"),
+		ListenSet:          listenSet,
 		OpsListen:          get("CODEWATCH_OPS_LISTEN"),
 		DatabaseURL:        get("DATABASE_URL"),
+		MigrateDatabaseURL: get("CODEWATCH_MIGRATE_DATABASE_URL"),
 		AlertWebhookURL:    get("CODEWATCH_ALERT_WEBHOOK_URL"),
 		AlertWebhookSecret: get("CODEWATCH_ALERT_WEBHOOK_SECRET"),
 		SlackWebhookURL:    get("CODEWATCH_SLACK_WEBHOOK_URL"),
@@ -137,6 +148,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		{"CODEWATCH_SWEEP_INTERVAL", &c.SweepInterval, false, true},
 		{"CODEWATCH_REMOVAL_TIMEOUT", &c.RemovalTimeout, true, true},
 		{"CODEWATCH_ALERT_REPEAT", &c.AlertRepeat, true, true},
+		{"CODEWATCH_ALERT_MAX_AGE", &c.AlertMaxAge, false, true},
 		{"CODEWATCH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false, true},
 		{"CODEWATCH_SHUTDOWN_DRAIN", &c.ShutdownDrain, true, true},
 		{"CODEWATCH_RETENTION", &c.Retention, true, true},
@@ -190,10 +202,16 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 			bad("CODEWATCH_ALERT_WEBHOOK_SECRET", errors.New("one whsec_ secret is required with CODEWATCH_ALERT_WEBHOOK_URL"))
 		}
 	}
-	if c.DatabaseURL != "" {
-		if _, err := url.Parse(c.DatabaseURL); err != nil || !strings.HasPrefix(c.DatabaseURL, "postgres") {
-			bad("DATABASE_URL", errors.New("must be a postgres:// URL"))
+	for _, u := range []struct{ env, v string }{{"DATABASE_URL", c.DatabaseURL}, {"CODEWATCH_MIGRATE_DATABASE_URL", c.MigrateDatabaseURL}} {
+		if u.v == "" {
+			continue
 		}
+		if _, err := url.Parse(u.v); err != nil || !strings.HasPrefix(u.v, "postgres") {
+			bad(u.env, errors.New("must be a postgres:// URL"))
+		}
+	}
+	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
+		bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
 	}
 	if len(errs) > 0 {
 		return nil, errs[0]

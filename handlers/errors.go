@@ -93,7 +93,14 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			ae = newError(http.StatusInternalServerError, "internal_error", "internal error")
 		}
 		rid := c.Response().Header().Get(echo.HeaderXRequestID)
-		if ae.Status >= 500 {
+		switch {
+		case ae.Status == http.StatusServiceUnavailable:
+			// The cause (database down, starting, shutting down) is logged
+			// where it is known; a probe every few seconds must not add a
+			// line each.
+			logger.Debug("request unavailable", "method", c.Request().Method, "path", c.Path(),
+				"request_id", rid, "error", err)
+		case ae.Status >= 500:
 			logger.Error("request failed", "status", ae.Status, "type", ae.Type,
 				"method", c.Request().Method, "path", c.Path(), "request_id", rid, "error", err)
 		}

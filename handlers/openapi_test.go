@@ -30,9 +30,11 @@ import (
 
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 	"github.com/codewatch/codewatch/verify"
 )
@@ -166,9 +168,7 @@ func oaStart(t *testing.T, secret string) *oaService {
 	t.Helper()
 	pool := pgtest.New(t)
 	logger := slog.New(slog.DiscardHandler)
-	store := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: 30 * time.Minute, Logger: logger})
-	store.Start()
-	t.Cleanup(store.Close)
+	store := storetest.New(t, pool, postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger})
 	migr, err := migrations.New(pool, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -27,15 +27,26 @@ type Token struct {
 	Value string
 }
 
+// OpsStore is what the ops API reads and changes.
+type OpsStore interface {
+	GetAccessCode(ctx context.Context, id string) (*lifecycle.AccessCode, error)
+	ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, int64, error)
+	Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
+	ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error)
+	Acknowledge(ctx context.Context, id, by, note string) (*lifecycle.AccessCode, error)
+}
+
 // Ops serves the ops listener: the /v1 status API (bearer token), health,
 // readiness and metrics.
 type Ops struct {
-	Store   *lifecycle.Store
+	Store   OpsStore
 	Tokens  []Token
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Ready reports whether this replica should receive traffic.
 	Ready func(ctx context.Context) error
+	// Available, when set, says why /v1 cannot answer yet (503).
+	Available func() error
 }
 
 // NewOpsServer returns the ops router. Every route is listed here.
@@ -46,7 +57,7 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
 	e.GET("/", statusPage)
 
-	v1 := e.Group("/v1", o.authenticate)
+	v1 := e.Group("/v1", o.authenticate, gate(o.Available))
 	v1.GET("/access_codes", o.listAccessCodes)
 	v1.GET("/access_codes/:access_code_id", o.getAccessCode)
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)

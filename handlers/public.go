@@ -20,7 +20,7 @@ import (
 // MaxBody is the largest webhook body accepted (1 MiB).
 const MaxBody = 1 << 20
 
-// Ingester stores verified deliveries (lifecycle.Store does).
+// Ingester stores verified deliveries (the postgres Store does).
 type Ingester interface {
 	Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Result, error)
 }
@@ -33,12 +33,16 @@ type Public struct {
 	Logger   *slog.Logger
 	// IngestTimeout bounds one delivery, under Svix's 15 s.
 	IngestTimeout time.Duration
+	// Available, when set, says why webhooks cannot be stored yet (the
+	// database is not reachable or migrated at start-up): they are then
+	// answered 503 so that Seam retries.
+	Available func() error
 }
 
 // NewPublicServer returns the public router.
 func NewPublicServer(p *Public) *echo.Echo {
 	e := newEcho(p.Logger)
-	e.POST("/webhooks/seam", p.webhook)
+	e.POST("/webhooks/seam", p.webhook, gate(p.Available))
 	e.GET("/healthz", healthz)
 	return e
 }
@@ -78,6 +82,21 @@ func recoverer(logger *slog.Logger) echo.MiddlewareFunc {
 
 func healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"ok": true})
+}
+
+// gate answers 503 while the service cannot do its work yet.
+func gate(available func() error) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if available != nil {
+				if err := available(); err != nil {
+					c.Response().Header().Set("Retry-After", "5")
+					return newError(http.StatusServiceUnavailable, "unavailable", err.Error())
+				}
+			}
+			return next(c)
+		}
+	}
 }
 
 func (p *Public) webhook(c echo.Context) error {

@@ -20,9 +20,10 @@ import (
 
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/internal/syncbuf"
-	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 	"github.com/codewatch/codewatch/verify"
 )
@@ -32,7 +33,7 @@ const pubSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 type pubEnv struct {
 	srv     *httptest.Server
 	pool    *pgxpool.Pool
-	store   *lifecycle.Store
+	store   *postgres.Store
 	metrics *metrics.Metrics
 	logs    *syncBuffer
 }
@@ -43,7 +44,7 @@ func newPubEnv(t testing.TB, pool *pgxpool.Pool) *pubEnv {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	store := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: 30 * time.Minute, Logger: logger, TxTimeout: 3 * time.Second})
+	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger, TxTimeout: 3 * time.Second})
 	store.Start()
 	v, err := verify.New([]string{pubSecret}, nil)
 	if err != nil {
@@ -415,9 +416,7 @@ func TestWebhookConcurrentDuplicates(t *testing.T) {
 // Ids no stored code can have are a client's mistake, never a 5xx.
 func TestOpsRejectsImpossibleIDs(t *testing.T) {
 	pool := pgtest.New(t)
-	store := lifecycle.NewStore(pool, lifecycle.Config{})
-	store.Start()
-	t.Cleanup(store.Close)
+	store := storetest.New(t, pool, postgres.Config{})
 	token := "0123456789abcdef0123"
 	ops := handlers.NewOpsServer(&handlers.Ops{Store: store, Tokens: []handlers.Token{{Name: "t", Value: token}},
 		Metrics: metrics.New(), Logger: slog.New(slog.DiscardHandler), Ready: func(context.Context) error { return nil }})

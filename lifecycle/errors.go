@@ -1,11 +1,8 @@
 package lifecycle
 
 import (
-	"context"
 	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Code classifies an Error. handlers maps each to one HTTP status, in one place.
@@ -44,55 +41,13 @@ func ErrorCode(err error) Code {
 	return ""
 }
 
-func unavailable(err error) error {
-	return &Error{Code: EUnavailable, Message: "the database is unavailable; retry later", Err: err}
-}
-
-func errorf(code Code, format string, a ...any) error {
+// Errorf returns an *Error with a formatted message.
+func Errorf(code Code, format string, a ...any) error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, a...)}
 }
 
-// errRowVanished means a locked code's row was deleted (by retention)
-// under a transaction; running it again recreates the row.
-var errRowVanished = errors.New("access code row deleted concurrently")
-
-// sqlState returns the Postgres error code of err, or "".
-func sqlState(err error) string {
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		return pg.Code
-	}
-	return ""
-}
-
-// retryable reports a transaction worth running again as it was:
-// serialization failures and deadlocks.
-func retryable(err error) bool {
-	if errors.Is(err, errRowVanished) {
-		return true
-	}
-	switch sqlState(err) {
-	case "40001", "40P01":
-		return true
-	}
-	return false
-}
-
-// dataError reports an error caused by the rows a transaction wrote (bad
-// values, constraint violations), as opposed to the database being
-// unreachable, overloaded or shutting down. Only a data error is worth
-// splitting a batch for.
-func dataError(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	code := sqlState(err)
-	if len(code) < 2 {
-		return false
-	}
-	switch code[:2] {
-	case "22", "23", "54": // data exception, integrity violation, program limit
-		return true
-	}
-	return false
+// Unavailable wraps a failure of a dependency (the database, Seam) that a
+// retry may cure.
+func Unavailable(err error) error {
+	return &Error{Code: EUnavailable, Message: "the database is unavailable; retry later", Err: err}
 }

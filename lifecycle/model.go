@@ -3,10 +3,6 @@ package lifecycle
 import (
 	"encoding/json"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/codewatch/codewatch/internal/ids"
 )
 
 // AccessCode is a code as the status API shows it.
@@ -58,12 +54,17 @@ type AlertPayload struct {
 	AgeSeconds             int64           `json:"age_seconds"`
 	// Resolution says how a deletion.resolved alert resolved: the code's
 	// state ("removed") or "acknowledged".
-	Resolution     string    `json:"resolution,omitempty"`
-	AcknowledgedBy string    `json:"acknowledged_by,omitempty"`
-	Note           string    `json:"note,omitempty"`
-	Message        string    `json:"message"`
-	NextStep       string    `json:"next_step,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
+	Resolution     string `json:"resolution,omitempty"`
+	AcknowledgedBy string `json:"acknowledged_by,omitempty"`
+	Note           string `json:"note,omitempty"`
+	Message        string `json:"message"`
+	NextStep       string `json:"next_step,omitempty"`
+	// CreatedAt is when codewatch raised the alert; Sequence numbers a code's
+	// alerts 1, 2, 3... in that order. Each sink receives a code's alerts in
+	// sequence order, so a receiver can also drop one older than the newest
+	// it has seen.
+	CreatedAt time.Time `json:"created_at"`
+	Sequence  int64     `json:"sequence"`
 }
 
 // NextStep is Seam's troubleshooting guidance for a reason.
@@ -79,14 +80,12 @@ func NextStep(reason string) string {
 	return ""
 }
 
-type pendingAlert struct {
-	AlertPayload
-}
-
-func (s *Store) newAlert(now time.Time, typ string, st State, flag *Flag, resolution string) *pendingAlert {
+// NewAlert builds the alert a change calls for. id is the alert's unique id
+// (time-ordered), seq its place among the code's alerts.
+func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *Flag, resolution string) AlertPayload {
 	p := AlertPayload{
 		Type:               typ,
-		AlertID:            ids.NewTimeOrdered(now),
+		AlertID:            id,
 		AccessCodeID:       st.AccessCodeID,
 		WorkspaceID:        st.WorkspaceID,
 		DeviceID:           st.DeviceID,
@@ -95,20 +94,22 @@ func (s *Store) newAlert(now time.Time, typ string, st State, flag *Flag, resolu
 		DeletedAt:          st.DeletedAt,
 		Resolution:         resolution,
 		CreatedAt:          now,
+		Sequence:           seq,
 	}
 	if st.DeletedAt != nil {
 		p.AgeSeconds = int64(now.Sub(*st.DeletedAt) / time.Second)
 	}
 	if flag != nil {
 		p.TroubleshootingReason = &flag.Reason
-		p.TroubleshootingDetails = json.RawMessage(troubleDetails(flag))
+		p.TroubleshootingDetails = json.RawMessage(TroubleDetails(flag))
 		p.NextStep = NextStep(flag.Reason)
 	}
-	p.Message = alertMessage(p)
-	return &pendingAlert{p}
+	p.Message = AlertMessage(p)
+	return p
 }
 
-func alertMessage(p AlertPayload) string {
+// AlertMessage is the one-line summary of an alert.
+func AlertMessage(p AlertPayload) string {
 	reason := ""
 	if p.TroubleshootingReason != nil {
 		reason = *p.TroubleshootingReason
@@ -126,28 +127,147 @@ func alertMessage(p AlertPayload) string {
 	}
 }
 
-// queueAlerts writes alerts to the outbox with one delivery per sink, in the
-// caller's transaction.
-func (s *Store) queueAlerts(b *pgx.Batch, alerts []*pendingAlert) {
-	if len(alerts) == 0 {
-		return
+// Resolution is what a deletion.resolved alert reports: the code's state.
+func Resolution(st State, alertType string) string {
+	if alertType != AlertResolved {
+		return ""
 	}
-	ids, codes, types, payloads := alertArrays(alerts)
-	b.Queue(`INSERT INTO alerts (alert_id, access_code_id, type, payload, created_at)
-		SELECT id, code, type, payload::jsonb, $5
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS t(id, code, type, payload)`,
-		ids, codes, types, payloads, alerts[0].CreatedAt)
-	b.Queue(`INSERT INTO alert_deliveries (alert_id, sink, next_attempt_at)
-		SELECT a, s, $3 FROM unnest($1::uuid[]) AS a CROSS JOIN unnest($2::text[]) AS s`,
-		ids, s.cfg.Sinks, alerts[0].CreatedAt)
+	return string(st.DeletionState)
 }
 
-// alertArrays lays alerts out as columns for unnest.
-func alertArrays(alerts []*pendingAlert) (ids, codes, types, payloads []string) {
-	for _, a := range alerts {
-		body, _ := json.Marshal(a.AlertPayload)
-		ids, codes = append(ids, a.AlertID), append(codes, a.AccessCodeID)
-		types, payloads = append(types, a.Type), append(payloads, string(body))
+const noDetails = `{"access_code_errors":[],"access_code_warnings":[],"device_errors":[],"device_warnings":[]}`
+
+// TroubleDetails is what ops staff see of a trouble: Seam's own errors and
+// warnings from the event that caused it.
+func TroubleDetails(f *Flag) string {
+	if f.Reason == ReasonOverdue && len(f.Details) == 0 {
+		// The sweeper flags thousands at once; no event, nothing to read.
+		return noDetails
 	}
-	return ids, codes, types, payloads
+	d := map[string]json.RawMessage{}
+	if len(f.Details) > 0 {
+		_ = json.Unmarshal(f.Details, &d)
+	}
+	out := map[string]any{}
+	for _, k := range []string{"access_code_errors", "access_code_warnings", "device_errors", "device_warnings"} {
+		if v, ok := d[k]; ok {
+			out[k] = v
+		} else {
+			out[k] = []any{}
+		}
+	}
+	if f.Reason != ReasonOverdue {
+		out["event_id"] = f.Key
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+// Delivery statuses.
+const (
+	DeliveryPending = "pending"
+	DeliverySent    = "sent"
+	DeliveryGivenUp = "given_up"
+)
+
+// AlertDelivery is one alert on its way to one sink: the outbox's record of
+// what was sent, when, and what failed.
+type AlertDelivery struct {
+	AlertID       string          `json:"alert_id"`
+	Sink          string          `json:"sink"`
+	AccessCodeID  string          `json:"access_code_id"`
+	Type          string          `json:"type"`
+	Sequence      int64           `json:"sequence"`
+	Status        string          `json:"status"`
+	Attempts      int             `json:"attempts"`
+	LastError     *string         `json:"last_error"`
+	CreatedAt     time.Time       `json:"created_at"`
+	NextAttemptAt *time.Time      `json:"next_attempt_at"`
+	SentAt        *time.Time      `json:"sent_at"`
+	GivenUpAt     *time.Time      `json:"given_up_at"`
+	Payload       json.RawMessage `json:"-"`
+}
+
+// Delivery is one verified webhook (or an event read from Seam's API).
+type Delivery struct {
+	// MessageID is the svix-id (or webhook-id) header.
+	MessageID string
+	// Body is the raw body exactly as received.
+	Body []byte
+}
+
+// Outcome is what happened to a delivery.
+type Outcome string
+
+// Outcomes.
+const (
+	Stored      Outcome = "stored"
+	Duplicate   Outcome = "duplicate"
+	Quarantined Outcome = "quarantined"
+)
+
+// Result reports a committed delivery.
+type Result struct {
+	Outcome   Outcome
+	EventType string // "" when quarantined
+	// Reason says why a delivery was quarantined.
+	Reason string
+}
+
+// ListFilter selects codes for a list. Empty fields do not filter.
+type ListFilter struct {
+	States               []DeletionState
+	NeedsTroubleshooting *bool
+	WorkspaceID          string
+	DeviceID             string
+	Limit                int
+	// Cursor is the NextCursor of the previous page.
+	Cursor int64
+}
+
+// MaxListLimit caps a page.
+const MaxListLimit = 500
+
+// StatusSummary is the state of all tracked codes at a glance.
+type StatusSummary struct {
+	DeletionStates       map[DeletionState]int64 `json:"deletion_states"`
+	Total                int64                   `json:"total"`
+	NeedsTroubleshooting int64                   `json:"needs_troubleshooting"`
+	ByReason             map[string]int64        `json:"needs_troubleshooting_by_reason"`
+	// OldestUnconfirmedDeletionAgeSeconds is null when every deletion is
+	// confirmed.
+	OldestUnconfirmedDeletionAgeSeconds *int64     `json:"oldest_unconfirmed_deletion_age_seconds"`
+	OldestUnconfirmedDeletionAt         *time.Time `json:"oldest_unconfirmed_deletion_at"`
+	// LastEventReceivedAt is when the newest stored event arrived.
+	LastEventReceivedAt *time.Time `json:"last_event_received_at"`
+	// OutboxDepth counts alert deliveries not yet made.
+	OutboxDepth int64 `json:"outbox_depth"`
+}
+
+// QuarantinedDelivery is a verified delivery codewatch could not use.
+type QuarantinedDelivery struct {
+	ID         int64     `json:"quarantine_id"`
+	MessageID  string    `json:"message_id"`
+	Reason     string    `json:"reason"`
+	ReceivedAt time.Time `json:"received_at"`
+	SizeBytes  int       `json:"size_bytes"`
+	// Body is the raw body when it is valid UTF-8, for a quick look.
+	Body *string `json:"body"`
+}
+
+// SweepResult counts what one sweep did.
+type SweepResult struct {
+	Overdue   int
+	Reminders int
+}
+
+// DeliveryEnd is how an alert delivery ended.
+type DeliveryEnd struct {
+	AlertID, Sink string
+	// Status is DeliverySent or DeliveryGivenUp.
+	Status string
+	// Error says why a delivery was given up.
+	Error string
+	// Attempted counts this end as an attempt (a send was made).
+	Attempted bool
 }

@@ -25,6 +25,8 @@ type Metrics struct {
 	IngestDuration    prometheus.Histogram
 	AlertsSent        *prometheus.CounterVec
 	AlertsFailed      *prometheus.CounterVec
+	AlertsGivenUp     *prometheus.CounterVec
+	JobErrors         *prometheus.CounterVec
 	SweepDuration     prometheus.Histogram
 	OverdueFlagged    prometheus.Counter
 	RetentionDeleted  *prometheus.CounterVec
@@ -58,8 +60,16 @@ func New() *Metrics {
 		}, []string{"sink", "type"}),
 		AlertsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codewatch_alerts_failed_total",
-			Help: "Failed alert delivery attempts, by sink (each is retried).",
+			Help: "Failed alert delivery attempts, by sink (retried until CODEWATCH_ALERT_MAX_AGE).",
 		}, []string{"sink"}),
+		AlertsGivenUp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codewatch_alerts_given_up_total",
+			Help: "Alert deliveries given up (retried for CODEWATCH_ALERT_MAX_AGE, or to a sink no longer configured), by sink.",
+		}, []string{"sink"}),
+		JobErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codewatch_job_errors_total",
+			Help: "Failed attempts of background jobs, by kind (River retries them).",
+		}, []string{"kind"}),
 		SweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "codewatch_sweep_duration_seconds",
 			Help: "Time one overdue sweep takes.",
@@ -74,7 +84,7 @@ func New() *Metrics {
 		}, []string{"table"}),
 	}
 	r.MustRegister(m.WebhooksReceived, m.SignatureFailures, m.Quarantined, m.IngestDuration,
-		m.AlertsSent, m.AlertsFailed, m.SweepDuration, m.OverdueFlagged, m.RetentionDeleted,
+		m.AlertsSent, m.AlertsFailed, m.AlertsGivenUp, m.JobErrors, m.SweepDuration, m.OverdueFlagged, m.RetentionDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

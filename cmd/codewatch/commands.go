@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/pressly/goose/v3"
 
 	"github.com/codewatch/codewatch/config"
+	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
@@ -48,11 +49,10 @@ func openDB(ctx context.Context, url, dataDir string, stderr io.Writer) (*pgxpoo
 			cleanup = func() { _ = srv.Stop("fast") }
 		}
 	}
-	pcfg, err := pgxpool.ParseConfig(url)
+	pcfg, err := postgres.PoolConfig(url)
 	if err != nil {
 		return nil, nil, errors.New("DATABASE_URL: not a valid Postgres URL")
 	}
-	lifecycle.ConfigurePool(pcfg)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
@@ -90,34 +90,38 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	case "up":
 		res, err := m.Up(ctx)
 		for _, r := range res {
-			fmt.Fprintf(stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+			fmt.Fprintf(stdout, "applied %s (%s)\n", r.Name, r.Duration.Round(time.Millisecond))
 		}
 		if err == nil && len(res) == 0 {
 			fmt.Fprintln(stdout, "no pending migrations")
 		}
 		return err
 	case "down":
-		r, err := m.Provider.Down(ctx)
-		if errors.Is(err, goose.ErrNoNextVersion) {
+		r, err := m.Down(ctx)
+		if errors.Is(err, migrations.ErrNothingToRollBack) {
 			return errors.New("migrate down: no migration is applied; nothing to roll back")
 		}
-		if r != nil && err == nil {
-			fmt.Fprintf(stdout, "rolled back %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+		if err != nil {
+			return err
 		}
-		return err
+		fmt.Fprintf(stdout, "rolled back %s (%s)\n", r.Name, r.Duration.Round(time.Millisecond))
+		return nil
 	case "status":
-		st, err := m.Provider.Status(ctx)
+		st, err := m.Status(ctx)
 		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+		fmt.Fprintln(tw, "MIGRATION\tSTATE\tAPPLIED AT")
 		for _, s := range st {
-			at := "-"
+			state, at := "pending", "-"
+			if s.Applied {
+				state = "applied"
+			}
 			if !s.AppliedAt.IsZero() {
 				at = s.AppliedAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, state, at)
 		}
 		return tw.Flush()
 	}
@@ -244,9 +248,13 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if getenv("CODEWATCH_SLACK_WEBHOOK_URL") != "" {
 		sinks = append(sinks, "slack")
 	}
-	store := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: rt, Sinks: sinks})
+	inserter, err := jobs.NewInserter(pool, nil)
+	if err != nil {
+		return err
+	}
+	store := postgres.New(pool, inserter, postgres.Config{RemovalTimeout: rt, Sinks: sinks})
 	start := time.Now()
-	p, err := store.Replay(ctx, *batch, func(p lifecycle.ReplayProgress) {
+	p, err := store.Replay(ctx, *batch, func(p postgres.ReplayProgress) {
 		pct := 100.0
 		if p.Total > 0 {
 			pct = 100 * float64(p.Done) / float64(p.Total)

@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamevent"
 )
@@ -344,46 +346,62 @@ func checkLogs(t *testing.T, s *server, bodies []string, moreSecrets ...string) 
 	}
 }
 
-var statusLine = regexp.MustCompile(`^(\d+)\s+(pending|applied)\s+(\S+)\s+(\S+)$`)
+// migrationNames are every migration this build applies, River's first.
+func migrationNames(t *testing.T) (all, ours []string) {
+	t.Helper()
+	all, err := migrations.Names()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range all {
+		if strings.HasSuffix(n, ".sql") {
+			ours = append(ours, n)
+		}
+	}
+	return all, ours
+}
 
-// migrateStatus runs `codewatch migrate status` and returns version -> state.
+var statusColumns = regexp.MustCompile(`\s{2,}`)
+
+// migrateStatus runs `codewatch migrate status` and returns name -> state.
 func migrateStatus(t *testing.T, env []string) map[string]string {
 	t.Helper()
 	res := runCLI(t, env, "migrate", "status")
 	if res.Code != 0 {
 		t.Fatalf("migrate status: exit %d: %s", res.Code, res.Stderr)
 	}
+	all, _ := migrationNames(t)
 	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "VERSION") {
-		t.Fatalf("migrate status: want a header and 3 migrations, got:\n%s", res.Stdout)
+	if len(lines) != len(all)+1 || !strings.HasPrefix(lines[0], "MIGRATION") {
+		t.Fatalf("migrate status: want a header and %d migrations, got:\n%s", len(all), res.Stdout)
 	}
 	out := map[string]string{}
-	for _, l := range lines[1:] {
-		m := statusLine.FindStringSubmatch(strings.TrimSpace(l))
-		if m == nil {
-			t.Fatalf("migrate status: cannot read line %q", l)
+	for i, l := range lines[1:] {
+		f := statusColumns.Split(strings.TrimSpace(l), -1)
+		if len(f) != 3 || f[0] != all[i] || (f[1] != "applied" && f[1] != "pending") {
+			t.Fatalf("migrate status: cannot read line %q (want %s)", l, all[i])
 		}
-		if (m[2] == "applied") != (m[3] != "-") {
-			t.Errorf("migrate status: state %s with applied-at %s", m[2], m[3])
+		if strings.HasSuffix(f[0], ".sql") && (f[1] == "applied") != (f[2] != "-") {
+			t.Errorf("migrate status: state %s with applied-at %s", f[1], f[2])
 		}
-		if !strings.HasPrefix(m[4], "0000"+m[1]+"_") || !strings.HasSuffix(m[4], ".sql") {
-			t.Errorf("migrate status: version %s file %s", m[1], m[4])
-		}
-		out[m[1]] = m[2]
+		out[f[0]] = f[1]
 	}
 	return out
 }
 
-func wantStatus(t *testing.T, env []string, applied int) {
+// wantStatus checks that River's migrations are all applied (or all pending)
+// and the first applied of ours.
+func wantStatus(t *testing.T, env []string, river bool, applied int) {
 	t.Helper()
 	got := migrateStatus(t, env)
-	for v := 1; v <= 3; v++ {
+	all, ours := migrationNames(t)
+	for _, n := range all {
 		want := "pending"
-		if v <= applied {
+		if i := slices.Index(ours, n); (i < 0 && river) || (i >= 0 && i < applied) {
 			want = "applied"
 		}
-		if got[string(rune('0'+v))] != want {
-			t.Errorf("after %d applied: migration %d is %q, want %s (%v)", applied, v, got[string(rune('0'+v))], want, got)
+		if got[n] != want {
+			t.Errorf("after %d applied: %s is %q, want %s", applied, n, got[n], want)
 		}
 	}
 }
@@ -392,31 +410,32 @@ func TestMigrateCommands(t *testing.T) {
 	t.Parallel()
 	db := freshDatabase(t)
 	env := []string{"DATABASE_URL=" + db}
+	all, ours := migrationNames(t)
 
-	wantStatus(t, env, 0)
+	wantStatus(t, env, false, 0)
 	res := runCLI(t, env, "migrate", "up")
-	if res.Code != 0 || strings.Count(res.Stdout, "applied 0000") != 3 {
+	if res.Code != 0 || strings.Count(res.Stdout, "applied ") != len(all) {
 		t.Fatalf("migrate up: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
-	wantStatus(t, env, 3)
+	wantStatus(t, env, true, len(ours))
 	if res := runCLI(t, env, "migrate", "up"); res.Code != 0 || !strings.Contains(res.Stdout, "no pending migrations") {
 		t.Errorf("second migrate up: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
 	}
-	for v := 3; v >= 1; v-- {
+	for v := len(ours); v >= 1; v-- {
 		res := runCLI(t, env, "migrate", "down")
-		if res.Code != 0 || !strings.Contains(res.Stdout, "rolled back 0000"+string(rune('0'+v))+"_") {
-			t.Fatalf("migrate down (expecting %d): exit %d %q %q", v, res.Code, res.Stdout, res.Stderr)
+		if res.Code != 0 || !strings.Contains(res.Stdout, "rolled back "+ours[v-1]) {
+			t.Fatalf("migrate down (expecting %s): exit %d %q %q", ours[v-1], res.Code, res.Stdout, res.Stderr)
 		}
-		wantStatus(t, env, v-1)
+		wantStatus(t, env, true, v-1)
 	}
 	conn := dbConn(t, db)
 	var tables int
 	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM information_schema.tables
-		WHERE table_schema = 'public' AND table_name <> 'goose_db_version'`).Scan(&tables); err != nil {
+		WHERE table_schema = 'public' AND table_name <> 'goose_db_version' AND table_name NOT LIKE 'river%'`).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}
 	if tables != 0 {
-		t.Errorf("after three downs %d tables remain", tables)
+		t.Errorf("after rolling all of codewatch's migrations back %d tables remain", tables)
 	}
 	// Nothing left to roll back: an error, not a silent success.
 	if res := runCLI(t, env, "migrate", "down"); res.Code == 0 {
@@ -425,10 +444,10 @@ func TestMigrateCommands(t *testing.T) {
 		t.Logf("migrate down with nothing applied: exit %d: %s", res.Code, strings.TrimSpace(res.Stderr))
 	}
 	res = runCLI(t, env, "migrate", "up")
-	if res.Code != 0 || strings.Count(res.Stdout, "applied 0000") != 3 {
+	if res.Code != 0 || strings.Count(res.Stdout, "applied 0000") != len(ours) {
 		t.Fatalf("migrate up again: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
-	wantStatus(t, env, 3)
+	wantStatus(t, env, true, len(ours))
 	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM information_schema.tables
 		WHERE table_schema = 'public' AND table_name IN ('events', 'quarantine', 'access_codes', 'alerts', 'alert_deliveries')`).Scan(&tables); err != nil {
 		t.Fatal(err)
@@ -463,10 +482,11 @@ func TestMigrateConcurrentServe(t *testing.T) {
 	b.start()
 	a.waitReady(30 * time.Second)
 	b.waitReady(30 * time.Second)
-	assertMigratedOnce(t, db, 3)
+	all, _ := migrationNames(t)
+	assertMigratedOnce(t, db)
 	applied := len(a.logsWithMsg("migration applied")) + len(b.logsWithMsg("migration applied"))
-	if applied != 3 {
-		t.Errorf("the two replicas logged %d \"migration applied\" lines, want 3 in all", applied)
+	if applied != len(all) {
+		t.Errorf("the two replicas logged %d \"migration applied\" lines, want %d in all", applied, len(all))
 	}
 	for _, s := range []*server{a, b} {
 		if code, _ := s.stop(15 * time.Second); code != 0 {

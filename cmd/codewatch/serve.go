@@ -2,32 +2,31 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
 	"github.com/codewatch/codewatch/alert"
 	"github.com/codewatch/codewatch/config"
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
-	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -41,41 +40,17 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// devState is what a development `serve` shares with `send` and the user:
-// kept in the data directory so it survives restarts.
-type devState struct {
-	WebhookSecret string `json:"webhook_secret"`
-	OpsToken      string `json:"ops_token"`
-	WebhookURL    string `json:"webhook_url"`
-	OpsURL        string `json:"ops_url"`
-}
-
-func devStatePath(dataDir string) string { return filepath.Join(dataDir, "dev.json") }
-
-func readDevState(dataDir string) (*devState, error) {
-	b, err := os.ReadFile(devStatePath(dataDir))
+// listen binds addr, or says in one line which port is busy and which
+// variable moves it.
+func listen(addr, env string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, &exitError{1, fmt.Errorf("%s: %s is already in use (another codewatch?); set %s to another address", env, addr, env)}
+		}
+		return nil, &exitError{1, fmt.Errorf("%s: %w", env, err)}
 	}
-	var s devState
-	return &s, json.Unmarshal(b, &s)
-}
-
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func localURL(listen, path string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://" + listen + path
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port) + path
+	return ln, nil
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -92,93 +67,72 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		debug.SetGCPercent(200)
 		debug.SetMemoryLimit(40 << 20)
 	}
+	dev := cfg.DatabaseURL == ""
+	if dev && !cfg.ListenSet {
+		// Development mode answers this machine only, unless told otherwise.
+		cfg.Listen = "127.0.0.1" + cfg.Listen[strings.LastIndex(cfg.Listen, ":"):]
+	}
 
-	// Development mode: no DATABASE_URL means a local Postgres we start, and
-	// generated credentials kept beside it.
-	var devDB *localpg.Server
-	if cfg.DatabaseURL == "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-			return fmt.Errorf("CODEWATCH_DATA_DIR: %w", err)
-		}
-		logger.Info("DATABASE_URL is unset: starting a local Postgres", "dir", filepath.Join(cfg.DataDir, "pg"))
-		devDB, err = localpg.Start(ctx, filepath.Join(cfg.DataDir, "pg"), localpg.Options{})
-		if err != nil {
-			return fmt.Errorf("start local Postgres: %w", err)
-		}
-		cfg.DatabaseURL = devDB.URL("codewatch")
-		st, _ := readDevState(cfg.DataDir)
-		if st == nil {
-			st = &devState{}
-		}
-		if st.WebhookSecret == "" {
-			st.WebhookSecret = verify.SecretPrefix + base64.StdEncoding.EncodeToString([]byte(randomToken(18))[:24])
-		}
-		if st.OpsToken == "" {
-			st.OpsToken = randomToken(24)
-		}
-		if len(cfg.WebhookSecrets) == 0 {
-			cfg.WebhookSecrets = []string{st.WebhookSecret}
-		} else {
-			st.WebhookSecret = cfg.WebhookSecrets[0]
-		}
-		if len(cfg.OpsTokens) == 0 {
-			cfg.OpsTokens = []config.Token{{Name: "dev", Value: st.OpsToken}}
-		} else {
-			st.OpsToken = cfg.OpsTokens[0].Value
-		}
-		st.WebhookURL = localURL(cfg.Listen, "/webhooks/seam")
-		st.OpsURL = localURL(cfg.OpsListen, "")
-		b, _ := json.MarshalIndent(st, "", "  ")
-		if err := os.WriteFile(devStatePath(cfg.DataDir), b, 0o600); err != nil {
+	// Bind first: a busy port is reported before anything else happens.
+	pubLn, err := listen(cfg.Listen, "CODEWATCH_LISTEN")
+	if err != nil {
+		return err
+	}
+	defer pubLn.Close()
+	opsLn, err := listen(cfg.OpsListen, "CODEWATCH_OPS_LISTEN")
+	if err != nil {
+		return err
+	}
+	defer opsLn.Close()
+
+	stopDevDB := func() {}
+	if dev {
+		if stopDevDB, err = devMode(ctx, cfg, pubLn.Addr(), opsLn.Addr(), logger, stdout); err != nil {
 			return err
 		}
-		defer func() {
-			if err := devDB.Stop("fast"); err != nil {
-				logger.Warn("stop local Postgres", "error", err)
-			}
-		}()
-		fmt.Fprintf(stdout, `
-codewatch (development mode: local Postgres in %s)
-  webhook URL:     %s
-  webhook secret:  %s
-  ops API:         %s/v1/summary   (Authorization: Bearer %s)
-  status page:     %s/
-  try:             go run ./cmd/codewatch send access_code.deleted --access-code-id %s
-
-`, filepath.Join(cfg.DataDir, "pg"), st.WebhookURL, st.WebhookSecret, st.OpsURL, st.OpsToken, st.OpsURL, exampleID())
 	}
+	defer func() { stopDevDB() }()
 	if len(cfg.WebhookSecrets) == 0 {
 		return &exitError{2, errors.New("SEAM_WEBHOOK_SECRET: required (the whsec_... secret of your Seam webhook endpoint)")}
 	}
 	if len(cfg.OpsTokens) == 0 {
 		return &exitError{2, errors.New("CODEWATCH_OPS_TOKEN: required (a bearer token of at least 16 characters for the ops API)")}
 	}
-
 	verifier, err := verify.New(cfg.WebhookSecrets, nil)
 	if err != nil {
 		return &exitError{2, fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)}
 	}
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+
+	// The pools connect lazily: nothing below waits for the database.
+	pcfg, err := postgres.PoolConfig(cfg.DatabaseURL)
 	if err != nil {
 		return &exitError{2, errors.New("DATABASE_URL: not a valid Postgres URL")}
 	}
 	pcfg.MaxConns = int32(cfg.DBMaxConns)
-	lifecycle.ConfigurePool(pcfg)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-
-	if !cfg.NoMigrate {
-		if err := migrateWhenReachable(ctx, pool, logger); err != nil {
+	migratePool := pool
+	if cfg.MigrateDatabaseURL != "" {
+		mcfg, err := postgres.PoolConfig(cfg.MigrateDatabaseURL)
+		if err != nil {
+			return &exitError{2, errors.New("CODEWATCH_MIGRATE_DATABASE_URL: not a valid Postgres URL")}
+		}
+		mcfg.MaxConns = 2
+		if migratePool, err = pgxpool.NewWithConfig(ctx, mcfg); err != nil {
 			return err
 		}
+		defer migratePool.Close()
 	}
+	migr, err := migrations.New(migratePool, logger)
+	if err != nil {
+		return err
+	}
+	defer migr.Close()
 
 	m := metrics.New()
-	var sinks []alert.Sink
-	sinks = append(sinks, alert.LogSink{Logger: logger})
+	sinks := []alert.Sink{alert.LogSink{Logger: logger}}
 	httpClient := &http.Client{Timeout: 10 * time.Second}
 	if cfg.AlertWebhookURL != "" {
 		sinks = append(sinks, alert.WebhookSink{URL: cfg.AlertWebhookURL, Secret: cfg.AlertWebhookSecret, Client: httpClient})
@@ -186,27 +140,43 @@ codewatch (development mode: local Postgres in %s)
 	if cfg.SlackWebhookURL != "" {
 		sinks = append(sinks, alert.SlackSink{URL: cfg.SlackWebhookURL, Client: httpClient})
 	}
-	store := lifecycle.NewStore(pool, lifecycle.Config{
+	inserter, err := jobs.NewInserter(pool, logger)
+	if err != nil {
+		return err
+	}
+	store := postgres.New(pool, inserter, postgres.Config{
 		RemovalTimeout: cfg.RemovalTimeout,
 		Sinks:          alert.SinkNames(sinks),
 		Workers:        cfg.IngestWorkers,
 		Logger:         logger,
 	})
-	store.Start()
-	m.RegisterState(store, 5*time.Second, logger)
-
-	var shuttingDown atomic.Bool
-	migr, err := migrations.New(pool, nil)
+	worker, err := newJobClient(pool, store, cfg, sinks, m, logger)
 	if err != nil {
 		return err
 	}
-	defer migr.Close()
+
+	// Until the database is reachable and migrated, both listeners answer:
+	// /healthz 200, /readyz, webhooks and /v1 503 with the reason.
+	var started, shuttingDown atomic.Bool
+	var notReady atomic.Pointer[string]
+	setNotReady := func(why string) { notReady.Store(&why) }
+	setNotReady("starting: connecting to the database")
+	available := func() error {
+		if started.Load() {
+			return nil
+		}
+		return errors.New(*notReady.Load())
+	}
 	ready := func(ctx context.Context) error {
 		if shuttingDown.Load() {
 			return errors.New("shutting down")
 		}
+		if err := available(); err != nil {
+			return err
+		}
 		return migr.Ready(ctx)
 	}
+	m.RegisterState(store, 5*time.Second, logger)
 
 	toks := make([]handlers.Token, len(cfg.OpsTokens))
 	for i, t := range cfg.OpsTokens {
@@ -214,125 +184,182 @@ codewatch (development mode: local Postgres in %s)
 	}
 	public := handlers.NewPublicServer(&handlers.Public{
 		Verifier: verifier, Store: store, Metrics: m, Logger: logger, IngestTimeout: 12 * time.Second,
+		Available: available,
 	})
 	ops := handlers.NewOpsServer(&handlers.Ops{
-		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready,
+		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
 	})
-
-	pubLn, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("CODEWATCH_LISTEN: %w", err)
-	}
-	opsLn, err := net.Listen("tcp", cfg.OpsListen)
-	if err != nil {
-		pubLn.Close()
-		return fmt.Errorf("CODEWATCH_OPS_LISTEN: %w", err)
-	}
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	opsSrv := &http.Server{Handler: ops, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-
-	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var bg sync.WaitGroup
-	dispatcher := alert.NewDispatcher(pool, alert.Config{Sinks: sinks, Logger: logger, Metrics: m})
-	bg.Go(func() { dispatcher.Run(bgCtx) })
-	bg.Go(func() {
-		store.RunSweeper(bgCtx, cfg.SweepInterval, cfg.AlertRepeat, func(r lifecycle.SweepResult, d time.Duration) {
-			m.SweepDuration.Observe(d.Seconds())
-			m.OverdueFlagged.Add(float64(r.Overdue))
-		})
-	})
-	if cfg.Retention > 0 {
-		bg.Go(func() {
-			store.RunRetention(bgCtx, cfg.Retention, time.Minute, func(t string, n int64) { m.RetentionDeleted.WithLabelValues(t).Add(float64(n)) })
-		})
-	}
-
 	errc := make(chan error, 2)
 	go func() { errc <- pubSrv.Serve(pubLn) }()
 	go func() { errc <- opsSrv.Serve(opsLn) }()
-	logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
-		"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens), "sinks", strings.Join(alert.SinkNames(sinks), ","),
-		"removal_timeout", cfg.RemovalTimeout.String())
+	logger.Info("codewatch listening; connecting to the database", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String())
 
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	case serveErr = <-errc:
-		logger.Error("listener failed", "error", serveErr)
+	// Start-up proper: migrate (or wait for the schema), then start ingest
+	// and background work.
+	bg := context.WithoutCancel(ctx)
+	startc := make(chan error, 1)
+	startCtx, cancelStart := context.WithCancel(ctx)
+	defer cancelStart()
+	go func() {
+		err := waitForDatabase(startCtx, migr, !cfg.NoMigrate, logger, setNotReady)
+		if err == nil {
+			store.Start()
+			if err = worker.Start(bg); err == nil {
+				started.Store(true)
+				logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
+					"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens),
+					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String())
+			}
+		}
+		startc <- err
+	}()
+
+	var runErr error
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+			waiting = false
+		case runErr = <-errc:
+			logger.Error("listener failed", "error", runErr)
+			waiting = false
+		case err := <-startc:
+			if err != nil {
+				if ctx.Err() == nil {
+					runErr = &exitError{1, err}
+				}
+				waiting = false
+			}
+		}
 	}
+	cancelStart()
 
-	// Readiness turns false at once; listeners stop accepting; in-flight
-	// webhooks finish and commit; then background work and the pool stop.
+	// Readiness turns false at once; after the drain, listeners stop
+	// accepting and in-flight webhooks finish and commit; then background
+	// work stops. The whole of it is bounded by CODEWATCH_SHUTDOWN_TIMEOUT.
 	shuttingDown.Store(true)
-	if cfg.ShutdownDrain > 0 && serveErr == nil {
+	if cfg.ShutdownDrain > 0 && runErr == nil {
 		// Load balancers see /readyz fail and stop routing here while
 		// the listeners still answer whatever reaches them.
 		logger.Info("draining", "for", cfg.ShutdownDrain.String())
 		select {
 		case <-time.After(cfg.ShutdownDrain):
-		case serveErr = <-errc:
+		case runErr = <-errc:
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, srv := range []*http.Server{pubSrv, opsSrv} {
-		wg.Go(func() {
-			if err := srv.Shutdown(sctx); err != nil {
-				logger.Warn("shutdown incomplete", "error", err)
-				srv.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, srv := range []*http.Server{pubSrv, opsSrv} {
+			wg.Go(func() {
+				if err := srv.Shutdown(sctx); err != nil {
+					logger.Warn("shutdown incomplete", "error", err)
+					srv.Close()
+				}
+			})
+		}
+		wg.Wait()
+		if started.Load() {
+			store.Close()
+			if err := worker.Stop(sctx); err != nil {
+				// Jobs still running: cancel them; River retries them.
+				cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+				_ = worker.StopAndCancel(cctx)
+				ccancel()
 			}
-		})
+		}
+		pool.Close()
+	}()
+	select {
+	case <-done:
+		logger.Info("stopped")
+	case <-sctx.Done():
+		// A frozen database can hold a transaction past any deadline;
+		// exit anyway: nothing unacknowledged is lost (Seam retries).
+		logger.Error("shutdown timed out; exiting with work unfinished", "timeout", cfg.ShutdownTimeout.String())
 	}
-	wg.Wait()
-	store.Close()
-	stopBG()
-	bg.Wait()
-	logger.Info("stopped")
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
+		return runErr
 	}
 	return nil
 }
 
-// migrateWhenReachable applies migrations, waiting for the database to come
-// up (a replica may start before its database).
-func migrateWhenReachable(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+// newJobClient builds the River client that works alert deliveries and the
+// maintenance jobs.
+func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, m *metrics.Metrics, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	maint := &jobs.Maintenance{
+		Store: store, SweepInterval: cfg.SweepInterval, Repeat: cfg.AlertRepeat, Retention: cfg.Retention,
+		Logger: logger,
+		OnSweep: func(r lifecycle.SweepResult, d time.Duration) {
+			m.SweepDuration.Observe(d.Seconds())
+			m.OverdueFlagged.Add(float64(r.Overdue))
+		},
+		OnPrune: func(t string, n int64) { m.RetentionDeleted.WithLabelValues(t).Add(float64(n)) },
+	}
+	maint.Register(workers)
+	river.AddWorker(workers, alert.NewWorker(alert.WorkerConfig{
+		Outbox: store, Sinks: sinks, MaxAge: cfg.AlertMaxAge, Logger: logger,
+		Counters: alert.Counters{
+			Sent:    func(sink, typ string) { m.AlertsSent.WithLabelValues(sink, typ).Inc() },
+			Failed:  func(sink string) { m.AlertsFailed.WithLabelValues(sink).Inc() },
+			GivenUp: func(sink string) { m.AlertsGivenUp.WithLabelValues(sink).Inc() },
+		},
+	}))
+	return jobs.NewClient(pool, jobs.Config{
+		Workers: workers, Periodic: maint.Periodic(), Logger: logger,
+		OnError: func(kind string) { m.JobErrors.WithLabelValues(kind).Inc() },
+	})
+}
+
+// waitForDatabase migrates (or, with migrate false, waits for another
+// process to have migrated), retrying while the database cannot be reached:
+// one log line per retry. A migration the database refuses is final.
+func waitForDatabase(ctx context.Context, migr *migrations.Migrator, migrate bool, logger *slog.Logger, setNotReady func(string)) error {
 	delay := 500 * time.Millisecond
-	for {
-		err := func() error {
-			m, err := migrations.New(pool, logger)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			res, err := m.Up(ctx)
+	for attempt := 1; ; attempt++ {
+		var err error
+		if migrate {
+			var res []migrations.Applied
+			res, err = migr.Up(ctx)
 			for _, r := range res {
-				logger.Info("migration applied", "version", r.Source.Version, "duration", r.Duration.String())
+				logger.Info("migration applied", "migration", r.Name, "duration", r.Duration.String())
 			}
-			return err
-		}()
+		} else {
+			err = migr.Ready(ctx)
+		}
 		if err == nil {
 			return nil
+		}
+		var me *migrations.Error
+		if errors.As(err, &me) {
+			return me
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		logger.Warn("cannot migrate yet; retrying", "error", err, "retry_in", delay.String())
+		why := oneLine(err.Error())
+		setNotReady("starting: " + why)
+		logger.Warn("database not ready; retrying", "attempt", attempt, "retry_in", delay.String(), "error", why)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		if delay < 5*time.Second {
-			delay *= 2
-		}
+		delay = min(delay*2, 5*time.Second)
 	}
 }
 
-func exampleID() string { return "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e" }
+// oneLine keeps a multi-line driver error on one log line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

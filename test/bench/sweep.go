@@ -10,20 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/postgres"
 )
 
 // sweepRemovalTimeout is the service's default CODEWATCH_REMOVAL_TIMEOUT.
 const sweepRemovalTimeout = 30 * time.Minute
-
-// sweepSelect mirrors the overdue query of lifecycle/sweeper.go (inline and
-// unexported there), for EXPLAIN.
-const sweepSelect = `SELECT ` + codeColumns + ` FROM access_codes
-	WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL
-		AND deleted_at >= $3 AND deleted_at < $1
-	ORDER BY deleted_at LIMIT $2`
 
 // seedCodes inserts access_codes rows g in [from, to] of a table of total
 // codes. Every stride-th code, up to overdue of them, is a deletion awaiting
@@ -192,31 +187,20 @@ func runSweep(ctx context.Context, srv *localpg.Server, codes, overdue int, logf
 	}
 
 	// The plan, before the sweep (plain EXPLAIN: it reads nothing).
-	cutoff := lifecycle.OverdueCutoff(time.Now(), sweepRemovalTimeout)
-	rows, err := pool.Query(ctx, "EXPLAIN "+sweepSelect, cutoff, 1000, time.Unix(0, 0))
+	ins, err := jobs.NewInserter(pool, nil)
 	if err != nil {
+		return nil, err
+	}
+	store := postgres.New(pool, ins, postgres.Config{RemovalTimeout: sweepRemovalTimeout})
+	cutoff := lifecycle.OverdueCutoff(time.Now(), sweepRemovalTimeout)
+	if rep.explain, err = store.ExplainSweep(ctx, time.Now()); err != nil {
 		return nil, fmt.Errorf("explain: %w", err)
 	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		plan = append(plan, line)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("explain: %w", err)
-	}
-	rep.explain = strings.Join(plan, "\n")
 	rep.usesIndex = strings.Contains(rep.explain, "access_codes_unconfirmed_idx")
 	if !rep.usesIndex {
 		rep.problems = append(rep.problems, "the sweeper's SELECT does not use access_codes_unconfirmed_idx")
 	}
 
-	store := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: sweepRemovalTimeout})
 	if stmts != nil {
 		stmts.resetStatements(ctx)
 	}

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -322,9 +324,7 @@ func hasViolation(r *result, prefix string) bool {
 func TestChecksCatchViolations(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.New(t)
-	store := lifecycle.NewStore(pool, lifecycle.Config{Sinks: []string{"webhook"}, RemovalTimeout: time.Hour})
-	store.Start()
-	defer store.Close()
+	store := storetest.New(t, pool, postgres.Config{Sinks: []string{"webhook"}, RemovalTimeout: time.Hour})
 
 	codes, dels := testPlan(t, 4)
 	sort.SliceStable(dels, func(i, j int) bool { return dels[i].sched.Before(dels[j].sched) })

@@ -1,4 +1,4 @@
-package lifecycle_test
+package postgres_test
 
 import (
 	"context"
@@ -11,16 +11,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
-func newStoreT(t *testing.T, pool *pgxpool.Pool, cfg lifecycle.Config) *lifecycle.Store {
+func newStoreT(t *testing.T, pool *pgxpool.Pool, cfg postgres.Config) *postgres.Store {
 	t.Helper()
-	s := lifecycle.NewStore(pool, cfg)
-	s.Start()
-	t.Cleanup(s.Close)
-	return s
+	return storetest.New(t, pool, cfg)
 }
 
 type sent struct {
@@ -51,7 +50,7 @@ func storeLifecycle(t *testing.T, code string, base time.Time, types ...string) 
 // order: the row lock serialises the recomputations and none is lost.
 func TestIngestConcurrentEventsOfOneCode(t *testing.T) {
 	pool := pgtest.New(t)
-	store := newStoreT(t, pool, lifecycle.Config{RemovalTimeout: time.Hour})
+	store := newStoreT(t, pool, postgres.Config{RemovalTimeout: time.Hour})
 	ctx := context.Background()
 	base := time.Now().Add(-time.Minute)
 	code := seamevent.NewID()
@@ -112,7 +111,7 @@ func TestIngestConcurrentEventsOfOneCode(t *testing.T) {
 // pure fold of its events says, and each delivery is stored once.
 func TestIngestGroupCommitManyCodes(t *testing.T) {
 	pool := pgtest.New(t)
-	store := newStoreT(t, pool, lifecycle.Config{RemovalTimeout: time.Hour, Workers: 3, MaxBatch: 16})
+	store := newStoreT(t, pool, postgres.Config{RemovalTimeout: time.Hour, Workers: 3, MaxBatch: 16})
 	ctx := context.Background()
 	base := time.Now().Add(-10 * time.Minute)
 	endings := [][]string{
@@ -184,7 +183,7 @@ func TestIngestRefusedRowIsIsolated(t *testing.T) {
 	if _, err := pool.Exec(ctx, `ALTER TABLE events ADD CONSTRAINT refuse_test CHECK (event_type <> 'test.refused')`); err != nil {
 		t.Fatal(err)
 	}
-	store := newStoreT(t, pool, lifecycle.Config{Workers: 1, MaxBatch: 64})
+	store := newStoreT(t, pool, postgres.Config{Workers: 1, MaxBatch: 64})
 	var wg sync.WaitGroup
 	results := make([]lifecycle.Result, 30)
 	errs := make([]error, 30)
@@ -222,7 +221,7 @@ func TestIngestRefusedRowIsIsolated(t *testing.T) {
 func TestReplay(t *testing.T) {
 	pool := pgtest.New(t)
 	ctx := context.Background()
-	store := newStoreT(t, pool, lifecycle.Config{RemovalTimeout: time.Hour})
+	store := newStoreT(t, pool, postgres.Config{RemovalTimeout: time.Hour})
 	base := time.Now().Add(-time.Minute)
 	want := map[string]lifecycle.DeletionState{}
 	for i := range 25 {
@@ -247,8 +246,8 @@ func TestReplay(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE access_codes SET deletion_state = 'active'`); err != nil {
 		t.Fatal(err)
 	}
-	var reports []lifecycle.ReplayProgress
-	p, err := store.Replay(ctx, 10, func(p lifecycle.ReplayProgress) { reports = append(reports, p) })
+	var reports []postgres.ReplayProgress
+	p, err := store.Replay(ctx, 10, func(p postgres.ReplayProgress) { reports = append(reports, p) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +271,8 @@ func TestReplay(t *testing.T) {
 }
 
 func TestIngestAfterCloseIsUnavailable(t *testing.T) {
-	store := lifecycle.NewStore(pgtest.New(t), lifecycle.Config{})
+	pool := pgtest.New(t)
+	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{})
 	store.Start()
 	store.Close()
 	_, err := store.Ingest(context.Background(), lifecycle.Delivery{MessageID: "m", Body: []byte(`{}`)})
@@ -285,7 +285,7 @@ func TestIngestAfterCloseIsUnavailable(t *testing.T) {
 // must not cost the event: it is stored and folded, the raw body untouched.
 func TestIngestTroubleWithOddDetails(t *testing.T) {
 	pool := pgtest.New(t)
-	store := newStoreT(t, pool, lifecycle.Config{})
+	store := newStoreT(t, pool, postgres.Config{})
 	ctx := context.Background()
 	code := seamevent.NewID()
 	for i, body := range []string{

@@ -1,12 +1,27 @@
-package lifecycle
+// Package postgres is codewatch's storage: every SQL statement of every table
+// (events, quarantine, access codes, the alert outbox, maintenance) lives
+// here. The rules it applies come from package lifecycle, which knows nothing
+// of Postgres; callers use the Store through small interfaces of their own.
+//
+// Lock order, everywhere: access_codes rows in access_code_id order, taken
+// before anything else a transaction writes. Ingest, replay, the sweeper,
+// reminders and acknowledgement all follow it, so they cannot deadlock on
+// each other.
+package postgres
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/codewatch/codewatch/internal/ids"
+	"github.com/codewatch/codewatch/lifecycle"
 )
 
 // Config tunes a Store.
@@ -23,8 +38,11 @@ type Config struct {
 	// TxTimeout bounds one ingest transaction, so a request never waits
 	// past Svix's 15 s window on a stuck database.
 	TxTimeout time.Duration
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// QueryTimeout bounds every other call, so nothing waits forever on a
+	// frozen database.
+	QueryTimeout time.Duration
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -37,6 +55,9 @@ func (c *Config) defaults() {
 	if c.TxTimeout <= 0 {
 		c.TxTimeout = 10 * time.Second
 	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 10 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -48,30 +69,42 @@ func (c *Config) defaults() {
 	}
 }
 
-// ConfigurePool sets what the store's queries need of every connection:
-// custom plans. A prepared statement's generic plan is chosen after a few
-// executions and kept until the table's statistics are next analysed; chosen
-// while events was small, it was a sequential scan that then read ~900
-// blocks per batch as the table grew (make bench: 3,100 events/s against
-// 5,100 with custom plans). A DATABASE_URL that sets plan_cache_mode wins.
-func ConfigurePool(cfg *pgxpool.Config) {
-	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	}
+// JobQueue inserts River jobs inside a transaction of the Store's
+// (*river.Client[pgx.Tx] does; an insert-only client is enough).
+type JobQueue interface {
+	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 }
 
-// Store keeps events and access codes in Postgres.
+// PoolConfig parses url into a pool configuration that works directly and
+// through PgBouncer in transaction pooling mode. Statements are sent unnamed
+// (QueryExecModeCacheDescribe): PgBouncer before 1.21 cannot route named
+// prepared statements, and an unnamed statement is planned for its actual
+// parameters every time, which is the custom plan the ingest and sweep
+// queries need (a generic plan chosen while a table was small became a
+// sequential scan as it grew; see docs/operations.md). No startup parameter
+// is set: PgBouncer refuses the ones it does not know.
+func PoolConfig(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	return cfg, nil
+}
+
+// Store keeps events, access codes and the alert outbox in Postgres.
 type Store struct {
 	pool *pgxpool.Pool
+	jobs JobQueue
 	cfg  Config
 	ing  *ingester
 }
 
-// NewStore returns a Store on pool. Call Start before Ingest and Close after
-// the last Ingest.
-func NewStore(pool *pgxpool.Pool, cfg Config) *Store {
+// New returns a Store on pool that queues background work with jobs. Call
+// Start before Ingest and Close after the last Ingest.
+func New(pool *pgxpool.Pool, jobs JobQueue, cfg Config) *Store {
 	cfg.defaults()
-	s := &Store{pool: pool, cfg: cfg}
+	s := &Store{pool: pool, jobs: jobs, cfg: cfg}
 	s.ing = newIngester(s)
 	return s
 }
@@ -82,8 +115,17 @@ func (s *Store) Start() { s.ing.start() }
 // Close stops the ingest workers after they commit what is queued.
 func (s *Store) Close() { s.ing.close() }
 
-// Pool returns the store's pool, for health checks.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	return s.pool.Ping(ctx)
+}
+
+// timeout bounds one call.
+func (s *Store) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.QueryTimeout)
+}
 
 // codeColumns is the access_codes row as recompute and the API read it.
 const codeColumns = `access_code_id, workspace_id, device_id, connected_account_id,
@@ -91,11 +133,11 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	troubleshooting_details, trouble_key, trouble_since, acknowledged_key,
 	acknowledged_at, acknowledged_by, acknowledgement_note, deletion_event_id,
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
-	last_event_at, terminal_at, last_alert_at, updated_at, id`
+	last_event_at, terminal_at, last_alert_at, updated_at, id, alert_seq`
 
 // codeRow is one access_codes row.
 type codeRow struct {
-	AccessCode
+	lifecycle.AccessCode
 	troubleKey      *string
 	troubleSince    *time.Time
 	acknowledgedKey *string
@@ -103,6 +145,7 @@ type codeRow struct {
 	terminalAt      *time.Time
 	lastAlertAt     *time.Time
 	id              int64
+	alertSeq        int64
 }
 
 func scanCode(row pgx.Row) (*codeRow, error) {
@@ -113,7 +156,7 @@ func scanCode(row pgx.Row) (*codeRow, error) {
 		&details, &c.troubleKey, &c.troubleSince, &c.acknowledgedKey,
 		&c.AcknowledgedAt, &c.AcknowledgedBy, &c.AcknowledgementNote, &c.deletionEventID,
 		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
-		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id)
+		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -127,11 +170,11 @@ func scanCode(row pgx.Row) (*codeRow, error) {
 type codeIDs struct{ workspace, device, account *string }
 
 // queueLockCodes creates missing rows for ids and locks all of them, in id
-// order so that concurrent transactions (and replicas) cannot deadlock. Lock
-// first, then read events: the last transaction to take a code's lock sees
-// every event committed before it, so no update is lost. A new row starts
-// with its ids (from start, when given) so that the update that follows
-// changes no indexed column when it need not, and can be HOT.
+// order (the lock order; see the package comment). Lock first, then read
+// events: the last transaction to take a code's lock sees every event
+// committed before it, so no update is lost. A new row starts with its ids
+// (from start, when given) so that the update that follows changes no indexed
+// column when it need not, and can be HOT.
 func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows map[string]*codeRow) {
 	ws, dev, acct := mk(len(ids)), mk(len(ids)), mk(len(ids))
 	for i, id := range ids {
@@ -143,6 +186,7 @@ func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows m
 		SELECT id, ws, dev, acct FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
 			AS t(id, ws, dev, acct) ORDER BY id
 		ON CONFLICT (access_code_id) DO NOTHING`, ids, ws, dev, acct)
+	// LockRows sits above the sort: rows are locked in access_code_id order.
 	b.Queue(`SELECT `+codeColumns+` FROM access_codes
 		WHERE access_code_id = ANY($1) ORDER BY access_code_id FOR UPDATE`, ids).
 		Query(func(rs pgx.Rows) error {
@@ -159,7 +203,7 @@ func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows m
 
 // queueLoadEvents reads the history of ids into evs. The occurred_at
 // fallbacks keep an event without one in order by when it was made or seen.
-func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]Event) {
+func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]lifecycle.Event) {
 	b.Queue(`SELECT access_code_id, event_id, event_type,
 			COALESCE(occurred_at, created_at, received_at),
 			COALESCE(workspace_id, ''), COALESCE(device_id, ''),
@@ -168,7 +212,7 @@ func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]Event) {
 		WHERE access_code_id = ANY($1) AND event_type LIKE 'access_code.%'`, ids).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
-				var e Event
+				var e lifecycle.Event
 				var details []byte
 				if err := rs.Scan(&e.AccessCodeID, &e.EventID, &e.Type, &e.OccurredAt,
 					&e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &details); err != nil {
@@ -184,45 +228,44 @@ func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]Event) {
 // change is the new content of one code's row and the alert it calls for.
 type change struct {
 	old   *codeRow
-	st    State
-	flag  *Flag
+	st    lifecycle.State
+	flag  *lifecycle.Flag
 	needs bool
-	alert *pendingAlert
+	alert *lifecycle.AlertPayload
 }
 
 // recompute folds each locked code's events and decides its new row.
-func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]Event) []change {
+func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]lifecycle.Event) []change {
 	out := make([]change, 0, len(rows))
 	for id, old := range rows {
-		st := Fold(evs[id])
+		st := lifecycle.Fold(evs[id])
 		st.AccessCodeID = id
-		flag := Assess(st.Summary(), now, s.cfg.RemovalTimeout)
+		flag := lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout)
 		out = append(out, s.decide(now, old, st, flag))
 	}
 	return out
 }
 
 // decide applies flag to a code whose fold is st.
-func (s *Store) decide(now time.Time, old *codeRow, st State, flag *Flag) change {
-	ack := deref(old.acknowledgedKey)
-	needs := NeedsTroubleshooting(flag, ack)
+func (s *Store) decide(now time.Time, old *codeRow, st lifecycle.State, flag *lifecycle.Flag) change {
+	needs := lifecycle.NeedsTroubleshooting(flag, deref(old.acknowledgedKey))
 	c := change{old: old, st: st, flag: flag, needs: needs}
-	oldKey := deref(old.troubleKey)
 	newKey := ""
 	if flag != nil {
 		newKey = flag.Key
 	}
-	if t := Transition(old.NeedsTroubleshooting, oldKey, needs, newKey); t != "" {
-		c.alert = s.newAlert(now, t, st, flag, resolution(st, t))
+	if t := lifecycle.Transition(old.NeedsTroubleshooting, deref(old.troubleKey), needs, newKey); t != "" {
+		c.alert = newAlert(now, old, t, st, flag, lifecycle.Resolution(st, t))
 	}
 	return c
 }
 
-func resolution(st State, alertType string) string {
-	if alertType != AlertResolved {
-		return ""
-	}
-	return string(st.DeletionState)
+// newAlert numbers a code's next alert. The caller holds the code's row lock
+// and writes alert_seq back in the same transaction.
+func newAlert(now time.Time, old *codeRow, typ string, st lifecycle.State, flag *lifecycle.Flag, resolution string) *lifecycle.AlertPayload {
+	old.alertSeq++
+	a := lifecycle.NewAlert(now, ids.NewTimeOrdered(now), old.alertSeq, typ, st, flag, resolution)
+	return &a
 }
 
 // row is the content queueWrite gives a code's row.
@@ -245,7 +288,7 @@ func (s *Store) newRow(now time.Time, c change) row {
 		lastAlert: c.old.lastAlertAt,
 	}
 	if c.flag != nil {
-		d := troubleDetails(c.flag)
+		d := lifecycle.TroubleDetails(c.flag)
 		r.reason, r.key, r.since, r.details = &c.flag.Reason, &c.flag.Key, &c.flag.Since, &d
 	}
 	switch {
@@ -256,7 +299,7 @@ func (s *Store) newRow(now time.Time, c change) row {
 		r.terminal = &now
 	}
 	if c.alert != nil {
-		if c.alert.Type == AlertResolved {
+		if c.alert.Type == lifecycle.AlertResolved {
 			r.lastAlert = nil
 		} else {
 			r.lastAlert = &now
@@ -282,9 +325,9 @@ func eqt(a, b *time.Time) bool {
 	return (a == nil) == (b == nil) && (a == nil || a.Equal(*b))
 }
 
-// queueWrite writes the rows that changed and the alerts the changes call
-// for, in one statement each.
-func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
+// writeChanges writes the rows that changed and the alerts the changes call
+// for, in one round trip after the alerts' jobs are inserted.
+func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) error {
 	var (
 		ids, ws, dev, acct, reason, details, key, delID []*string
 		state                                           []string
@@ -292,7 +335,8 @@ func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
 		needs                                           []bool
 		since, created, set, deleted, removed, last     []*time.Time
 		terminal, lastAlert                             []*time.Time
-		alerts                                          []*pendingAlert
+		seq                                             []int64
+		alerts                                          []*lifecycle.AlertPayload
 	)
 	for i := range changes {
 		c := &changes[i]
@@ -311,7 +355,9 @@ func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
 		created, set, deleted = append(created, r.created), append(set, r.set), append(deleted, r.deleted)
 		removed, last = append(removed, r.removed), append(last, r.last)
 		terminal, lastAlert = append(terminal, r.terminal), append(lastAlert, r.lastAlert)
+		seq = append(seq, c.old.alertSeq)
 	}
+	b := &pgx.Batch{}
 	if len(ids) > 0 {
 		b.Queue(`UPDATE access_codes c SET
 			workspace_id = u.ws, device_id = u.dev, connected_account_id = u.acct,
@@ -321,49 +367,30 @@ func (s *Store) queueWrite(b *pgx.Batch, now time.Time, changes []change) {
 			trouble_since = u.since, deletion_event_id = u.del_id,
 			created_at = u.created, set_on_device_at = u.set, deleted_at = u.deleted,
 			removed_from_device_at = u.removed, last_event_at = u.last,
-			terminal_at = u.terminal, last_alert_at = u.last_alert, updated_at = $19
+			terminal_at = u.terminal, last_alert_at = u.last_alert, alert_seq = u.seq,
+			updated_at = $19
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
 			$7::bool[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[],
 			$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
-			$17::timestamptz[], $18::timestamptz[], $20::timestamptz[])
+			$17::timestamptz[], $18::timestamptz[], $20::timestamptz[], $21::bigint[])
 			AS u(id, ws, dev, acct, state, on_device, needs, reason, details, key, since,
-				del_id, created, set, deleted, removed, last, terminal, last_alert)
+				del_id, created, set, deleted, removed, last, terminal, last_alert, seq)
 		WHERE c.access_code_id = u.id`,
 			ids, ws, dev, acct, state, onDevice, needs, reason, details, key, since, delID,
-			created, set, deleted, removed, last, terminal, now, lastAlert)
+			created, set, deleted, removed, last, terminal, now, lastAlert, seq)
 	}
-	s.queueAlerts(b, alerts)
-}
-
-const noDetails = `{"access_code_errors":[],"access_code_warnings":[],"device_errors":[],"device_warnings":[]}`
-
-// troubleDetails is what ops staff see of a trouble: Seam's own errors and
-// warnings from the event that caused it.
-func troubleDetails(f *Flag) string {
-	if f.Reason == ReasonOverdue && len(f.Details) == 0 {
-		// The sweeper flags thousands at once; no event, nothing to read.
-		return noDetails
+	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
+		return err
 	}
-	d := map[string]json.RawMessage{}
-	if len(f.Details) > 0 {
-		_ = json.Unmarshal(f.Details, &d)
+	if b.Len() == 0 {
+		return nil
 	}
-	out := map[string]any{}
-	for _, k := range []string{"access_code_errors", "access_code_warnings", "device_errors", "device_warnings"} {
-		if v, ok := d[k]; ok {
-			out[k] = v
-		} else {
-			out[k] = []any{}
-		}
-	}
-	if f.Reason != ReasonOverdue {
-		out["event_id"] = f.Key
-	}
-	b, _ := json.Marshal(out)
-	return string(b)
+	return tx.SendBatch(ctx, b).Close()
 }
 
 func mk(n int) []*string { return make([]*string, n) }
+
+func mkt(n int) []*time.Time { return make([]*time.Time, n) }
 
 func nonEmpty(s string) *string {
 	if s == "" {
@@ -379,4 +406,31 @@ func deref(s *string) string {
 	return *s
 }
 
-func mkt(n int) []*time.Time { return make([]*time.Time, n) }
+// rowState rebuilds the parts of a State an alert shows from a stored row.
+func rowState(r *codeRow) lifecycle.State {
+	return lifecycle.State{
+		AccessCodeID: r.AccessCodeID, WorkspaceID: deref(r.WorkspaceID),
+		DeviceID: deref(r.DeviceID), ConnectedAccountID: deref(r.ConnectedAccountID),
+		DeletionState: r.DeletionState, OnDevice: r.OnDevice, DeletionEventID: deref(r.deletionEventID),
+		CreatedAt: r.CreatedAt, SetOnDeviceAt: r.SetOnDeviceAt, DeletedAt: r.DeletedAt,
+		RemovedFromDeviceAt: r.RemovedFromDeviceAt, LastEventAt: r.LastEventAt,
+	}
+}
+
+// rowFlag is the stored row's current trouble.
+func rowFlag(r *codeRow) *lifecycle.Flag {
+	if r.troubleKey == nil {
+		return nil
+	}
+	f := &lifecycle.Flag{Reason: deref(r.TroubleshootingReason), Key: *r.troubleKey, Details: r.TroubleshootingDetails}
+	if r.troubleSince != nil {
+		f.Since = *r.troubleSince
+	}
+	return f
+}
+
+// alertJSON is an alert as stored and sent.
+func alertJSON(a *lifecycle.AlertPayload) string {
+	b, _ := json.Marshal(a)
+	return string(b)
+}

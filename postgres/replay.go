@@ -1,9 +1,11 @@
-package lifecycle
+package postgres
 
 import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/codewatch/codewatch/lifecycle"
 )
 
 // ReplayProgress reports a replay's advance.
@@ -20,31 +22,17 @@ func (s *Store) Replay(ctx context.Context, batchSize int, progress func(ReplayP
 	if batchSize <= 0 {
 		batchSize = 500
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT access_code_id) FROM events
+	qctx, cancel := s.timeout(ctx)
+	defer cancel()
+	if err := s.pool.QueryRow(qctx, `SELECT count(DISTINCT access_code_id) FROM events
 		WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'`).Scan(&p.Total); err != nil {
 		return p, unavailable(err)
 	}
 	last := ""
 	for {
-		var ids []string
-		rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
-			WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'
-				AND access_code_id > $1
-			ORDER BY 1 LIMIT $2`, last, batchSize)
+		ids, err := s.replayIDs(ctx, last, batchSize)
 		if err != nil {
-			return p, unavailable(err)
-		}
-		for rs.Next() {
-			var id string
-			if err := rs.Scan(&id); err != nil {
-				rs.Close()
-				return p, unavailable(err)
-			}
-			ids = append(ids, id)
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return p, unavailable(err)
+			return p, err
 		}
 		if len(ids) == 0 {
 			return p, nil
@@ -62,7 +50,28 @@ func (s *Store) Replay(ctx context.Context, batchSize int, progress func(ReplayP
 	}
 }
 
+// replayIDs returns the next batchSize codes with events, after last.
+func (s *Store) replayIDs(ctx context.Context, last string, batchSize int) ([]string, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	// Served by events_access_code_idx, whose predicate this repeats.
+	rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
+		WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'
+			AND access_code_id > $1
+		ORDER BY 1 LIMIT $2`, last, batchSize)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return ids, nil
+}
+
 func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
 	now := s.cfg.Now()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -70,7 +79,7 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	rows := map[string]*codeRow{}
-	evs := map[string][]Event{}
+	evs := map[string][]lifecycle.Event{}
 	b := &pgx.Batch{}
 	queueLockCodes(b, ids, nil, rows)
 	queueLoadEvents(b, ids, evs)
@@ -84,9 +93,7 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 			changed++
 		}
 	}
-	b = &pgx.Batch{}
-	s.queueWrite(b, now, changes)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := s.writeChanges(ctx, tx, now, changes); err != nil {
 		return 0, unavailable(err)
 	}
 	if err := tx.Commit(ctx); err != nil {

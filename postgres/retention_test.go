@@ -1,4 +1,4 @@
-package lifecycle
+package postgres
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/jobs"
+	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
@@ -23,7 +25,11 @@ const retDay = 24 * time.Hour
 
 func retStore(t *testing.T, pool *pgxpool.Pool, clock *retClock) *Store {
 	t.Helper()
-	s := NewStore(pool, Config{RemovalTimeout: 30 * time.Minute, Sinks: []string{"log", "webhook"}, Now: clock.Now})
+	ins, err := jobs.NewInserter(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(pool, ins, Config{RemovalTimeout: 30 * time.Minute, Sinks: []string{"log", "webhook"}, Now: clock.Now})
 	s.Start()
 	t.Cleanup(s.Close)
 	return s
@@ -40,8 +46,8 @@ func retIngest(t *testing.T, s *Store, clock *retClock, code string, types ...st
 			t.Error(err)
 			return
 		}
-		res, err := s.Ingest(context.Background(), Delivery{MessageID: seamevent.NewMessageID(), Body: body})
-		if err != nil || res.Outcome != Stored {
+		res, err := s.Ingest(context.Background(), lifecycle.Delivery{MessageID: seamevent.NewMessageID(), Body: body})
+		if err != nil || res.Outcome != lifecycle.Stored {
 			t.Errorf("ingest %s for %s: %+v %v", typ, code, res, err)
 			return
 		}
@@ -52,7 +58,7 @@ func retIngest(t *testing.T, s *Store, clock *retClock, code string, types ...st
 type retCounts struct {
 	Events, Alerts, Deliveries int
 	Row                        bool
-	State                      DeletionState
+	State                      lifecycle.DeletionState
 }
 
 func retCount(t *testing.T, pool *pgxpool.Pool, code string) retCounts {
@@ -69,7 +75,7 @@ func retCount(t *testing.T, pool *pgxpool.Pool, code string) retCounts {
 		t.Fatal(err)
 	}
 	if state != nil {
-		c.Row, c.State = true, DeletionState(*state)
+		c.Row, c.State = true, lifecycle.DeletionState(*state)
 	}
 	return c
 }
@@ -89,7 +95,7 @@ func retPrune(t *testing.T, s *Store, retention time.Duration) map[string]int64 
 	t.Helper()
 	got := map[string]int64{}
 	var mu sync.Mutex
-	if err := s.Prune(context.Background(), retention, func(table string, n int64) {
+	if _, err := s.Prune(context.Background(), retention, 0, func(table string, n int64) {
 		mu.Lock()
 		got[table] += n
 		mu.Unlock()
@@ -108,23 +114,25 @@ func TestPruneRetention(t *testing.T) {
 
 	// At t0: codes that end up terminal, and codes that stay open.
 	troubled := seamevent.NewID() // failed, then removed: two alerts
-	retIngest(t, s, clock, troubled, TypeSetOnDevice, TypeDeleted, TypeFailedToRemove, TypeRemovedFromDevice)
+	retIngest(t, s, clock, troubled, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeFailedToRemove, lifecycle.TypeRemovedFromDevice)
 	notProgrammed := seamevent.NewID()
-	retIngest(t, s, clock, notProgrammed, TypeCreated, TypeDeleted, "lock.unlocked")
+	retIngest(t, s, clock, notProgrammed, lifecycle.TypeCreated, lifecycle.TypeDeleted, "lock.unlocked")
 	awaiting := seamevent.NewID()
-	retIngest(t, s, clock, awaiting, TypeCreated, TypeSetOnDevice, TypeDeleted)
+	retIngest(t, s, clock, awaiting, lifecycle.TypeCreated, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted)
 	failed := seamevent.NewID()
-	retIngest(t, s, clock, failed, TypeSetOnDevice, TypeDeleted, TypeFailedToRemove)
+	retIngest(t, s, clock, failed, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeFailedToRemove)
 	reopened := seamevent.NewID() // removed at t0, programmed again later
-	retIngest(t, s, clock, reopened, TypeSetOnDevice, TypeDeleted, TypeRemovedFromDevice)
+	retIngest(t, s, clock, reopened, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeRemovedFromDevice)
 	active := seamevent.NewID()
-	retIngest(t, s, clock, active, TypeCreated, TypeSetOnDevice)
+	retIngest(t, s, clock, active, lifecycle.TypeCreated, lifecycle.TypeSetOnDevice)
 	// More terminal codes than one prune batch holds.
 	bulk := make([]string, pruneBatch+57)
 	var wg sync.WaitGroup
 	for i := range bulk {
 		bulk[i] = seamevent.NewID()
-		wg.Go(func() { retIngest(t, s, clock, bulk[i], TypeSetOnDevice, TypeDeleted, TypeRemovedFromDevice) })
+		wg.Go(func() {
+			retIngest(t, s, clock, bulk[i], lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeRemovedFromDevice)
+		})
 		if i%16 == 15 {
 			wg.Wait()
 		}
@@ -136,19 +144,19 @@ func TestPruneRetention(t *testing.T) {
 
 	clock.Set(retT0.Add(retDay))
 	boundary := seamevent.NewID() // terminal at t0+1d exactly
-	retIngest(t, s, clock, boundary, TypeCreated, TypeDeleted)
+	retIngest(t, s, clock, boundary, lifecycle.TypeCreated, lifecycle.TypeDeleted)
 	clock.Set(retT0.Add(10 * retDay))
-	retIngest(t, s, clock, reopened, TypeSetOnDevice, TypeDeleted)
+	retIngest(t, s, clock, reopened, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted)
 	clock.Set(retT0.Add(80 * retDay))
 	recent := seamevent.NewID() // terminal at t0+80d
-	retIngest(t, s, clock, recent, TypeSetOnDevice, TypeDeleted, TypeRemovedFromDevice)
+	retIngest(t, s, clock, recent, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeRemovedFromDevice)
 
 	before := map[string]retCounts{}
 	for _, c := range []string{troubled, notProgrammed, awaiting, failed, reopened, active, boundary, recent} {
 		before[c] = retCount(t, pool, c)
 	}
-	wantStates := map[string]DeletionState{troubled: Removed, notProgrammed: DeletedNotProgrammed, awaiting: AwaitingRemoval,
-		failed: Failed, reopened: AwaitingRemoval, active: Active, boundary: DeletedNotProgrammed, recent: Removed}
+	wantStates := map[string]lifecycle.DeletionState{troubled: lifecycle.Removed, notProgrammed: lifecycle.DeletedNotProgrammed, awaiting: lifecycle.AwaitingRemoval,
+		failed: lifecycle.Failed, reopened: lifecycle.AwaitingRemoval, active: lifecycle.Active, boundary: lifecycle.DeletedNotProgrammed, recent: lifecycle.Removed}
 	for c, want := range wantStates {
 		if before[c].State != want {
 			t.Fatalf("setup: %s is %s, want %s", c, before[c].State, want)
@@ -196,7 +204,7 @@ func TestPruneRetention(t *testing.T) {
 		al0-al != before[troubled].Alerts || de0-de != before[troubled].Deliveries {
 		t.Errorf("totals: events %d->%d alerts %d->%d deliveries %d->%d codes %d->%d", ev0, ev, al0, al, de0, de, co0, co)
 	}
-	if _, err := s.GetAccessCode(context.Background(), troubled); ErrorCode(err) != ENotFound {
+	if _, err := s.GetAccessCode(context.Background(), troubled); lifecycle.ErrorCode(err) != lifecycle.ENotFound {
 		t.Errorf("a pruned code is still served: %v", err)
 	}
 	if got := retPrune(t, s, retention); got["access_codes"] != 0 || got["events"] != 0 {
@@ -211,12 +219,12 @@ func TestPruneRetention(t *testing.T) {
 	}
 
 	// A late event for a pruned code recreates its row from what is left.
-	retIngest(t, s, clock, troubled, TypeRemovedFromDevice)
+	retIngest(t, s, clock, troubled, lifecycle.TypeRemovedFromDevice)
 	c, err := s.GetAccessCode(context.Background(), troubled)
 	if err != nil {
 		t.Fatalf("late event for a pruned code: %v", err)
 	}
-	if c.DeletionState != Active || len(c.Events) != 1 || c.Events[0].EventType != TypeRemovedFromDevice || c.NeedsTroubleshooting {
+	if c.DeletionState != lifecycle.Active || len(c.Events) != 1 || c.Events[0].EventType != lifecycle.TypeRemovedFromDevice || c.NeedsTroubleshooting {
 		t.Errorf("recreated row: state %s, %d events, needs %v; want active with the one late event", c.DeletionState, len(c.Events), c.NeedsTroubleshooting)
 	}
 
@@ -251,7 +259,7 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 	for i := range codes {
 		codes[i] = seamevent.NewID()
 		clock.Set(retT0.Add(time.Duration(i) * time.Minute))
-		retIngest(t, s, clock, codes[i], TypeSetOnDevice, TypeDeleted, TypeRemovedFromDevice)
+		retIngest(t, s, clock, codes[i], lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeRemovedFromDevice)
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -273,7 +281,7 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 				return
 			default:
 			}
-			err := s.Prune(context.Background(), 90*retDay, func(table string, n int64) {
+			_, err := s.Prune(context.Background(), 90*retDay, 0, func(table string, n int64) {
 				if table == "access_codes" {
 					pruned.Add(n)
 				}
@@ -292,7 +300,7 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 			<-gate
 			for code := range next {
 				body, _ := seamevent.Build("access_code.changed", seamevent.Options{AccessCodeID: code, OccurredAt: clock.Now()})
-				if _, err := s.Ingest(context.Background(), Delivery{MessageID: seamevent.NewMessageID(), Body: body}); err != nil {
+				if _, err := s.Ingest(context.Background(), lifecycle.Delivery{MessageID: seamevent.NewMessageID(), Body: body}); err != nil {
 					failures.Add(1)
 					t.Errorf("late event for %s: %v", code, err)
 				}
@@ -335,7 +343,7 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 			gone++
 			continue
 		}
-		st := Fold(evs)
+		st := lifecycle.Fold(evs)
 		if n.State != st.DeletionState {
 			t.Errorf("%s: row %s, fold of its %d events %s", code, n.State, len(evs), st.DeletionState)
 		}
@@ -351,7 +359,7 @@ func TestPruneConcurrentWithLateEvents(t *testing.T) {
 }
 
 // retLoadEvents loads one code's events the way ingest does.
-func retLoadEvents(t *testing.T, pool *pgxpool.Pool, code string) []Event {
+func retLoadEvents(t *testing.T, pool *pgxpool.Pool, code string) []lifecycle.Event {
 	t.Helper()
 	rs, err := pool.Query(context.Background(), `SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at),
 			COALESCE(workspace_id, ''), COALESCE(device_id, ''), COALESCE(connected_account_id, ''), details
@@ -360,9 +368,9 @@ func retLoadEvents(t *testing.T, pool *pgxpool.Pool, code string) []Event {
 		t.Fatal(err)
 	}
 	defer rs.Close()
-	var out []Event
+	var out []lifecycle.Event
 	for rs.Next() {
-		e := Event{AccessCodeID: code}
+		e := lifecycle.Event{AccessCodeID: code}
 		if err := rs.Scan(&e.EventID, &e.Type, &e.OccurredAt, &e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &e.Details); err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package lifecycle_test
+package postgres_test
 
 import (
 	"testing"

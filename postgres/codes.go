@@ -1,4 +1,4 @@
-package lifecycle
+package postgres
 
 import (
 	"context"
@@ -9,10 +9,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/codewatch/codewatch/lifecycle"
 )
 
 // GetAccessCode returns one code with its history.
-func (s *Store) GetAccessCode(ctx context.Context, id string) (*AccessCode, error) {
+func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.AccessCode, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
 	b := &pgx.Batch{}
 	var row *codeRow
 	b.Queue(`SELECT `+codeColumns+` FROM access_codes WHERE access_code_id = $1`, id).
@@ -24,14 +28,14 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*AccessCode, erro
 			}
 			return err
 		})
-	var events []EventRef
+	var events []lifecycle.EventRef
 	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at
 		FROM events
 		WHERE access_code_id = $1 AND event_type LIKE 'access_code.%'
 		ORDER BY 3, event_id`, id).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
-				var e EventRef
+				var e lifecycle.EventRef
 				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt); err != nil {
 					return err
 				}
@@ -43,37 +47,25 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*AccessCode, erro
 		return nil, unavailable(err)
 	}
 	if row == nil {
-		return nil, &Error{Code: ENotFound, Message: "Could not find an access_code with access_code_id"}
+		return nil, errNotFound
 	}
 	row.Events = events
 	if row.Events == nil {
-		row.Events = []EventRef{}
+		row.Events = []lifecycle.EventRef{}
 	}
 	return &row.AccessCode, nil
-}
-
-// ListFilter selects codes for ListAccessCodes. Empty fields do not filter.
-type ListFilter struct {
-	States               []DeletionState
-	NeedsTroubleshooting *bool
-	WorkspaceID          string
-	DeviceID             string
-	Limit                int
-	// Cursor is the NextCursor of the previous page.
-	Cursor int64
 }
 
 // unconfirmedSQL is the predicate of access_codes_unconfirmed_idx: deletions
 // not confirmed off the lock, the only codes that can have trouble.
 const unconfirmedSQL = `deletion_state IN ('awaiting_removal', 'delayed', 'failed')`
 
-// MaxListLimit caps a page.
-const MaxListLimit = 500
-
 // ListAccessCodes returns codes newest first (by when codewatch first heard of
 // them), a page at a time. Paging is keyset on an id that never changes, so it
 // is stable while codes are added. nextCursor is 0 on the last page.
-func (s *Store) ListAccessCodes(ctx context.Context, f ListFilter) (codes []AccessCode, nextCursor int64, err error) {
+func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) (codes []lifecycle.AccessCode, nextCursor int64, err error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -105,7 +97,7 @@ func (s *Store) ListAccessCodes(ctx context.Context, f ListFilter) (codes []Acce
 		where = append(where, "id < "+arg(f.Cursor))
 	}
 	limit := f.Limit
-	if limit <= 0 || limit > MaxListLimit {
+	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
 	}
 	q := `SELECT ` + codeColumns + ` FROM access_codes`
@@ -119,7 +111,7 @@ func (s *Store) ListAccessCodes(ctx context.Context, f ListFilter) (codes []Acce
 		return nil, 0, unavailable(err)
 	}
 	defer rs.Close()
-	codes = []AccessCode{}
+	codes = []lifecycle.AccessCode{}
 	var lastID int64
 	for rs.Next() {
 		c, err := scanCode(rs)
@@ -139,29 +131,15 @@ func (s *Store) ListAccessCodes(ctx context.Context, f ListFilter) (codes []Acce
 	return codes, nextCursor, nil
 }
 
-// StatusSummary is the state of all tracked codes at a glance.
-type StatusSummary struct {
-	DeletionStates       map[DeletionState]int64 `json:"deletion_states"`
-	Total                int64                   `json:"total"`
-	NeedsTroubleshooting int64                   `json:"needs_troubleshooting"`
-	ByReason             map[string]int64        `json:"needs_troubleshooting_by_reason"`
-	// OldestUnconfirmedDeletionAgeSeconds is null when every deletion is
-	// confirmed.
-	OldestUnconfirmedDeletionAgeSeconds *int64     `json:"oldest_unconfirmed_deletion_age_seconds"`
-	OldestUnconfirmedDeletionAt         *time.Time `json:"oldest_unconfirmed_deletion_at"`
-	// LastEventReceivedAt is when the newest stored event arrived.
-	LastEventReceivedAt *time.Time `json:"last_event_received_at"`
-	// OutboxDepth counts alert deliveries not yet made.
-	OutboxDepth int64 `json:"outbox_depth"`
-}
-
 // Summarize counts codes per state and trouble. Each count reads an index.
-func (s *Store) Summarize(ctx context.Context) (*StatusSummary, error) {
-	sum := &StatusSummary{DeletionStates: map[DeletionState]int64{}, ByReason: map[string]int64{}}
-	for _, st := range States {
+func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	sum := &lifecycle.StatusSummary{DeletionStates: map[lifecycle.DeletionState]int64{}, ByReason: map[string]int64{}}
+	for _, st := range lifecycle.States {
 		sum.DeletionStates[st] = 0
 	}
-	for _, r := range Reasons {
+	for _, r := range lifecycle.Reasons {
 		sum.ByReason[r] = 0
 	}
 	b := &pgx.Batch{}
@@ -172,7 +150,7 @@ func (s *Store) Summarize(ctx context.Context) (*StatusSummary, error) {
 			if err := rs.Scan(&st, &n); err != nil {
 				return err
 			}
-			sum.DeletionStates[DeletionState(st)] = n
+			sum.DeletionStates[lifecycle.DeletionState(st)] = n
 			sum.Total += n
 		}
 		return rs.Err()
@@ -214,20 +192,11 @@ func (s *Store) Summarize(ctx context.Context) (*StatusSummary, error) {
 	return sum, nil
 }
 
-// QuarantinedDelivery is a verified delivery codewatch could not use.
-type QuarantinedDelivery struct {
-	ID         int64     `json:"quarantine_id"`
-	MessageID  string    `json:"message_id"`
-	Reason     string    `json:"reason"`
-	ReceivedAt time.Time `json:"received_at"`
-	SizeBytes  int       `json:"size_bytes"`
-	// Body is the raw body when it is valid UTF-8, for a quick look.
-	Body *string `json:"body"`
-}
-
 // ListQuarantine returns quarantined deliveries, newest first.
-func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]QuarantinedDelivery, int64, error) {
-	if limit <= 0 || limit > MaxListLimit {
+func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
 	}
 	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, raw FROM quarantine
@@ -236,10 +205,10 @@ func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]
 		return nil, 0, unavailable(err)
 	}
 	defer rs.Close()
-	out := []QuarantinedDelivery{}
+	out := []lifecycle.QuarantinedDelivery{}
 	var next int64
 	for rs.Next() {
-		var q QuarantinedDelivery
+		var q lifecycle.QuarantinedDelivery
 		var raw []byte
 		if err := rs.Scan(&q.ID, &q.MessageID, &q.Reason, &q.ReceivedAt, &raw); err != nil {
 			return nil, 0, unavailable(err)
@@ -263,7 +232,9 @@ func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]
 // Acknowledge records that an operator has dealt with a code's current
 // trouble: the flag clears, a resolution alert goes out, and only new trouble
 // flags the code again.
-func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*AccessCode, error) {
+func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*lifecycle.AccessCode, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
 	now := s.cfg.Now()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -274,26 +245,26 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*AccessCo
 	row, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM access_codes
 		WHERE access_code_id = $1 FOR UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, &Error{Code: ENotFound, Message: "Could not find an access_code with access_code_id"}
+		return nil, errNotFound
 	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	if row.troubleKey == nil {
-		return nil, errorf(EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
+		return nil, lifecycle.Errorf(lifecycle.EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
 	}
 	if row.NeedsTroubleshooting {
 		b := &pgx.Batch{}
+		a := newAlert(now, row, lifecycle.AlertResolved, rowState(row), rowFlag(row), "acknowledged")
+		a.AcknowledgedBy, a.Note = by, note
+		a.Message = lifecycle.AlertMessage(*a)
 		b.Queue(`UPDATE access_codes SET needs_troubleshooting = false,
 				acknowledged_key = trouble_key, acknowledged_at = $2, acknowledged_by = $3,
-				acknowledgement_note = $4, last_alert_at = NULL, updated_at = $2
-			WHERE access_code_id = $1`, id, now, by, note)
-		st := rowState(row)
-		flag := &Flag{Reason: deref(row.TroubleshootingReason), Key: *row.troubleKey, Details: row.TroubleshootingDetails}
-		a := s.newAlert(now, AlertResolved, st, flag, "acknowledged")
-		a.AcknowledgedBy, a.Note = by, note
-		a.Message = alertMessage(a.AlertPayload)
-		s.queueAlerts(b, []*pendingAlert{a})
+				acknowledgement_note = $4, last_alert_at = NULL, alert_seq = $5, updated_at = $2
+			WHERE access_code_id = $1`, id, now, by, note, row.alertSeq)
+		if err := s.queueAlerts(ctx, tx, b, []*lifecycle.AlertPayload{a}); err != nil {
+			return nil, unavailable(err)
+		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return nil, unavailable(err)
 		}
@@ -302,15 +273,4 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*AccessCo
 		}
 	}
 	return s.GetAccessCode(ctx, id)
-}
-
-// rowState rebuilds the parts of a State an alert shows from a stored row.
-func rowState(r *codeRow) State {
-	return State{
-		AccessCodeID: r.AccessCodeID, WorkspaceID: deref(r.WorkspaceID),
-		DeviceID: deref(r.DeviceID), ConnectedAccountID: deref(r.ConnectedAccountID),
-		DeletionState: r.DeletionState, OnDevice: r.OnDevice, DeletionEventID: deref(r.deletionEventID),
-		CreatedAt: r.CreatedAt, SetOnDeviceAt: r.SetOnDeviceAt, DeletedAt: r.DeletedAt,
-		RemovedFromDeviceAt: r.RemovedFromDeviceAt, LastEventAt: r.LastEventAt,
-	}
 }

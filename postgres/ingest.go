@@ -1,4 +1,4 @@
-package lifecycle
+package postgres
 
 import (
 	"context"
@@ -7,46 +7,22 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/codewatch/codewatch/lifecycle"
 )
-
-// Delivery is one verified webhook.
-type Delivery struct {
-	// MessageID is the svix-id (or webhook-id) header.
-	MessageID string
-	// Body is the raw body exactly as received.
-	Body []byte
-}
-
-// Outcome is what happened to a delivery.
-type Outcome string
-
-// Outcomes.
-const (
-	Stored      Outcome = "stored"
-	Duplicate   Outcome = "duplicate"
-	Quarantined Outcome = "quarantined"
-)
-
-// Result reports a committed delivery.
-type Result struct {
-	Outcome   Outcome
-	EventType string // "" when quarantined
-	// Reason says why a delivery was quarantined.
-	Reason string
-}
 
 // ErrClosed is returned by Ingest after Close.
-var ErrClosed = &Error{Code: EUnavailable, Message: "codewatch is shutting down; retry later"}
+var ErrClosed = &lifecycle.Error{Code: lifecycle.EUnavailable, Message: "codewatch is shutting down; retry later"}
 
 type request struct {
-	d      Delivery
-	parsed Parsed
+	d      lifecycle.Delivery
+	parsed lifecycle.Parsed
 	reason string // non-empty: quarantine
 	done   chan reply
 }
 
 type reply struct {
-	res Result
+	res lifecycle.Result
 	err error
 }
 
@@ -106,13 +82,13 @@ func (g *ingester) work() {
 // Ingest records one verified delivery: stored, duplicate or quarantined. It
 // returns only after the transaction that holds it has committed, or an
 // *Error with EUnavailable when that cannot be known to have happened.
-func (s *Store) Ingest(ctx context.Context, d Delivery) (Result, error) {
+func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Result, error) {
 	r := &request{d: d, done: make(chan reply, 1)}
-	p, err := Parse(d.Body)
+	p, err := lifecycle.Parse(d.Body)
 	if err != nil {
-		var u *Unusable
+		var u *lifecycle.Unusable
 		if !errors.As(err, &u) {
-			return Result{}, err
+			return lifecycle.Result{}, err
 		}
 		r.reason = u.Reason
 	}
@@ -122,21 +98,21 @@ func (s *Store) Ingest(ctx context.Context, d Delivery) (Result, error) {
 	g.mu.RLock()
 	if g.shut {
 		g.mu.RUnlock()
-		return Result{}, ErrClosed
+		return lifecycle.Result{}, ErrClosed
 	}
 	select {
 	case g.queue <- r:
 		g.mu.RUnlock()
 	case <-ctx.Done():
 		g.mu.RUnlock()
-		return Result{}, unavailable(ctx.Err())
+		return lifecycle.Result{}, unavailable(ctx.Err())
 	}
 	select {
 	case rep := <-r.done:
 		return rep.res, rep.err
 	case <-ctx.Done():
 		// The batch may still commit; Svix's retry will then be a duplicate.
-		return Result{}, unavailable(ctx.Err())
+		return lifecycle.Result{}, unavailable(ctx.Err())
 	}
 }
 
@@ -145,7 +121,7 @@ func (g *ingester) commit(batch []*request) {
 	s := g.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TxTimeout)
 	defer cancel()
-	var results map[*request]Result
+	var results map[*request]lifecycle.Result
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		results, err = s.ingestTx(ctx, batch)
@@ -162,8 +138,8 @@ func (g *ingester) commit(batch []*request) {
 		for _, r := range batch {
 			g.commit([]*request{r})
 		}
-	case dataError(err) && len(batch) == 1 && batch[0].reason == "":
-		// Seam signed it: keep it even though the database refused the
+	case dataError(err) && len(batch) == 1 && batch[0].reason == "" && g.ownFault(ctx, batch[0]):
+		// Seam signed it: keep it even though the database refuses its
 		// parsed row.
 		s.cfg.Logger.Warn("event refused by the database; quarantining it",
 			"message_id", batch[0].d.MessageID, "sqlstate", sqlState(err))
@@ -178,12 +154,28 @@ func (g *ingester) commit(batch []*request) {
 	}
 }
 
+// ownFault reports whether the database refuses the event's own row, as
+// opposed to something the event caused elsewhere (a code's state, an alert):
+// it inserts the row alone and rolls back. Only an event at fault is
+// quarantined; any other failure is a 503, so Seam retries once the cause is
+// fixed.
+func (g *ingester) ownFault(ctx context.Context, r *request) bool {
+	tx, err := g.s.pool.Begin(ctx)
+	if err != nil {
+		return false
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // always rolled back
+	b := &pgx.Batch{}
+	queueInsertEvents(b, []*request{r}, map[string]bool{})
+	return dataError(tx.SendBatch(ctx, b).Close())
+}
+
 // ingestTx stores a batch in one transaction: insert the events (the unique
 // constraints decide duplicates), lock each touched code, fold its events,
 // write its row and any alert, commit.
-func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Result, error) {
+func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]lifecycle.Result, error) {
 	now := s.cfg.Now()
-	results := make(map[*request]Result, len(batch))
+	results := make(map[*request]lifecycle.Result, len(batch))
 
 	// Copies of one message within the batch: the first is inserted, the
 	// others are duplicates of it.
@@ -191,7 +183,7 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 	var events, quarantine []*request
 	for _, r := range batch {
 		if _, ok := firsts[r.d.MessageID]; ok {
-			results[r] = Result{Outcome: Duplicate, EventType: r.parsed.EventType}
+			results[r] = lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: r.parsed.EventType}
 			continue
 		}
 		firsts[r.d.MessageID] = r
@@ -203,10 +195,10 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 	}
 	// The codes touched, each with the ids of its newest event here.
 	start := map[string]codeIDs{}
-	newest := map[string]*Parsed{}
+	newest := map[string]*lifecycle.Parsed{}
 	for _, r := range events {
 		p := &r.parsed
-		if p.AccessCodeID == "" || !IsAccessCodeEvent(p.EventType) {
+		if p.AccessCodeID == "" || !lifecycle.IsAccessCodeEvent(p.EventType) {
 			continue
 		}
 		if n := newest[p.AccessCodeID]; n == nil || later(p, n) {
@@ -228,7 +220,7 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 
 	inserted := map[string]bool{}
 	rows := map[string]*codeRow{}
-	evs := map[string][]Event{}
+	evs := map[string][]lifecycle.Event{}
 	b := &pgx.Batch{}
 	if len(events) > 0 {
 		queueInsertEvents(b, events, inserted)
@@ -249,10 +241,7 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 			// Retention deleted a row between our insert and our lock.
 			return nil, errRowVanished
 		}
-		changes := s.recompute(now, rows, evs)
-		b = &pgx.Batch{}
-		s.queueWrite(b, now, changes)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		if err := s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
 			return nil, err
 		}
 	}
@@ -261,24 +250,24 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]Re
 	}
 
 	for _, r := range events {
-		out := Duplicate
+		out := lifecycle.Duplicate
 		if inserted[r.d.MessageID] {
-			out = Stored
+			out = lifecycle.Stored
 		}
-		results[r] = Result{Outcome: out, EventType: r.parsed.EventType}
+		results[r] = lifecycle.Result{Outcome: out, EventType: r.parsed.EventType}
 	}
 	for _, r := range quarantine {
-		out := Duplicate
+		out := lifecycle.Duplicate
 		if inserted[r.d.MessageID] {
-			out = Quarantined
+			out = lifecycle.Quarantined
 		}
-		results[r] = Result{Outcome: out, Reason: r.reason}
+		results[r] = lifecycle.Result{Outcome: out, Reason: r.reason}
 	}
 	for _, r := range batch {
-		if res, ok := results[r]; ok && res.Outcome == Duplicate {
+		if res, ok := results[r]; ok && res.Outcome == lifecycle.Duplicate {
 			if first := firsts[r.d.MessageID]; first != r {
 				// A copy within the batch reports what happened to the first.
-				results[r] = Result{Outcome: Duplicate, EventType: results[first].EventType}
+				results[r] = lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: results[first].EventType}
 			}
 		}
 	}
@@ -350,7 +339,7 @@ func collectInserted(inserted map[string]bool) func(pgx.Rows) error {
 }
 
 // later reports whether a sorts after b in Fold's order.
-func later(a, b *Parsed) bool {
+func later(a, b *lifecycle.Parsed) bool {
 	at, bt := a.OccurredAt, b.OccurredAt
 	switch {
 	case at == nil || bt == nil:

@@ -1,4 +1,4 @@
-package lifecycle_test
+package postgres_test
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 
 	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
@@ -30,7 +32,7 @@ type swEnv struct {
 	ctx   context.Context
 	pool  *pgxpool.Pool
 	clock *swClock
-	store *lifecycle.Store
+	store *postgres.Store
 	sinks []string
 }
 
@@ -46,11 +48,8 @@ func newSwEnv(t *testing.T, timeout time.Duration) *swEnv {
 }
 
 // newStore starts another Store on pool with the env's clock and sinks.
-func (e *swEnv) newStore(pool *pgxpool.Pool, timeout time.Duration) *lifecycle.Store {
-	s := lifecycle.NewStore(pool, lifecycle.Config{RemovalTimeout: timeout, Sinks: e.sinks, Now: e.clock.Now})
-	s.Start()
-	e.t.Cleanup(s.Close)
-	return s
+func (e *swEnv) newStore(pool *pgxpool.Pool, timeout time.Duration) *postgres.Store {
+	return storetest.New(e.t, pool, postgres.Config{RemovalTimeout: timeout, Sinks: e.sinks, Now: e.clock.Now})
 }
 
 const swDevice = "0f5d3c1e-8a4b-4c2d-9e6f-7a8b9c0d1e2f"
@@ -113,7 +112,7 @@ func (e *swEnv) alerts(code string) []swAlert {
 	e.t.Helper()
 	rs, err := e.pool.Query(e.ctx, `SELECT a.alert_id::text, a.type, a.payload::text,
 			COALESCE((SELECT array_agg(sink ORDER BY sink) FROM alert_deliveries d WHERE d.alert_id = a.alert_id), '{}')
-		FROM alerts a WHERE a.access_code_id = $1 ORDER BY a.created_at, a.alert_id`, code)
+		FROM alerts a WHERE a.access_code_id = $1 ORDER BY a.sequence`, code)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -423,7 +422,7 @@ func TestConcurrentSweepersFlagEachCodeOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool2.Close)
-	stores := []*lifecycle.Store{e.store, e.newStore(pool2, timeout)}
+	stores := []*postgres.Store{e.store, e.newStore(pool2, timeout)}
 
 	rounds := []int{3000, 300, 300, 300}
 	if testing.Short() {
@@ -452,7 +451,7 @@ func TestConcurrentSweepersFlagEachCodeOnce(t *testing.T) {
 		start := make(chan struct{})
 		for g := 0; g < sweepers; g++ {
 			wg.Add(1)
-			go func(s *lifecycle.Store) {
+			go func(s *postgres.Store) {
 				defer wg.Done()
 				<-start
 				for i := 0; i < 3; i++ {

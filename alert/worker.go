@@ -1,0 +1,212 @@
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/codewatch/codewatch/jobs"
+	"github.com/codewatch/codewatch/lifecycle"
+)
+
+// Outbox is what delivery needs of the store.
+type Outbox interface {
+	Delivery(ctx context.Context, alertID, sink string) (*lifecycle.AlertDelivery, error)
+	WaitingOn(ctx context.Context, d *lifecycle.AlertDelivery) (*lifecycle.AlertDelivery, error)
+	RecordFailure(ctx context.Context, alertID, sink, msg string, next time.Time) error
+	FinishDelivery(ctx context.Context, end lifecycle.DeliveryEnd, complete func(context.Context, pgx.Tx) error) (nextJob int64, err error)
+}
+
+// Counters are the metrics delivery reports; any may be nil.
+type Counters struct {
+	Sent    func(sink, typ string)
+	Failed  func(sink string)
+	GivenUp func(sink string)
+}
+
+// WorkerConfig tunes delivery.
+type WorkerConfig struct {
+	Outbox Outbox
+	Sinks  []Sink
+	// SendTimeout bounds one send (default 10s).
+	SendTimeout time.Duration
+	// MaxAge is how long a failing delivery is retried, counted from the
+	// alert's creation (CODEWATCH_ALERT_MAX_AGE, default 24h).
+	MaxAge      time.Duration
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
+	Counters    Counters
+}
+
+// Worker is the River worker that delivers one alert to one sink.
+type Worker struct {
+	river.WorkerDefaults[jobs.DeliverAlert]
+	cfg   WorkerConfig
+	sinks map[string]Sink
+}
+
+// NewWorker returns a delivery worker; register it with river.AddWorker.
+func NewWorker(cfg WorkerConfig) *Worker {
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 10 * time.Second
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 24 * time.Hour
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 2 * time.Second
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 10 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{cfg: cfg, sinks: map[string]Sink{}}
+	for _, s := range cfg.Sinks {
+		w.sinks[s.Name()] = s
+	}
+	return w
+}
+
+// Timeout implements river.Worker: a send, then the record of it.
+func (w *Worker) Timeout(*river.Job[jobs.DeliverAlert]) time.Duration {
+	return w.cfg.SendTimeout + 20*time.Second
+}
+
+// NextRetry implements river.Worker: exponential backoff from BackoffBase to
+// BackoffMax after the attempt, with ±20% jitter fixed by the alert and the
+// attempt, so Work can record the same time River schedules.
+func (w *Worker) NextRetry(job *river.Job[jobs.DeliverAlert]) time.Time {
+	return w.retryAt(job)
+}
+
+func (w *Worker) retryAt(job *river.Job[jobs.DeliverAlert]) time.Time {
+	at := w.cfg.Now()
+	if job.AttemptedAt != nil {
+		at = *job.AttemptedAt
+	}
+	return at.Add(Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, job.Attempt, job.Args.AlertID))
+}
+
+// Backoff doubles from base up to max with attempts, with ±20% jitter drawn
+// from key, so that replicas retrying one sink spread out.
+func Backoff(base, max time.Duration, attempt int, key string) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d", key, attempt)
+	jitter := 0.8 + 0.4*float64(h.Sum32()%1000)/1000
+	return time.Duration(float64(d) * jitter)
+}
+
+// Work delivers the job's alert to its sink, unless an earlier alert of the
+// same code is still on its way there (then it waits), the alert is gone
+// (pruned) or already delivered.
+func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) error {
+	a := job.Args
+	d, err := w.cfg.Outbox.Delivery(ctx, a.AlertID, a.Sink)
+	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d.Status != lifecycle.DeliveryPending {
+		return nil
+	}
+	sink, ok := w.sinks[a.Sink]
+	if !ok {
+		return w.giveUp(ctx, job, d, fmt.Sprintf("sink %q is not configured any more", a.Sink), false)
+	}
+	ahead, err := w.cfg.Outbox.WaitingOn(ctx, d)
+	if err != nil {
+		return err
+	}
+	if ahead != nil {
+		// Order: this waits until the earlier alert is sent or given up.
+		// That one wakes this job when it ends; the snooze is the fallback.
+		wait := time.Second
+		if ahead.NextAttemptAt != nil {
+			wait = ahead.NextAttemptAt.Sub(w.cfg.Now()) + 500*time.Millisecond
+		}
+		return river.JobSnooze(min(max(wait, time.Second), time.Minute))
+	}
+	var p lifecycle.AlertPayload
+	if err := json.Unmarshal(d.Payload, &p); err != nil {
+		return w.giveUp(ctx, job, d, "stored payload unreadable: "+err.Error(), false)
+	}
+	sctx, cancel := context.WithTimeout(ctx, w.cfg.SendTimeout)
+	err = sink.Deliver(sctx, &p, d.Payload)
+	cancel()
+	if err == nil {
+		if w.cfg.Counters.Sent != nil {
+			w.cfg.Counters.Sent(a.Sink, p.Type)
+		}
+		return w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: a.AlertID, Sink: a.Sink,
+			Status: lifecycle.DeliverySent, Attempted: true})
+	}
+	if w.cfg.Counters.Failed != nil {
+		w.cfg.Counters.Failed(a.Sink)
+	}
+	next := w.retryAt(job)
+	if next.After(d.CreatedAt.Add(w.cfg.MaxAge)) {
+		return w.giveUp(ctx, job, d, err.Error(), true)
+	}
+	w.cfg.Logger.Warn("alert delivery failed; will retry", "alert_id", a.AlertID, "sink", a.Sink,
+		"attempt", d.Attempts+1, "retry_at", next.UTC().Format(time.RFC3339), "error", err)
+	if rerr := w.cfg.Outbox.RecordFailure(ctx, a.AlertID, a.Sink, err.Error(), next); rerr != nil {
+		w.cfg.Logger.Warn("cannot record failed delivery", "alert_id", a.AlertID, "error", rerr)
+	}
+	return err
+}
+
+func (w *Worker) giveUp(ctx context.Context, job *river.Job[jobs.DeliverAlert], d *lifecycle.AlertDelivery, why string, attempted bool) error {
+	w.cfg.Logger.Error("alert delivery given up", "alert_id", d.AlertID, "sink", d.Sink,
+		"access_code_id", d.AccessCodeID, "type", d.Type, "attempts", d.Attempts, "created_at", d.CreatedAt, "reason", why)
+	if w.cfg.Counters.GivenUp != nil {
+		w.cfg.Counters.GivenUp(d.Sink)
+	}
+	return w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: d.AlertID, Sink: d.Sink,
+		Status: lifecycle.DeliveryGivenUp, Error: why, Attempted: attempted})
+}
+
+// finish records the end and completes the job in one transaction, then wakes
+// the code's next delivery to the same sink.
+func (w *Worker) finish(ctx context.Context, job *river.Job[jobs.DeliverAlert], end lifecycle.DeliveryEnd) error {
+	// The send happened: record it even if the job's context ends now.
+	ctx = context.WithoutCancel(ctx)
+	next, err := w.cfg.Outbox.FinishDelivery(ctx, end, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+	if err != nil {
+		// Sent but not recorded: the job is retried and sends again with
+		// the same alert_id, which receivers drop.
+		w.cfg.Logger.Warn("alert delivery not recorded", "alert_id", end.AlertID, "sink", end.Sink, "error", err)
+		return err
+	}
+	if next != 0 {
+		if c, err := river.ClientFromContextSafely[pgx.Tx](ctx); err == nil {
+			if _, err := c.JobRetry(ctx, next); err != nil {
+				w.cfg.Logger.Debug("cannot wake next delivery", "job_id", next, "error", err)
+			}
+		}
+	}
+	return nil
+}

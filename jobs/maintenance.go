@@ -1,0 +1,108 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/codewatch/codewatch/lifecycle"
+)
+
+// MaintenanceStore is what the maintenance jobs ask of the store.
+type MaintenanceStore interface {
+	Sweep(ctx context.Context, repeat time.Duration) (lifecycle.SweepResult, error)
+	Prune(ctx context.Context, retention, budget time.Duration, deleted func(table string, n int64)) (more bool, err error)
+	RequeueAlerts(ctx context.Context) (int, error)
+}
+
+// Maintenance is the periodic work: the overdue sweep with reminders,
+// retention, and the outbox check.
+type Maintenance struct {
+	Store MaintenanceStore
+	// SweepInterval is how often the sweep runs.
+	SweepInterval time.Duration
+	// Repeat is the reminder interval (0: no reminders).
+	Repeat time.Duration
+	// Retention is how long finished codes are kept (0: keep all).
+	Retention time.Duration
+	Logger    *slog.Logger
+	// OnSweep and OnPrune report to metrics; either may be nil.
+	OnSweep func(lifecycle.SweepResult, time.Duration)
+	OnPrune func(table string, n int64)
+}
+
+// Register adds the maintenance workers to w.
+func (m *Maintenance) Register(w *river.Workers) {
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	river.AddWorker(w, &sweepWorker{m: m})
+	river.AddWorker(w, &pruneWorker{m: m})
+	river.AddWorker(w, &requeueWorker{m: m})
+}
+
+// Periodic returns the schedule, run by the elected leader.
+func (m *Maintenance) Periodic() []*river.PeriodicJob {
+	every := func(d time.Duration, args river.JobArgs, id string) *river.PeriodicJob {
+		return river.NewPeriodicJob(river.PeriodicInterval(d),
+			func() (river.JobArgs, *river.InsertOpts) { return args, nil },
+			&river.PeriodicJobOpts{ID: id, RunOnStart: true})
+	}
+	out := []*river.PeriodicJob{
+		every(m.SweepInterval, Sweep{}, "sweep"),
+		every(time.Minute, RequeueAlerts{}, "requeue_alerts"),
+	}
+	if m.Retention > 0 {
+		out = append(out, every(time.Minute, Prune{}, "retention"))
+	}
+	return out
+}
+
+type sweepWorker struct {
+	river.WorkerDefaults[Sweep]
+	m *Maintenance
+}
+
+func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[Sweep]) error {
+	start := time.Now()
+	res, err := w.m.Store.Sweep(ctx, w.m.Repeat)
+	if err != nil {
+		return err
+	}
+	if w.m.OnSweep != nil {
+		w.m.OnSweep(res, time.Since(start))
+	}
+	if res.Overdue > 0 || res.Reminders > 0 {
+		w.m.Logger.Info("sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
+	}
+	return nil
+}
+
+type pruneWorker struct {
+	river.WorkerDefaults[Prune]
+	m *Maintenance
+}
+
+// pruneBudget keeps one retention run well inside the job timeout; what is
+// left waits a minute for the next run.
+const pruneBudget = 30 * time.Second
+
+func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[Prune]) error {
+	_, err := w.m.Store.Prune(ctx, w.m.Retention, pruneBudget, w.m.OnPrune)
+	return err
+}
+
+type requeueWorker struct {
+	river.WorkerDefaults[RequeueAlerts]
+	m *Maintenance
+}
+
+func (w *requeueWorker) Work(ctx context.Context, _ *river.Job[RequeueAlerts]) error {
+	n, err := w.m.Store.RequeueAlerts(ctx)
+	if n > 0 {
+		w.m.Logger.Info("alert deliveries queued again", "count", n)
+	}
+	return err
+}
