@@ -12,6 +12,7 @@ require (
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2
 	github.com/riverqueue/river/rivertype v0.51.2
 	github.com/svix/svix-webhooks v1.44.0
+	golang.org/x/time v0.15.0
 )
 
 require (

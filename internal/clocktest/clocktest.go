@@ -1,8 +1,10 @@
 // Package clocktest is a settable clock for tests of code that takes a
-// Now func (lifecycle.Config.Now, alert.Config.Now).
+// Now func (lifecycle.Config.Now, alert.Config.Now) and perhaps a Sleep
+// func (seam.Config.Sleep).
 package clocktest
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -36,4 +38,17 @@ func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = t
+}
+
+// Sleep stands in for a real sleep: it moves the clock on by d and returns
+// at once, or returns ctx's error if ctx has ended. Concurrent sleepers each
+// move the clock, so time only ever runs ahead of what they asked for.
+func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d > 0 {
+		c.Advance(d)
+	}
+	return nil
 }
