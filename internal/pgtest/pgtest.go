@@ -5,6 +5,10 @@
 //
 // Each test binary migrates one template database once, then every test
 // clones it (CREATE DATABASE ... TEMPLATE), which takes milliseconds.
+//
+// NewBouncedURL also gives the database's URL through one PgBouncer per test
+// binary in transaction pooling mode (internal/pgbouncer), in front of
+// whichever server that is.
 package pgtest
 
 import (
@@ -20,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/internal/pgbouncer"
 	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
 )
@@ -32,6 +37,15 @@ var (
 	server   *localpg.Server
 	serverAt string
 	counter  atomic.Int64
+
+	// The PgBouncer in front of the server, started by the first
+	// NewBouncedURL.
+	bouncer struct {
+		once sync.Once
+		srv  *pgbouncer.Server
+		dir  string
+		err  error
+	}
 )
 
 // adminURL picks the server.
@@ -116,6 +130,13 @@ func URL(db string) string {
 // when the test ends.
 func NewURL(t testing.TB) string {
 	t.Helper()
+	return URL(newDatabase(t))
+}
+
+// newDatabase creates a fresh migrated database, dropped when the test ends,
+// and returns its name.
+func newDatabase(t testing.TB) string {
+	t.Helper()
 	once.Do(setup)
 	if setupErr != nil {
 		t.Fatalf("test database: %v", setupErr)
@@ -126,9 +147,49 @@ func NewURL(t testing.TB) string {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {
+		// FORCE also ends PgBouncer's server connections to it.
 		_ = exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
-	return URL(name)
+	return name
+}
+
+// NewBouncedURL creates a fresh migrated database, like NewURL, and returns
+// its direct URL and its URL through this test binary's PgBouncer in
+// transaction pooling mode (started on first use, stopped by Teardown).
+//
+// Without a pgbouncer binary the test is skipped, or fails when
+// CODEWATCH_REQUIRE_PGBOUNCER is set (CI sets it to 1), so that CI cannot
+// pass by skipping.
+func NewBouncedURL(t testing.TB) (direct, bounced string) {
+	t.Helper()
+	if _, err := pgbouncer.Bin(); err != nil {
+		if r := os.Getenv("CODEWATCH_REQUIRE_PGBOUNCER"); r != "" && r != "0" {
+			t.Fatalf("CODEWATCH_REQUIRE_PGBOUNCER=%s: %v", r, err)
+		}
+		t.Skipf("%v; set CODEWATCH_REQUIRE_PGBOUNCER=1 to fail instead of skipping", err)
+	}
+	name := newDatabase(t)
+	bouncer.once.Do(startBouncer)
+	if bouncer.err != nil {
+		t.Fatalf("pgbouncer: %v", bouncer.err)
+	}
+	return URL(name), bouncer.srv.URL(name)
+}
+
+// Bouncer returns this test binary's PgBouncer, or nil before the first
+// NewBouncedURL, for tests that look at its pools or its log.
+func Bouncer() *pgbouncer.Server { return bouncer.srv }
+
+func startBouncer() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "codewatch-pgbouncer-")
+	if err != nil {
+		bouncer.err = err
+		return
+	}
+	bouncer.dir = dir
+	bouncer.srv, bouncer.err = pgbouncer.Start(ctx, dir, pgbouncer.UpstreamFrom(&baseCfg.Config))
 }
 
 // New returns a pool on a fresh migrated database, closed when the test ends.
@@ -147,9 +208,13 @@ func New(t testing.TB) *pgxpool.Pool {
 // for tests that stop and restart the database.
 func Server() *localpg.Server { return server }
 
-// Teardown stops a private server and removes its files; call it from
-// TestMain after m.Run.
+// Teardown stops PgBouncer and a private server and removes their files;
+// call it from TestMain after m.Run.
 func Teardown() {
+	bouncer.srv.Stop()
+	if bouncer.dir != "" {
+		_ = os.RemoveAll(bouncer.dir)
+	}
 	if server != nil {
 		_ = server.Stop("immediate")
 		_ = os.RemoveAll(serverAt)
