@@ -20,7 +20,7 @@ import (
 
 	"github.com/codewatch/codewatch/internal/pgbouncer"
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/postgres"
 )
 
 func TestMain(m *testing.M) {
@@ -370,9 +370,10 @@ func TestNamedPreparedStatementsFail(t *testing.T) {
 }
 
 // TestStartupParameterRefused: PgBouncer 1.18 refuses a startup packet with
-// a parameter it does not track, so lifecycle.ConfigurePool's plan_cache_mode
-// cannot go through it; the same setting made on the database (or role)
-// reaches every server connection instead.
+// a parameter it does not track, so the plan_cache_mode codewatch once sent
+// at connect time could not go through it (postgres.PoolConfig now sends
+// none and gets custom plans from unnamed statements); the same setting
+// made on the database (or role) reaches every server connection instead.
 func TestStartupParameterRefused(t *testing.T) {
 	direct, bounced := pgtest.NewBouncedURL(t)
 	ctx := context.Background()
@@ -381,7 +382,7 @@ func TestStartupParameterRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lifecycle.ConfigurePool(cfg)
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -419,6 +420,20 @@ func TestStartupParameterRefused(t *testing.T) {
 	if err := bpool.QueryRow(ctx, "SELECT current_setting('plan_cache_mode')").Scan(&mode); err != nil || mode != "force_custom_plan" {
 		t.Fatalf("plan_cache_mode through PgBouncer after ALTER DATABASE: %q, %v", mode, err)
 	}
+
+	// codewatch's own pool configuration goes through.
+	pcfg, err := postgres.PoolConfig(bounced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		t.Fatalf("postgres.PoolConfig through PgBouncer: %v", err)
+	}
+	pool.Close()
 }
 
 // TestUnnamedStatementsGetCustomPlans checks, with auto_explain reporting
