@@ -2,11 +2,14 @@ package postgres
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/internal/clocktest"
@@ -377,4 +380,112 @@ func retLoadEvents(t *testing.T, pool *pgxpool.Pool, code string) []lifecycle.Ev
 		out = append(out, e)
 	}
 	return out
+}
+
+// Defect: retention's DELETE omitted the partial index's predicate, so it
+// scanned the whole events table for every batch. Each prune statement must
+// be able to use its index: with sequential scans priced out, a statement
+// that can use the index does; one that cannot still shows a Seq Scan.
+func TestPruneStatementsUseTheirIndexes(t *testing.T) {
+	pool := pgtest.New(t)
+	ids := []string{"a", "b"}
+	cutoff := time.Now()
+	for _, c := range []struct {
+		sql   string
+		args  []any
+		index string
+	}{
+		{pruneCodeEventsSQL, []any{ids}, "events_access_code_idx"},
+		{pruneCodeOtherSQL, []any{ids}, "events_code_other_idx"},
+		{pruneAlertsSQL, []any{ids}, "alerts_code_sequence_idx"},
+		{pruneUnownedSQL, []any{cutoff, pruneBatch}, "events_unowned_received_idx"},
+		{pruneQuarantineSQL, []any{cutoff, pruneBatch}, "quarantine_received_idx"},
+	} {
+		plan := explainNoSeqScan(t, pool, c.sql, c.args...)
+		if !strings.Contains(plan, c.index) {
+			t.Errorf("%s\ndoes not use %s:\n%s", c.sql, c.index, plan)
+		}
+	}
+	// The statement as it was: no partial-index predicate, no index.
+	if plan := explainNoSeqScan(t, pool, `DELETE FROM events WHERE access_code_id = ANY($1)`, ids); strings.Contains(plan, "events_access_code_idx") {
+		t.Errorf("the check cannot tell: the old statement uses the index too:\n%s", plan)
+	}
+}
+
+func explainNoSeqScan(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Retention also prunes quarantined deliveries and events in no code's
+// history with the same horizon, and keeps events that name a code still
+// kept.
+func TestPruneQuarantineAndUnownedEvents(t *testing.T) {
+	pool := pgtest.New(t)
+	clock := clocktest.New(retT0)
+	s := retStore(t, pool, clock)
+	ctx := context.Background()
+	live := seamevent.NewID()
+	retIngest(t, s, clock, live, lifecycle.TypeSetOnDevice)
+	send := func(typ, code string) string {
+		t.Helper()
+		body, _ := seamevent.Build(typ, seamevent.Options{AccessCodeID: code, OccurredAt: clock.Now()})
+		msg := seamevent.NewMessageID()
+		if _, err := s.Ingest(ctx, lifecycle.Delivery{MessageID: msg, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	oldDevice, newDevice := send("device.disconnected", ""), send("device.connected", "")
+	oldUnlockLive := send("lock.unlocked", live)
+	oldUnlockGone := send("lock.unlocked", seamevent.NewID())
+	oldQ, newQ := "msg_q_old", "msg_q_new"
+	for _, m := range []string{oldQ, newQ} {
+		if res, err := s.Ingest(ctx, lifecycle.Delivery{MessageID: m, Body: []byte(`not json`)}); err != nil || res.Outcome != lifecycle.Quarantined {
+			t.Fatalf("quarantine %s: %+v %v", m, res, err)
+		}
+	}
+	// Age the "old" rows past the horizon.
+	if _, err := pool.Exec(ctx, `UPDATE events SET received_at = $2 WHERE message_id = ANY($1)`,
+		[]string{oldDevice, oldUnlockLive, oldUnlockGone}, retT0.Add(-100*retDay)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE quarantine SET received_at = $2 WHERE message_id = $1`, oldQ, retT0.Add(-100*retDay)); err != nil {
+		t.Fatal(err)
+	}
+	got := retPrune(t, s, 90*retDay)
+	if got["events"] != 2 || got["quarantine"] != 1 {
+		t.Errorf("prune reported %v, want 2 events (old device event, old unlock of an unknown code) and 1 quarantined", got)
+	}
+	var left []string
+	rs, _ := pool.Query(ctx, `SELECT message_id FROM events UNION ALL SELECT message_id FROM quarantine ORDER BY 1`)
+	left, _ = pgx.CollectRows(rs, pgx.RowTo[string])
+	want := map[string]bool{newDevice: true, oldUnlockLive: true, newQ: true}
+	for _, m := range []string{oldDevice, oldUnlockGone, oldQ} {
+		if slices.Contains(left, m) {
+			t.Errorf("%s was kept", m)
+		}
+	}
+	for m := range want {
+		if !slices.Contains(left, m) {
+			t.Errorf("%s was pruned", m)
+		}
+	}
 }

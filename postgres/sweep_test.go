@@ -582,3 +582,81 @@ func TestSweepReminders(t *testing.T) {
 		t.Fatalf("acknowledged code got a reminder: %d, want 2", got)
 	}
 }
+
+// Defect: the sweeper's flagging UPDATE locked code rows in plan order
+// (oldest deletion first) while ingest locks them in access_code_id order, so
+// the two could deadlock. Here code a sorts first by id and was deleted last;
+// a transaction standing in for an ingest batch holds a and then asks for b
+// while a sweep is waiting: with one lock order there is no cycle, b is
+// granted at once, and the sweep flags both afterwards.
+func TestSweepLocksInIngestOrder(t *testing.T) {
+	const timeout = 30 * time.Minute
+	e := newSwEnv(t, timeout)
+	suffix := seamevent.NewID()
+	a, b := "lockorder-a-"+suffix, "lockorder-b-"+suffix
+	t0 := e.clock.Now()
+	e.send(lifecycle.TypeDeleted, b, t0.Add(-2*time.Minute))
+	e.send(lifecycle.TypeDeleted, a, t0.Add(-time.Minute))
+	e.clock.Advance(time.Hour)
+	var deadlocksBefore int64
+	if err := e.pool.QueryRow(e.ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&deadlocksBefore); err != nil {
+		t.Fatal(err)
+	}
+
+	tx, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(e.ctx) //nolint:errcheck
+	if _, err := tx.Exec(e.ctx, `SELECT 1 FROM access_codes WHERE access_code_id = $1 FOR UPDATE`, a); err != nil {
+		t.Fatal(err)
+	}
+	swept := make(chan error, 1)
+	var res lifecycle.SweepResult
+	go func() {
+		var err error
+		res, err = e.store.Sweep(e.ctx, 0)
+		swept <- err
+	}()
+	// Wait until the sweep waits for a row lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep never waited for the row lock held on a")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The ingest-like transaction now takes b. Under a second lock order
+	// this would be a deadlock (Postgres aborts one side after
+	// deadlock_timeout); the lock timeout keeps a regression from hanging.
+	if _, err := tx.Exec(e.ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(e.ctx, `SELECT 1 FROM access_codes WHERE access_code_id = $1 FOR UPDATE`, b); err != nil {
+		t.Fatalf("locking b after a while the sweep runs: %v", err)
+	}
+	if err := tx.Commit(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-swept; err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	if res.Overdue != 2 {
+		t.Fatalf("sweep flagged %d, want both codes", res.Overdue)
+	}
+	var deadlocks int64
+	if err := e.pool.QueryRow(e.ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&deadlocks); err != nil {
+		t.Fatal(err)
+	}
+	if deadlocks != deadlocksBefore {
+		t.Fatalf("%d deadlocks detected", deadlocks-deadlocksBefore)
+	}
+}
