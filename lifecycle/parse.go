@@ -177,3 +177,8 @@ func (u *Unusable) Kind() string {
 	kind, _, _ := strings.Cut(u.Reason, ":")
 	return kind
 }
+
+// QuarantineMessageIDReused is the quarantine reason of a body signed under
+// a message id that another, different body already has: Seam signed it, so
+// it is kept, though it cannot be stored as that message.
+const QuarantineMessageIDReused = "message_id_reused"

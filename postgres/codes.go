@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -190,43 +189,6 @@ func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 		sum.OldestUnconfirmedDeletionAgeSeconds = &age
 	}
 	return sum, nil
-}
-
-// ListQuarantine returns quarantined deliveries, newest first.
-func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	if limit <= 0 || limit > lifecycle.MaxListLimit {
-		limit = 100
-	}
-	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, raw FROM quarantine
-		WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, cursor, limit+1)
-	if err != nil {
-		return nil, 0, unavailable(err)
-	}
-	defer rs.Close()
-	out := []lifecycle.QuarantinedDelivery{}
-	var next int64
-	for rs.Next() {
-		var q lifecycle.QuarantinedDelivery
-		var raw []byte
-		if err := rs.Scan(&q.ID, &q.MessageID, &q.Reason, &q.ReceivedAt, &raw); err != nil {
-			return nil, 0, unavailable(err)
-		}
-		if len(out) == limit {
-			next = out[len(out)-1].ID
-			break
-		}
-		q.SizeBytes = len(raw)
-		if body := string(raw); utf8.ValidString(body) {
-			q.Body = &body
-		}
-		out = append(out, q)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, 0, unavailable(err)
-	}
-	return out, next, nil
 }
 
 // Acknowledge records that an operator has dealt with a code's current

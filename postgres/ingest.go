@@ -174,6 +174,25 @@ func (g *ingester) ownFault(ctx context.Context, r *request) bool {
 // constraints decide duplicates), lock each touched code, fold its events,
 // write its row and any alert, commit.
 func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]lifecycle.Result, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit it is a no-op
+	results, err := s.ingestIn(ctx, tx, batch, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// ingestIn stores a batch in tx. prelude, when set, queues statements that
+// run first in the same round trip (quarantine retry deletes the rows it
+// re-ingests there).
+func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelude func(*pgx.Batch)) (map[*request]lifecycle.Result, error) {
 	now := s.cfg.Now()
 	results := make(map[*request]lifecycle.Result, len(batch))
 
@@ -212,16 +231,13 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]li
 	}
 	sort.Strings(codes)
 
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit it is a no-op
-
 	inserted := map[string]bool{}
 	rows := map[string]*codeRow{}
 	evs := map[string][]lifecycle.Event{}
 	b := &pgx.Batch{}
+	if prelude != nil {
+		prelude(b)
+	}
 	if len(events) > 0 {
 		queueInsertEvents(b, events, inserted)
 	}
@@ -244,9 +260,6 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]li
 		if err := s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
 			return nil, err
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
 	}
 
 	for _, r := range events {

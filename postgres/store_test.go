@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,5 +306,103 @@ func TestIngestTroubleWithOddDetails(t *testing.T) {
 	}
 	if got.DeletionState != lifecycle.Failed || !got.NeedsTroubleshooting {
 		t.Fatalf("state %s needs %v", got.DeletionState, got.NeedsTroubleshooting)
+	}
+}
+
+// Defect: a database error while writing a code's state (not the event's own
+// row) quarantined a valid event and answered 200, so Seam never sent it
+// again. Only the event's own content may quarantine it; anything else is
+// unavailable (503), nothing is stored, and Seam's retry stores it once the
+// cause is gone.
+func TestStateWriteErrorIsRetriedNotQuarantined(t *testing.T) {
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	// A rule only this database has, refusing the code row (not the event).
+	if _, err := pool.Exec(ctx, `ALTER TABLE access_codes ADD CONSTRAINT refuse_device CHECK (device_id IS DISTINCT FROM 'refused-device')`); err != nil {
+		t.Fatal(err)
+	}
+	store := newStoreT(t, pool, postgres.Config{Workers: 1})
+	body, _ := seamevent.Build(lifecycle.TypeSetOnDevice, seamevent.Options{AccessCodeID: seamevent.NewID(), DeviceID: "refused-device"})
+	d := lifecycle.Delivery{MessageID: "msg_state_refused", Body: body}
+	_, err := store.Ingest(ctx, d)
+	if lifecycle.ErrorCode(err) != lifecycle.EUnavailable {
+		t.Fatalf("ingest when the code row is refused: %v, want unavailable", err)
+	}
+	var events, quarantined int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM quarantine)`).Scan(&events, &quarantined); err != nil {
+		t.Fatal(err)
+	}
+	if events != 0 || quarantined != 0 {
+		t.Fatalf("%d events and %d quarantined after a refused state write, want none", events, quarantined)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE access_codes DROP CONSTRAINT refuse_device`); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := store.Ingest(ctx, d); err != nil || res.Outcome != lifecycle.Stored {
+		t.Fatalf("Seam's retry: %+v %v, want stored", res, err)
+	}
+}
+
+// quarantine retry re-ingests what this version can use: stored, duplicates
+// and still-unusable rows are counted; used rows leave quarantine in the
+// transaction that stores them.
+func TestRetryQuarantine(t *testing.T) {
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	store := newStoreT(t, pool, postgres.Config{RemovalTimeout: time.Hour})
+	code, dupCode, reusedCode := seamevent.NewID(), seamevent.NewID(), seamevent.NewID()
+	build := func(typ, code string) []byte {
+		b, _ := seamevent.Build(typ, seamevent.Options{AccessCodeID: code})
+		return b
+	}
+	ingest := func(msg string, body []byte) {
+		t.Helper()
+		if _, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: msg, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ingest("msg_bad", []byte(`not json`))
+	dupBody := build(lifecycle.TypeDeleted, dupCode)
+	ingest("msg_dup_first", dupBody)
+	ingest("msg_reused", build(lifecycle.TypeSetOnDevice, reusedCode))
+	// Rows an older version quarantined: bodies this version accepts.
+	for _, q := range []struct {
+		msg, reason string
+		body        []byte
+	}{
+		{"msg_fixed", "invalid_occurred_at: refused by an older version", build(lifecycle.TypeDeleted, code)},
+		{"msg_dup_later", "invalid_occurred_at: refused by an older version", dupBody},
+		{"msg_reused", lifecycle.QuarantineMessageIDReused, build(lifecycle.TypeDeleted, reusedCode)},
+	} {
+		if _, err := pool.Exec(ctx, `INSERT INTO quarantine (message_id, reason, raw) VALUES ($1, $2, $3)`, q.msg, q.reason, q.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// By reason: only the older version's refusals.
+	res, err := store.RetryQuarantine(ctx, postgres.QuarantineRetry{Reason: "invalid_occurred_at"}, nil)
+	if err != nil || res != (postgres.QuarantineRetryResult{Stored: 1, Duplicates: 1}) {
+		t.Fatalf("retry by reason: %+v %v, want 1 stored and 1 duplicate", res, err)
+	}
+	if c, err := store.GetAccessCode(ctx, code); err != nil || c.DeletionState != lifecycle.AwaitingRemoval {
+		t.Fatalf("the re-ingested deletion did not reach its code: %+v %v", c, err)
+	}
+	var reports []postgres.QuarantineRetryResult
+	res, err = store.RetryQuarantine(ctx, postgres.QuarantineRetry{}, func(r postgres.QuarantineRetryResult) { reports = append(reports, r) })
+	if err != nil || res != (postgres.QuarantineRetryResult{Stored: 1, Unusable: 1}) || len(reports) != 1 {
+		t.Fatalf("retry all: %+v %v (progress %v), want the reused message stored and the bad one still unusable", res, err, reports)
+	}
+	if c, err := store.GetAccessCode(ctx, reusedCode); err != nil || len(c.Events) != 2 {
+		t.Fatalf("the body signed under a reused message id: %+v %v", c, err)
+	}
+	var left []string
+	rs, _ := pool.Query(ctx, `SELECT message_id || ' ' || reason FROM quarantine ORDER BY id`)
+	for rs.Next() {
+		var s string
+		_ = rs.Scan(&s)
+		left = append(left, s)
+	}
+	rs.Close()
+	if len(left) != 1 || !strings.HasPrefix(left[0], "msg_bad not_json") {
+		t.Fatalf("left in quarantine: %q, want only msg_bad", left)
 	}
 }

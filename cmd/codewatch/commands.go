@@ -235,24 +235,11 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
 	}
-	pool, done, err := openDB(ctx, *dbURL, *dataDir, stderr)
+	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, stderr)
 	if err != nil {
 		return err
 	}
 	defer done()
-	// Alerts a replay raises go to the sinks serve is configured with.
-	sinks := []string{"log"}
-	if getenv("CODEWATCH_ALERT_WEBHOOK_URL") != "" {
-		sinks = append(sinks, "webhook")
-	}
-	if getenv("CODEWATCH_SLACK_WEBHOOK_URL") != "" {
-		sinks = append(sinks, "slack")
-	}
-	inserter, err := jobs.NewInserter(pool, nil)
-	if err != nil {
-		return err
-	}
-	store := postgres.New(pool, inserter, postgres.Config{RemovalTimeout: rt, Sinks: sinks})
 	start := time.Now()
 	p, err := store.Replay(ctx, *batch, func(p postgres.ReplayProgress) {
 		pct := 100.0
@@ -265,5 +252,71 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	fmt.Fprintf(stdout, "replay done: %d codes, %d changed\n", p.Done, p.Changed)
+	return nil
+}
+
+// openStore opens the database as openDB does and returns a Store that
+// queues alerts for the sinks serve is configured with (from the same
+// environment), for commands that change codes.
+func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) string, removalTimeout time.Duration, stderr io.Writer) (*postgres.Store, func(), error) {
+	pool, done, err := openDB(ctx, dbURL, dataDir, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	sinks := []string{"log"}
+	if getenv("CODEWATCH_ALERT_WEBHOOK_URL") != "" {
+		sinks = append(sinks, "webhook")
+	}
+	if getenv("CODEWATCH_SLACK_WEBHOOK_URL") != "" {
+		sinks = append(sinks, "slack")
+	}
+	inserter, err := jobs.NewInserter(pool, nil)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return postgres.New(pool, inserter, postgres.Config{RemovalTimeout: removalTimeout, Sinks: sinks}), done, nil
+}
+
+// quarantine handles `codewatch quarantine retry [--reason R]`.
+func quarantine(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("codewatch quarantine", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "Postgres URL ($DATABASE_URL)")
+	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	reason := fs.String("reason", "", "only rows whose reason starts with this (e.g. invalid_occurred_at)")
+	timeout := fs.String("removal-timeout", orDefault(getenv("CODEWATCH_REMOVAL_TIMEOUT"), "30m"), "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.")
+		fs.PrintDefaults()
+	}
+	// The subcommand comes first; its flags follow it.
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if sub != "retry" || fs.NArg() != 0 {
+		fs.Usage()
+		return &exitError{2, errors.New("quarantine needs the command retry")}
+	}
+	rt, err := config.ParseDuration(*timeout)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
+	}
+	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := store.RetryQuarantine(ctx, postgres.QuarantineRetry{Reason: *reason}, func(r postgres.QuarantineRetryResult) {
+		fmt.Fprintf(stdout, "quarantine retry: %d stored, %d duplicates, %d still unusable so far\n", r.Stored, r.Duplicates, r.Unusable)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "quarantine retry done: %d stored, %d duplicates, %d still unusable\n", res.Stored, res.Duplicates, res.Unusable)
 	return nil
 }

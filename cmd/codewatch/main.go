@@ -5,6 +5,7 @@
 //	codewatch migrate up|down|status
 //	codewatch send EVENT_TYPE ...   send a signed test event
 //	codewatch replay                recompute every code's state
+//	codewatch quarantine retry      re-ingest quarantined deliveries
 package main
 
 import (
@@ -54,6 +55,7 @@ usage:
   codewatch send EVENT_TYPE --access-code-id ID [--device-id ID] [--url URL] [--secret S]
                                            send a signed Seam test event
   codewatch replay [--batch N]             recompute every code's state from stored events
+  codewatch quarantine retry [--reason R]  store quarantined deliveries this version can use
 
 Run "codewatch COMMAND -h" for a command's flags.`
 
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return send(ctx, rest, getenv, stdout, stderr)
 	case "replay":
 		return replay(ctx, rest, getenv, stdout, stderr)
+	case "quarantine":
+		return quarantine(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/seamevent"
+)
+
+// Defect: a migration the database refuses was retried forever at start-up.
+// Now serve (and migrate up) exit non-zero at once with one line naming the
+// migration and Postgres's error.
+func TestFailingMigrationStopsStartup(t *testing.T) {
+	t.Parallel()
+	db := freshDatabase(t)
+	conn := dbConn(t, db)
+	// Something in the way of the first migration.
+	if _, err := conn.Exec(context.Background(), `CREATE TABLE events (wrong integer)`); err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, "serve", newServeEnv(t, db))
+	s.start()
+	if code := s.wait(20 * time.Second); code == 0 {
+		t.Fatalf("serve exited 0 with a failing migration")
+	}
+	lines := strings.Split(strings.TrimSpace(s.logs()), "\n")
+	last := lines[len(lines)-1]
+	for _, want := range []string{"00001_events.sql", `relation "events" already exists`, "42P07"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("last line %q lacks %q", last, want)
+		}
+	}
+	if n := strings.Count(s.logs(), "retrying"); n > 0 {
+		t.Errorf("a refused migration was retried %d times:\n%s", n, s.logs())
+	}
+	res := runCLI(t, []string{"DATABASE_URL=" + db}, "migrate", "up")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "00001_events.sql") || strings.Count(strings.TrimSpace(res.Stderr), "\n") != 0 {
+		t.Errorf("migrate up: exit %d, stderr %q; want one line naming the migration", res.Code, res.Stderr)
+	}
+}
+
+// freezer is a TCP proxy in front of Postgres that can stop passing bytes
+// while keeping every connection open: a database that hangs, as a frozen
+// VM or a stuck disk would make it.
+type freezer struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	frozen bool
+	thaw   chan struct{}
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, target: target, thaw: make(chan struct{})}
+	t.Cleanup(func() { ln.Close(); f.unfreeze() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) serve(c net.Conn) {
+	defer c.Close()
+	up, err := net.Dial("tcp", f.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				f.wait()
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		done <- struct{}{}
+	}
+	go pipe(up, c)
+	go pipe(c, up)
+	<-done
+}
+
+// wait blocks while frozen.
+func (f *freezer) wait() {
+	f.mu.Lock()
+	frozen, thaw := f.frozen, f.thaw
+	f.mu.Unlock()
+	if frozen {
+		<-thaw
+	}
+}
+
+func (f *freezer) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.frozen = true
+}
+
+func (f *freezer) unfreeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen {
+		f.frozen = false
+		close(f.thaw)
+		f.thaw = make(chan struct{})
+	}
+}
+
+// through rewrites a Postgres URL to go through the proxy.
+func (f *freezer) through(t *testing.T, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Host == "" {
+		t.Skipf("the test database %q is not reached over TCP; the freeze proxy needs it", dbURL)
+	}
+	u.Host = f.ln.Addr().String()
+	return u.String()
+}
+
+// Defect: shutdown could hang when the database froze (writes without a
+// deadline, an unbounded wait for background work). CODEWATCH_SHUTDOWN_TIMEOUT
+// now bounds the whole of it: with a webhook stuck on a frozen database and
+// jobs running, SIGTERM ends the process within the timeout.
+func TestShutdownWithFrozenDatabaseIsBounded(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewURL(t)
+	u, _ := url.Parse(db)
+	f := newFreezer(t, u.Host)
+	env := newServeEnv(t, f.through(t, db))
+	env["CODEWATCH_SHUTDOWN_TIMEOUT"] = "2s"
+	env["CODEWATCH_SWEEP_INTERVAL"] = "100ms"
+	s := startServer(t, "serve", env)
+	sender := &seamevent.Sender{URL: s.webhookURL(), Secret: s.Secret, Client: &http.Client{Timeout: 30 * time.Second}}
+	body, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: seamevent.NewID()})
+	if rep, err := sender.Send(context.Background(), seamevent.NewMessageID(), body); err != nil || rep.Status != http.StatusOK {
+		t.Fatalf("before the freeze: %v %d", err, rep.Status)
+	}
+
+	f.freeze()
+	stuck := make(chan int, 1)
+	go func() {
+		rep, _ := sender.Send(context.Background(), seamevent.NewMessageID(), body)
+		stuck <- rep.Status
+	}()
+	time.Sleep(300 * time.Millisecond) // the webhook is now waiting on the database
+	code, took := s.stop(15 * time.Second)
+	if took > 4*time.Second {
+		t.Errorf("shutdown took %s with a 2s CODEWATCH_SHUTDOWN_TIMEOUT", took)
+	}
+	if !strings.Contains(s.logs(), "shutdown timed out") {
+		t.Errorf("the log does not say the shutdown timed out (exit %d):\n%s", code, tail(s.logs(), 3000))
+	}
+	select {
+	case st := <-stuck:
+		if st == http.StatusOK {
+			t.Errorf("a webhook was acknowledged while the database was frozen")
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("the stuck webhook never got an answer or a closed connection")
+	}
+}
+
+// `codewatch quarantine retry` stores what this version can use and says
+// what it did.
+func TestQuarantineRetryCommand(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewURL(t)
+	conn := dbConn(t, db)
+	code := seamevent.NewID()
+	body, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: code})
+	for _, q := range []struct{ msg, reason, body string }{
+		{"msg_old_refusal", "invalid_occurred_at: refused by an older version", string(body)},
+		{"msg_garbage", "not_json: body is not a JSON object", "garbage"},
+	} {
+		if _, err := conn.Exec(context.Background(), `INSERT INTO quarantine (message_id, reason, raw) VALUES ($1, $2, $3)`,
+			q.msg, q.reason, []byte(q.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := runCLI(t, []string{"DATABASE_URL=" + db}, "quarantine", "retry", "--reason", "invalid_")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "quarantine retry done: 1 stored, 0 duplicates, 0 still unusable") {
+		t.Fatalf("quarantine retry --reason invalid_: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	res = runCLI(t, []string{"DATABASE_URL=" + db}, "quarantine", "retry")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "done: 0 stored, 0 duplicates, 1 still unusable") {
+		t.Fatalf("quarantine retry: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	var state string
+	if err := conn.QueryRow(context.Background(), `SELECT deletion_state FROM access_codes WHERE access_code_id = $1`, code).Scan(&state); err != nil || state != "awaiting_removal" {
+		t.Fatalf("the stored deletion: %q %v", state, err)
+	}
+}

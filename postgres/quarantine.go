@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/codewatch/codewatch/lifecycle"
+)
+
+// ListQuarantine returns quarantined deliveries, newest first.
+func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	if limit <= 0 || limit > lifecycle.MaxListLimit {
+		limit = 100
+	}
+	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, raw FROM quarantine
+		WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, cursor, limit+1)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	defer rs.Close()
+	out := []lifecycle.QuarantinedDelivery{}
+	var next int64
+	for rs.Next() {
+		var q lifecycle.QuarantinedDelivery
+		var raw []byte
+		if err := rs.Scan(&q.ID, &q.MessageID, &q.Reason, &q.ReceivedAt, &raw); err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if len(out) == limit {
+			next = out[len(out)-1].ID
+			break
+		}
+		q.SizeBytes = len(raw)
+		if body := string(raw); utf8.ValidString(body) {
+			q.Body = &body
+		}
+		out = append(out, q)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return out, next, nil
+}
+
+// QuarantineRetry selects what RetryQuarantine takes up: rows whose reason
+// starts with Reason ("" for any), or the given ids.
+type QuarantineRetry struct {
+	Reason string
+	IDs    []int64
+}
+
+// QuarantineRetryResult counts what a retry did.
+type QuarantineRetryResult struct {
+	// Stored rows became events (and left quarantine).
+	Stored int `json:"stored"`
+	// Duplicates were events already stored (they left quarantine too).
+	Duplicates int `json:"duplicates"`
+	// Unusable rows are still not usable events; they stay, with the
+	// reason this version gives.
+	Unusable int `json:"unusable"`
+}
+
+// retryBatch is how many quarantined rows one retry transaction takes up.
+const retryBatch = 100
+
+// RetryQuarantine parses quarantined deliveries again (after an upgrade that
+// accepts more, or a fix to the database) and ingests those that are now
+// usable, through the same transaction as a webhook: each leaves quarantine
+// in the transaction that stores its event, so nothing is lost or doubled
+// if a retry is interrupted. progress, when set, is called after each batch.
+func (s *Store) RetryQuarantine(ctx context.Context, sel QuarantineRetry, progress func(QuarantineRetryResult)) (QuarantineRetryResult, error) {
+	var res QuarantineRetryResult
+	var after int64
+	for {
+		n, last, err := s.retryQuarantineBatch(ctx, sel, after, &res)
+		if err != nil {
+			return res, err
+		}
+		if progress != nil && n > 0 {
+			progress(res)
+		}
+		if n < retryBatch {
+			return res, nil
+		}
+		after = last
+	}
+}
+
+func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, after int64, res *QuarantineRetryResult) (int, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, 0, unavailable(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	// FOR UPDATE: two retries at once take turns instead of storing twice.
+	rs, err := tx.Query(ctx, `SELECT id, message_id, reason, raw FROM quarantine
+		WHERE id > $1 AND reason LIKE $2 || '%' AND ($3::bigint[] IS NULL OR cardinality($3) = 0 OR id = ANY($3))
+		ORDER BY id LIMIT $4 FOR UPDATE`, after, escapeLike(sel.Reason), sel.IDs, retryBatch)
+	if err != nil {
+		return 0, 0, unavailable(err)
+	}
+	type qrow struct {
+		id          int64
+		msg, reason string
+		raw         []byte
+	}
+	var rows []qrow
+	for rs.Next() {
+		var q qrow
+		if err := rs.Scan(&q.id, &q.msg, &q.reason, &q.raw); err != nil {
+			rs.Close()
+			return 0, 0, unavailable(err)
+		}
+		rows = append(rows, q)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, 0, unavailable(err)
+	}
+	if len(rows) == 0 {
+		return 0, 0, nil
+	}
+	var usable []*request
+	var take []int64
+	var stillIDs []int64
+	var stillReasons []string
+	for _, q := range rows {
+		p, err := lifecycle.Parse(q.raw)
+		if err != nil {
+			res.Unusable++
+			stillIDs, stillReasons = append(stillIDs, q.id), append(stillReasons, unusableReason(err, q.reason))
+			continue
+		}
+		msg := q.msg
+		if strings.HasPrefix(q.reason, lifecycle.QuarantineMessageIDReused) {
+			// The message id is taken by the other body Seam signed
+			// under it: store this one under a name of its own.
+			msg = fmt.Sprintf("%s#quarantine-%d", q.msg, q.id)
+		}
+		usable = append(usable, &request{d: lifecycle.Delivery{MessageID: msg, Body: q.raw}, parsed: p})
+		take = append(take, q.id)
+	}
+	var results map[*request]lifecycle.Result
+	if len(usable) > 0 {
+		results, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
+			b.Queue(`DELETE FROM quarantine WHERE id = ANY($1)`, take)
+		})
+		if err != nil {
+			return 0, 0, unavailable(err)
+		}
+	}
+	if len(stillIDs) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE quarantine q SET reason = u.reason
+			FROM unnest($1::bigint[], $2::text[]) AS u(id, reason) WHERE q.id = u.id`, stillIDs, stillReasons); err != nil {
+			return 0, 0, unavailable(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, 0, unavailable(err)
+	}
+	for _, r := range usable {
+		if results[r].Outcome == lifecycle.Stored {
+			res.Stored++
+		} else {
+			res.Duplicates++
+		}
+	}
+	return len(rows), rows[len(rows)-1].id, nil
+}
+
+// unusableReason is the reason this version gives a body it still cannot
+// use; a row quarantined for another cause (the database refused it) keeps
+// its reason.
+func unusableReason(err error, old string) string {
+	if u, ok := err.(*lifecycle.Unusable); ok {
+		return u.Reason
+	}
+	return old
+}
+
+// escapeLike makes s match itself in a LIKE pattern.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
