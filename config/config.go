@@ -47,6 +47,7 @@ type Config struct {
 	LogLevel           string
 	DBMaxConns         int
 	IngestWorkers      int
+	UnverifiedBudget   int64
 	DataDir            string
 	NoMigrate          bool
 }
@@ -78,6 +79,7 @@ var Vars = []Var{
 	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica"},
 	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "2", "concurrent ingest transactions; concurrent webhooks share them (group commit)"},
+	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)"},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live"},
 }
 
@@ -174,6 +176,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must leave a connection of CODEWATCH_DB_MAX_CONNS (%d) for the API and background work", n))
 	}
 	c.IngestWorkers = w
+	if c.UnverifiedBudget, err = ParseSize(get("CODEWATCH_UNVERIFIED_BUDGET")); err != nil || c.UnverifiedBudget < 4<<20 {
+		bad("CODEWATCH_UNVERIFIED_BUDGET", fmt.Errorf("must be a size of at least 4MiB (two 1 MiB bodies) like 32MiB, got %q", get("CODEWATCH_UNVERIFIED_BUDGET")))
+	}
 	switch c.LogFormat {
 	case "json", "text":
 	default:
@@ -259,4 +264,23 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration like 30s, 30m, 4h or 90d", s)
 	}
 	return v, nil
+}
+
+// ParseSize reads a byte count: 33554432, 32MiB, 512KiB, 1GiB.
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = v, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size like 32MiB", s)
+	}
+	return n * mult, nil
 }

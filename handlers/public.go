@@ -1,12 +1,11 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -33,10 +32,14 @@ type Public struct {
 	Logger   *slog.Logger
 	// IngestTimeout bounds one delivery, under Svix's 15 s.
 	IngestTimeout time.Duration
+	// Budget bounds the bytes of bodies not yet verified (nil: no bound).
+	Budget *Budget
 	// Available, when set, says why webhooks cannot be stored yet (the
 	// database is not reachable or migrated at start-up): they are then
 	// answered 503 so that Seam retries.
 	Available func() error
+
+	rejectLog everySecond
 }
 
 // NewPublicServer returns the public router.
@@ -105,29 +108,31 @@ func (p *Public) webhook(c echo.Context) error {
 	if req.ContentLength > MaxBody {
 		return p.tooLarge(c)
 	}
-	// Read at most one byte more than allowed: enough to know, no more.
-	buf := bytes.NewBuffer(make([]byte, 0, bodyCap(req.ContentLength)))
-	_, err := buf.ReadFrom(io.LimitReader(req.Body, MaxBody+1))
-	body := buf.Bytes()
-	if err != nil {
-		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+	// What needs no body is checked before reading it: an unsigned upload
+	// costs nothing.
+	if _, err := p.Verifier.CheckHeaders(req.Header); err != nil {
+		c.Response().Header().Set(echo.HeaderConnection, "close")
+		return p.rejected(c, err, 0)
 	}
-	if len(body) > MaxBody {
+	// Read at most one byte more than allowed: enough to know, no more.
+	body, held, err := p.Budget.readBody(req.Body, req.ContentLength, MaxBody)
+	defer held.release()
+	switch {
+	case errors.Is(err, errBudget):
+		p.Metrics.WebhooksReceived.WithLabelValues("unknown", "overloaded").Inc()
+		c.Response().Header().Set("Retry-After", "1")
+		c.Response().Header().Set(echo.HeaderConnection, "close")
+		return newError(http.StatusServiceUnavailable, "overloaded", "too many webhook bodies are being received at once; retry shortly")
+	case err != nil:
+		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+	case len(body) > MaxBody:
 		return p.tooLarge(c)
 	}
 
 	msgID, err := p.Verifier.Verify(body, req.Header)
+	held.release() // verified or refused: no longer an unknown sender's bytes
 	if err != nil {
-		var ve *verify.Error
-		reason := string(verify.NoMatch)
-		if errors.As(err, &ve) {
-			reason = string(ve.Kind)
-		}
-		p.Metrics.SignatureFailures.WithLabelValues(reason).Inc()
-		p.Metrics.WebhooksReceived.WithLabelValues("unknown", "rejected").Inc()
-		p.Logger.Warn("webhook rejected", "reason", reason, "remote", c.RealIP(),
-			"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "bytes", len(body))
-		return newError(http.StatusUnauthorized, "invalid_signature", err.Error())
+		return p.rejected(c, err, len(body))
 	}
 	if !validText(msgID) {
 		// Svix ids are short ASCII; this one cannot even be stored as text.
@@ -162,13 +167,41 @@ func (p *Public) webhook(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"ok": true})
 }
 
-// bodyCap sizes the read buffer from Content-Length, so a body is read into
-// one allocation; ReadFrom wants 512 bytes spare to stop without growing.
-func bodyCap(n int64) int {
-	if n <= 0 || n > MaxBody {
-		return 4 << 10
+// rejected answers a delivery whose signature does not hold. The log line
+// is rate-limited: a flood of forgeries must not become a flood of lines.
+func (p *Public) rejected(c echo.Context, err error, size int) error {
+	var ve *verify.Error
+	reason := string(verify.NoMatch)
+	if errors.As(err, &ve) {
+		reason = string(ve.Kind)
 	}
-	return int(n) + 512
+	p.Metrics.SignatureFailures.WithLabelValues(reason).Inc()
+	p.Metrics.WebhooksReceived.WithLabelValues("unknown", "rejected").Inc()
+	if ok, suppressed := p.rejectLog.allow(time.Now()); ok {
+		p.Logger.Warn("webhook rejected", "reason", reason, "remote", c.RealIP(),
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "bytes", size,
+			"suppressed_since_last", suppressed)
+	}
+	return newError(http.StatusUnauthorized, "invalid_signature", err.Error())
+}
+
+// everySecond lets one event a second through and counts the rest.
+type everySecond struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (e *everySecond) allow(now time.Time) (bool, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if now.Sub(e.last) < time.Second {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, n
 }
 
 func (p *Public) tooLarge(c echo.Context) error {

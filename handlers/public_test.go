@@ -42,6 +42,11 @@ type syncBuffer = syncbuf.Buffer
 
 func newPubEnv(t testing.TB, pool *pgxpool.Pool) *pubEnv {
 	t.Helper()
+	return newPubEnvBudget(t, pool, nil)
+}
+
+func newPubEnvBudget(t testing.TB, pool *pgxpool.Pool, budget *handlers.Budget) *pubEnv {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger, TxTimeout: 3 * time.Second})
@@ -51,7 +56,7 @@ func newPubEnv(t testing.TB, pool *pgxpool.Pool) *pubEnv {
 		t.Fatal(err)
 	}
 	m := metrics.New()
-	e := handlers.NewPublicServer(&handlers.Public{Verifier: v, Store: store, Metrics: m, Logger: logger, IngestTimeout: 5 * time.Second})
+	e := handlers.NewPublicServer(&handlers.Public{Verifier: v, Store: store, Metrics: m, Logger: logger, IngestTimeout: 5 * time.Second, Budget: budget})
 	srv := httptest.NewUnstartedServer(e)
 	srv.Config.MaxHeaderBytes = 64 << 10 // as serve sets it
 	srv.Start()

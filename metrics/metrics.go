@@ -27,6 +27,7 @@ type Metrics struct {
 	AlertsFailed      *prometheus.CounterVec
 	AlertsGivenUp     *prometheus.CounterVec
 	JobErrors         *prometheus.CounterVec
+	UnverifiedBytes   prometheus.Gauge
 	SweepDuration     prometheus.Histogram
 	OverdueFlagged    prometheus.Counter
 	RetentionDeleted  *prometheus.CounterVec
@@ -39,7 +40,7 @@ func New() *Metrics {
 		Registry: r,
 		WebhooksReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codewatch_webhooks_received_total",
-			Help: "Webhook deliveries by event type and outcome (stored, duplicate, quarantined, rejected, unavailable, too_large).",
+			Help: "Webhook deliveries by event type and outcome (stored, duplicate, quarantined, rejected, unavailable, overloaded, too_large).",
 		}, []string{"event_type", "outcome"}),
 		SignatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codewatch_signature_failures_total",
@@ -70,6 +71,10 @@ func New() *Metrics {
 			Name: "codewatch_job_errors_total",
 			Help: "Failed attempts of background jobs, by kind (River retries them).",
 		}, []string{"kind"}),
+		UnverifiedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "codewatch_unverified_body_bytes",
+			Help: "Bytes held by webhook bodies not yet verified (bounded by CODEWATCH_UNVERIFIED_BUDGET).",
+		}),
 		SweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "codewatch_sweep_duration_seconds",
 			Help: "Time one overdue sweep takes.",
@@ -84,7 +89,7 @@ func New() *Metrics {
 		}, []string{"table"}),
 	}
 	r.MustRegister(m.WebhooksReceived, m.SignatureFailures, m.Quarantined, m.IngestDuration,
-		m.AlertsSent, m.AlertsFailed, m.AlertsGivenUp, m.JobErrors, m.SweepDuration, m.OverdueFlagged, m.RetentionDeleted,
+		m.AlertsSent, m.AlertsFailed, m.AlertsGivenUp, m.JobErrors, m.UnverifiedBytes, m.SweepDuration, m.OverdueFlagged, m.RetentionDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -107,26 +107,37 @@ func ReadHeaders(h http.Header) Headers {
 	return out
 }
 
-// Verify checks payload, the raw body exactly as received, against the
-// headers. It returns the message id on success and *Error otherwise.
-func (v *Verifier) Verify(payload []byte, h http.Header) (string, error) {
+// CheckHeaders checks what can be checked without the body: the three
+// headers are there and the timestamp is within Tolerance. A delivery that
+// fails here is refused before its body is read. It returns the headers.
+func (v *Verifier) CheckHeaders(h http.Header) (Headers, error) {
 	hd := ReadHeaders(h)
 	if hd.ID == "" || hd.Timestamp == "" || hd.Signature == "" {
-		return "", &Error{MissingHeaders, "missing signature headers: svix-id, svix-timestamp and svix-signature (or webhook-id, webhook-timestamp and webhook-signature) are required"}
+		return hd, &Error{MissingHeaders, "missing signature headers: svix-id, svix-timestamp and svix-signature (or webhook-id, webhook-timestamp and webhook-signature) are required"}
 	}
 	// The library's errors are unexported values; classify the timestamp here
 	// so the caller gets a precise reason. The library checks it again.
 	sec, err := strconv.ParseInt(hd.Timestamp, 10, 64)
 	if err != nil {
-		return "", &Error{InvalidTimestamp, "the signature timestamp is not a unix time in seconds"}
+		return hd, &Error{InvalidTimestamp, "the signature timestamp is not a unix time in seconds"}
 	}
 	now := v.now()
 	ts := time.Unix(sec, 0)
 	if now.Sub(ts) > Tolerance {
-		return "", &Error{StaleTimestamp, fmt.Sprintf("the signature timestamp is more than %s old: replayed or delayed message", Tolerance)}
+		return hd, &Error{StaleTimestamp, fmt.Sprintf("the signature timestamp is more than %s old: replayed or delayed message", Tolerance)}
 	}
 	if ts.Sub(now) > Tolerance {
-		return "", &Error{FutureTimestamp, fmt.Sprintf("the signature timestamp is more than %s in the future: check the sender's clock", Tolerance)}
+		return hd, &Error{FutureTimestamp, fmt.Sprintf("the signature timestamp is more than %s in the future: check the sender's clock", Tolerance)}
+	}
+	return hd, nil
+}
+
+// Verify checks payload, the raw body exactly as received, against the
+// headers. It returns the message id on success and *Error otherwise.
+func (v *Verifier) Verify(payload []byte, h http.Header) (string, error) {
+	hd, err := v.CheckHeaders(h)
+	if err != nil {
+		return "", err
 	}
 	// The library picks between svix-* and webhook-* names exactly as
 	// ReadHeaders does, so it reads the same three values.

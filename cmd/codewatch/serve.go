@@ -185,6 +185,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	public := handlers.NewPublicServer(&handlers.Public{
 		Verifier: verifier, Store: store, Metrics: m, Logger: logger, IngestTimeout: 12 * time.Second,
 		Available: available,
+		Budget:    handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
 	})
 	ops := handlers.NewOpsServer(&handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
