@@ -13,10 +13,10 @@ import (
 // refused. Bodies past SmallBody may hold at most half the budget, so large
 // uploads cannot starve Seam's events, which are a few KiB.
 type Budget struct {
-	mu          sync.Mutex
-	max, used   int64
-	large       int64
-	onChange    func(used int64)
+	mu        sync.Mutex
+	max, used int64
+	large     int64
+	onChange  func(used int64)
 }
 
 // SmallBody is the size up to which a body draws on the whole budget.

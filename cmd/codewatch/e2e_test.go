@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
