@@ -20,6 +20,7 @@ import (
 type Outbox interface {
 	Delivery(ctx context.Context, alertID, sink string) (*lifecycle.AlertDelivery, error)
 	WaitingOn(ctx context.Context, d *lifecycle.AlertDelivery) (*lifecycle.AlertDelivery, error)
+	StartAttempt(ctx context.Context, alertID, sink string) error
 	RecordFailure(ctx context.Context, alertID, sink, msg string, next time.Time) error
 	FinishDelivery(ctx context.Context, end lifecycle.DeliveryEnd, complete func(context.Context, pgx.Tx) error) (nextJob int64, err error)
 }
@@ -132,7 +133,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 	}
 	sink, ok := w.sinks[a.Sink]
 	if !ok {
-		return w.giveUp(ctx, job, d, fmt.Sprintf("sink %q is not configured any more", a.Sink), false)
+		return w.giveUp(ctx, job, d, fmt.Sprintf("sink %q is not configured any more", a.Sink))
 	}
 	ahead, err := w.cfg.Outbox.WaitingOn(ctx, d)
 	if err != nil {
@@ -149,7 +150,10 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 	}
 	var p lifecycle.AlertPayload
 	if err := json.Unmarshal(d.Payload, &p); err != nil {
-		return w.giveUp(ctx, job, d, "stored payload unreadable: "+err.Error(), false)
+		return w.giveUp(ctx, job, d, "stored payload unreadable: "+err.Error())
+	}
+	if err := w.cfg.Outbox.StartAttempt(ctx, a.AlertID, a.Sink); err != nil {
+		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, w.cfg.SendTimeout)
 	err = sink.Deliver(sctx, &p, d.Payload)
@@ -158,15 +162,14 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 		if w.cfg.Counters.Sent != nil {
 			w.cfg.Counters.Sent(a.Sink, p.Type)
 		}
-		return w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: a.AlertID, Sink: a.Sink,
-			Status: lifecycle.DeliverySent, Attempted: true})
+		return w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: a.AlertID, Sink: a.Sink, Status: lifecycle.DeliverySent})
 	}
 	if w.cfg.Counters.Failed != nil {
 		w.cfg.Counters.Failed(a.Sink)
 	}
 	next := w.retryAt(job)
 	if next.After(d.CreatedAt.Add(w.cfg.MaxAge)) {
-		return w.giveUp(ctx, job, d, err.Error(), true)
+		return w.giveUp(ctx, job, d, err.Error())
 	}
 	w.cfg.Logger.Warn("alert delivery failed; will retry", "alert_id", a.AlertID, "sink", a.Sink,
 		"attempt", d.Attempts+1, "retry_at", next.UTC().Format(time.RFC3339), "error", err)
@@ -176,14 +179,14 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 	return err
 }
 
-func (w *Worker) giveUp(ctx context.Context, job *river.Job[jobs.DeliverAlert], d *lifecycle.AlertDelivery, why string, attempted bool) error {
+func (w *Worker) giveUp(ctx context.Context, job *river.Job[jobs.DeliverAlert], d *lifecycle.AlertDelivery, why string) error {
 	w.cfg.Logger.Error("alert delivery given up", "alert_id", d.AlertID, "sink", d.Sink,
 		"access_code_id", d.AccessCodeID, "type", d.Type, "attempts", d.Attempts, "created_at", d.CreatedAt, "reason", why)
 	if w.cfg.Counters.GivenUp != nil {
 		w.cfg.Counters.GivenUp(d.Sink)
 	}
 	return w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: d.AlertID, Sink: d.Sink,
-		Status: lifecycle.DeliveryGivenUp, Error: why, Attempted: attempted})
+		Status: lifecycle.DeliveryGivenUp, Error: why})
 }
 
 // finish records the end and completes the job in one transaction, then wakes

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -59,11 +60,12 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 		FetchPollInterval: cfg.FetchPollInterval,
 		FetchCooldown:     min(100*time.Millisecond, cfg.FetchPollInterval),
 		// A job runs for at most a minute (workers set shorter timeouts);
-		// one still "running" five minutes on belongs to a process that died
-		// and is rescued, which is the only way an alert can be sent twice.
+		// one still "running" 90 s on belongs to a process that died and is
+		// rescued (River's rescuer looks every 30 s): the only way an alert
+		// can be sent twice.
 		JobTimeout:           time.Minute,
-		RescueStuckJobsAfter: 5 * time.Minute,
-		ErrorHandler:         errorCounter{cfg.OnError},
+		RescueStuckJobsAfter: 90 * time.Second,
+		ErrorHandler:         errorCounter{count: cfg.OnError, logger: cfg.Logger},
 		Logger:               quietlog.Warn(cfg.Logger),
 	})
 }
@@ -74,19 +76,29 @@ func NewInserter(pool *pgxpool.Pool, logger *slog.Logger) (*river.Client[pgx.Tx]
 	return river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietlog.Warn(logger)})
 }
 
-// errorCounter counts failed attempts by kind; River still retries them.
-type errorCounter struct{ count func(kind string) }
+// errorCounter counts and logs failed attempts; River still retries them.
+// Alert deliveries log their own failures, with the sink's answer.
+type errorCounter struct {
+	count  func(kind string)
+	logger *slog.Logger
+}
 
-func (e errorCounter) HandleError(_ context.Context, job *rivertype.JobRow, _ error) *river.ErrorHandlerResult {
-	if e.count != nil {
-		e.count(job.Kind)
-	}
+func (e errorCounter) HandleError(ctx context.Context, job *rivertype.JobRow, err error) *river.ErrorHandlerResult {
+	e.record(ctx, job, "error", err.Error())
 	return nil
 }
 
-func (e errorCounter) HandlePanic(_ context.Context, job *rivertype.JobRow, _ any, _ string) *river.ErrorHandlerResult {
+func (e errorCounter) HandlePanic(ctx context.Context, job *rivertype.JobRow, v any, trace string) *river.ErrorHandlerResult {
+	e.record(ctx, job, "panic", fmt.Sprint(v))
+	return nil
+}
+
+func (e errorCounter) record(ctx context.Context, job *rivertype.JobRow, how, msg string) {
 	if e.count != nil {
 		e.count(job.Kind)
 	}
-	return nil
+	if e.logger != nil && job.Kind != (DeliverAlert{}).Kind() {
+		e.logger.WarnContext(ctx, "job failed", "kind", job.Kind, "job_id", job.ID, "attempt", job.Attempt,
+			"how", how, "error", msg)
+	}
 }

@@ -268,6 +268,4 @@ type DeliveryEnd struct {
 	Status string
 	// Error says why a delivery was given up.
 	Error string
-	// Attempted counts this end as an attempt (a send was made).
-	Attempted bool
 }

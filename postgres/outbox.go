@@ -109,12 +109,26 @@ func (s *Store) WaitingOn(ctx context.Context, d *lifecycle.AlertDelivery) (*lif
 	return w, nil
 }
 
-// RecordFailure counts a failed attempt and when the next one is due.
+// StartAttempt counts an attempt before it is made, so that a send whose
+// process dies before recording it still shows: a receiver that got an
+// alert twice finds two attempts.
+func (s *Store) StartAttempt(ctx context.Context, alertID, sink string) error {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, `UPDATE alert_deliveries SET attempts = attempts + 1
+		WHERE alert_id = $1 AND sink = $2 AND status = 'pending'`, alertID, sink)
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// RecordFailure records why an attempt failed and when the next is due.
 func (s *Store) RecordFailure(ctx context.Context, alertID, sink, msg string, next time.Time) error {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	_, err := s.pool.Exec(ctx, `UPDATE alert_deliveries
-		SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4
+		SET last_error = $3, next_attempt_at = $4
 		WHERE alert_id = $1 AND sink = $2 AND status = 'pending'`, alertID, sink, truncate(msg, 500), next)
 	if err != nil {
 		return unavailable(err)
@@ -139,10 +153,6 @@ func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, com
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	var sentAt, gaveUpAt *time.Time
 	var lastErr *string
-	attempts := 0
-	if f.Attempted {
-		attempts = 1
-	}
 	switch status {
 	case lifecycle.DeliverySent:
 		sentAt = &now
@@ -155,7 +165,7 @@ func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, com
 	var next *int64
 	err = tx.QueryRow(ctx, `WITH done AS (
 			UPDATE alert_deliveries SET status = $3, sent_at = $4, given_up_at = $5,
-				last_error = COALESCE($6, last_error), attempts = attempts + $7
+				last_error = COALESCE($6, last_error)
 			WHERE alert_id = $1 AND sink = $2 AND status = 'pending'
 			RETURNING alert_id
 		)
@@ -164,7 +174,7 @@ func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, com
 			JOIN alert_deliveries d ON d.alert_id = a.alert_id AND d.sink = $2 AND d.status = 'pending'
 			WHERE me.alert_id = $1 ORDER BY a.sequence LIMIT 1)
 		FROM (SELECT count(*) FROM done) t`,
-		alertID, sink, status, sentAt, gaveUpAt, lastErr, attempts).Scan(&next)
+		alertID, sink, status, sentAt, gaveUpAt, lastErr).Scan(&next)
 	if err != nil {
 		return 0, unavailable(err)
 	}

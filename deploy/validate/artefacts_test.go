@@ -101,7 +101,7 @@ func TestAlertRulesHaveRunbooks(t *testing.T) {
 		"codewatch_needs_troubleshooting", "codewatch_oldest_unconfirmed_deletion_age_seconds",
 		"codewatch_alerts_sent_total", "codewatch_alerts_failed_total",
 		"codewatch_outbox_depth", "codewatch_last_webhook_received_timestamp_seconds",
-		"codewatch_database_up",
+		"codewatch_database_up", "codewatch_alerts_given_up_total", "codewatch_job_errors_total",
 	}
 	n := 0
 	for _, g := range rules.Groups {

@@ -482,10 +482,11 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 			continue
 		}
 		a := outbox[id]
-		// The dispatcher documents one repeat: an alert sent but not
-		// recorded (the process or the database died in between) is sent
-		// again with the same alert_id after its lease. Every receipt
-		// needs an attempt of its own.
+		// Delivery documents one repeat: an alert sent but not recorded
+		// (the process or the database died in between) is sent again
+		// with the same alert_id once River retries or rescues its job.
+		// Every receipt needs an attempt of its own (attempts are counted
+		// before each send).
 		if crashy && a.attempts >= n {
 			r.redeliv++
 			r.note("alert %s (%s) received %d times after a crash; the outbox shows %d attempts (at-least-once, same alert_id)", id, a.typ, n, a.attempts)

@@ -46,7 +46,7 @@ var shortParams = params{
 	FreezePause: 16 * time.Second,
 	BurstFactor: 10, BurstLen: 3 * time.Second, FaultWave: 30,
 	Waves: 2, WaveSize: 200, OpsReaders: 24,
-	AlertDrain: 90 * time.Second, RSSSettle: 30 * time.Second,
+	AlertDrain: 150 * time.Second, RSSSettle: 30 * time.Second,
 }
 
 var fullParams = params{
@@ -56,16 +56,16 @@ var fullParams = params{
 	FreezePause: 16 * time.Second,
 	BurstFactor: 10, BurstLen: 5 * time.Second, FaultWave: 60,
 	Waves: 4, WaveSize: 400, OpsReaders: 48,
-	AlertDrain: 90 * time.Second, RSSSettle: 45 * time.Second,
+	AlertDrain: 150 * time.Second, RSSSettle: 45 * time.Second,
 }
 
 // scenario is one fault under load.
 type scenario struct {
 	key   string
 	title string
-	// crashy: the fault can interrupt the alert dispatcher between sending
-	// an alert and recording it, so its documented at-least-once repeat
-	// (same alert_id, after the lease) may happen.
+	// crashy: the fault can interrupt an alert delivery between sending
+	// it and recording it, so its documented at-least-once repeat (same
+	// alert_id, once River rescues or retries the job) may happen.
 	crashy bool
 	// extraSlots adds send instants to the normal load.
 	extraSlots func(p *params, start time.Time) []time.Time
