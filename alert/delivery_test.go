@@ -208,7 +208,7 @@ func TestDeliveryGivenUpAfterMaxAgeThenTheNextGoesOut(t *testing.T) {
 	rcv.set(func() { rcv.failNext = 1 << 30 })
 	var givenUp, failed atomic.Int64
 	var buf syncBuffer
-	o.work(o.pool, alert.WorkerConfig{MaxAge: 800 * time.Millisecond, BackoffBase: 100 * time.Millisecond,
+	o.work(o.pool, alert.WorkerConfig{MaxAge: 3 * time.Second, BackoffBase: 100 * time.Millisecond,
 		BackoffMax: 200 * time.Millisecond, Logger: newJSONLogger(&buf),
 		Counters: alert.Counters{GivenUp: func(string) { givenUp.Add(1) }, Failed: func(string) { failed.Add(1) }}},
 		rcv.sink(secret))

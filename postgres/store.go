@@ -75,20 +75,20 @@ type JobQueue interface {
 	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 }
 
-// PoolConfig parses url into a pool configuration that works directly and
-// through PgBouncer in transaction pooling mode. Statements are sent unnamed
-// (QueryExecModeCacheDescribe): PgBouncer before 1.21 cannot route named
-// prepared statements, and an unnamed statement is planned for its actual
-// parameters every time, which is the custom plan the ingest and sweep
-// queries need (a generic plan chosen while a table was small became a
-// sequential scan as it grew; see docs/operations.md). No startup parameter
-// is set: PgBouncer refuses the ones it does not know.
+// PoolConfig parses url into a pool configuration for the store's queries
+// (see pool.go for how statements are sent and planned).
 func PoolConfig(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	m := &statementMode{params: map[string]string{}}
+	for k, v := range plannerSettings {
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			m.params[k] = v
+		}
+	}
+	cfg.BeforeConnect = m.beforeConnect
 	return cfg, nil
 }
 
