@@ -78,7 +78,7 @@ var Vars = []Var{
 	{"CODEWATCH_LOG_FORMAT", "log-format", "json", "json or text"},
 	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica"},
-	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "2", "concurrent ingest transactions; concurrent webhooks share them (group commit)"},
+	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "1", "concurrent ingest transactions; concurrent webhooks share them (group commit)"},
 	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)"},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live"},
 }

@@ -174,25 +174,28 @@ func (g *ingester) ownFault(ctx context.Context, r *request) bool {
 // constraints decide duplicates), lock each touched code, fold its events,
 // write its row and any alert, commit.
 func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]lifecycle.Result, error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	// Two round trips: BEGIN and the reads with the first batch, the writes
+	// and COMMIT with the second.
+	tx, err := beginPipe(ctx, s.pool)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit it is a no-op
-	results, err := s.ingestIn(ctx, tx, batch, nil)
+	defer tx.Rollback(context.Background()) //nolint:errcheck // returns the connection; no-op after commit
+	results, final, err := s.ingestIn(ctx, tx, batch, nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.commitWith(ctx, final); err != nil {
 		return nil, err
 	}
 	return results, nil
 }
 
-// ingestIn stores a batch in tx. prelude, when set, queues statements that
-// run first in the same round trip (quarantine retry deletes the rows it
-// re-ingests there).
-func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelude func(*pgx.Batch)) (map[*request]lifecycle.Result, error) {
+// ingestIn stores a batch in tx, but for the last batch of writes, which it
+// returns for the caller to send (with COMMIT, when it can). prelude, when
+// set, queues statements that run first in the same round trip (quarantine
+// retry deletes the rows it re-ingests there).
+func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelude func(*pgx.Batch)) (map[*request]lifecycle.Result, *pgx.Batch, error) {
 	now := s.cfg.Now()
 	results := make(map[*request]lifecycle.Result, len(batch))
 
@@ -249,16 +252,18 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		queueLoadEvents(b, codes, evs)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
+	final := &pgx.Batch{}
 	if len(codes) > 0 {
 		if len(rows) != len(codes) {
 			// Retention deleted a row between our insert and our lock.
-			return nil, errRowVanished
+			return nil, nil, errRowVanished
 		}
-		if err := s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
-			return nil, err
+		var err error
+		if final, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
+			return nil, nil, err
 		}
 	}
 
@@ -284,7 +289,7 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 			}
 		}
 	}
-	return results, nil
+	return results, final, nil
 }
 
 func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) {

@@ -150,9 +150,13 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	}
 	var results map[*request]lifecycle.Result
 	if len(usable) > 0 {
-		results, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
+		var final *pgx.Batch
+		results, final, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
 			b.Queue(`DELETE FROM quarantine WHERE id = ANY($1)`, take)
 		})
+		if err == nil {
+			err = send(ctx, tx, final)
+		}
 		if err != nil {
 			return 0, 0, unavailable(err)
 		}

@@ -93,7 +93,11 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 			changed++
 		}
 	}
-	if err := s.writeChanges(ctx, tx, now, changes); err != nil {
+	final, err := s.writeChanges(ctx, tx, now, changes)
+	if err == nil {
+		err = send(ctx, tx, final)
+	}
+	if err != nil {
 		return 0, unavailable(err)
 	}
 	if err := tx.Commit(ctx); err != nil {

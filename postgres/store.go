@@ -325,9 +325,10 @@ func eqt(a, b *time.Time) bool {
 	return (a == nil) == (b == nil) && (a == nil || a.Equal(*b))
 }
 
-// writeChanges writes the rows that changed and the alerts the changes call
-// for, in one round trip after the alerts' jobs are inserted.
-func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) error {
+// writeChanges queues the rows that changed and the alerts the changes call
+// for on a batch it returns for the caller to send (the alerts' jobs are
+// inserted first, in tx).
+func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) (*pgx.Batch, error) {
 	var (
 		ids, ws, dev, acct, reason, details, key, delID []*string
 		state                                           []string
@@ -380,8 +381,13 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 			created, set, deleted, removed, last, terminal, now, lastAlert, seq)
 	}
 	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
-		return err
+		return nil, err
 	}
+	return b, nil
+}
+
+// send sends b in tx unless it is empty.
+func send(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}

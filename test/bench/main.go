@@ -42,16 +42,18 @@ import (
 	"github.com/codewatch/codewatch/localpg"
 )
 
-// Targets from the issue, checked at targetConc.
+// Targets from the issues: the service / pgbench ratio per concurrency
+// (pgbench runs one event's ingest transaction per transaction), p99 at
+// targetConc, peak RSS, and the sweep.
 const (
 	targetConc      = 32
-	targetEPS       = 4000.0
-	targetP99       = 30 * time.Millisecond
-	targetRatio     = 0.8
+	targetP99       = 15 * time.Millisecond
 	targetRSSKiB    = 64 << 10
 	targetSweep     = time.Second
 	ingestHistogram = "codewatch_ingest_duration_seconds"
 )
+
+var targetRatios = map[int]float64{8: 1.0, 32: 1.6, 128: 3.0}
 
 type options struct {
 	bin          string
@@ -314,6 +316,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !svc.running() {
 			return fatal(fmt.Errorf("codewatch exited during the load (%v); its log:\n%s", svc.waitErr, svc.logTail(20)))
 		}
+		// The database's ceiling at this level, measured right away: on a
+		// shared machine the speed drifts within minutes, and the ratio
+		// means something only between neighbouring measurements. The
+		// service is idle meanwhile (its job polling is a few queries a
+		// second).
+		if !o.skipPgbench {
+			if err := runPgbenchLevels(ctx, stdout, tmp, srv, dbs, pmPID, []*level{lv}, o.warmup, o.duration, o.statements); err != nil {
+				fail("pgbench: %v", err)
+			}
+		}
 	}
 	if ctx.Err() != nil {
 		return fatal(fmt.Errorf("interrupted: %w", context.Cause(ctx)))
@@ -337,13 +349,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logf("service stopped cleanly on SIGTERM")
 	}
 
-	// The database's ceiling: one event's ingest transaction per pgbench
-	// transaction, same clients, same database.
-	if !o.skipPgbench {
-		if err := runPgbenchLevels(ctx, stdout, tmp, srv, dbs, pmPID, levels, o.warmup, o.duration, o.statements); err != nil {
-			fail("pgbench: %v", err)
-		}
-	}
 
 	var sw *sweepReport
 	if !o.skipSweep && ctx.Err() == nil {
@@ -387,7 +392,7 @@ func newRunTag() string {
 
 func envSummary(env []string) string {
 	if len(env) == 0 {
-		return "defaults (CODEWATCH_DB_MAX_CONNS=10, CODEWATCH_INGEST_WORKERS=2, batches of up to 128, plan_cache_mode=force_custom_plan)"
+		return "defaults (CODEWATCH_DB_MAX_CONNS=10, CODEWATCH_INGEST_WORKERS=1, batches of up to 128)"
 	}
 	return strings.Join(env, " ")
 }
@@ -776,18 +781,22 @@ func printSummary(w io.Writer, o *options, levels []*level, vr *verifyReport, sw
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | measured | result |")
 	fmt.Fprintln(w, "|---|---|---|")
-	if at != nil {
-		st := at.st
-		fmt.Fprintf(w, "| events/s at concurrency %d ≥ %s | %s | %s |\n", targetConc, fmtInt(targetEPS), fmtInt(st.eventsPerSec), passFail(st.eventsPerSec >= targetEPS))
-		fmt.Fprintf(w, "| p99 at concurrency %d < %d ms | %.1f ms | %s |\n", targetConc, targetP99/time.Millisecond, ms(st.p99), passFail(st.p99 < targetP99))
-		if at.pgb != nil {
-			r := st.eventsPerSec / at.pgb.tps
-			fmt.Fprintf(w, "| service / pgbench at concurrency %d ≥ %.1f | %.2f | %s |\n", targetConc, targetRatio, r, passFail(r >= targetRatio))
-		} else {
-			fmt.Fprintf(w, "| service / pgbench at concurrency %d ≥ %.1f | not measured | – |\n", targetConc, targetRatio)
+	for _, lv := range levels {
+		want, ok := targetRatios[lv.conc]
+		if !ok {
+			continue
 		}
+		if lv.pgb != nil {
+			r := lv.st.eventsPerSec / lv.pgb.tps
+			fmt.Fprintf(w, "| service / pgbench at concurrency %d ≥ %.1f | %.2f | %s |\n", lv.conc, want, r, passFail(r >= want))
+		} else {
+			fmt.Fprintf(w, "| service / pgbench at concurrency %d ≥ %.1f | not measured | – |\n", lv.conc, want)
+		}
+	}
+	if at != nil {
+		fmt.Fprintf(w, "| p99 at concurrency %d < %d ms | %.1f ms | %s |\n", targetConc, targetP99/time.Millisecond, ms(at.st.p99), passFail(at.st.p99 < targetP99))
 	} else {
-		fmt.Fprintf(w, "| targets at concurrency %d | level not run | – |\n", targetConc)
+		fmt.Fprintf(w, "| p99 at concurrency %d | level not run | – |\n", targetConc)
 	}
 	fmt.Fprintf(w, "| service peak RSS < %d MiB | %.1f MiB | %s |\n", targetRSSKiB>>10, kib(finalHWM), passFail(finalHWM > 0 && finalHWM < targetRSSKiB))
 	if sw != nil && sw.duration > 0 {
