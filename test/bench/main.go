@@ -349,7 +349,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logf("service stopped cleanly on SIGTERM")
 	}
 
-
 	var sw *sweepReport
 	if !o.skipSweep && ctx.Err() == nil {
 		logf("\n## sweeper: %d codes, %d overdue, removal timeout %s", o.sweepCodes, o.sweepOverdue, sweepRemovalTimeout)
