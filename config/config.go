@@ -176,8 +176,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must leave a connection of CODEWATCH_DB_MAX_CONNS (%d) for the API and background work", n))
 	}
 	c.IngestWorkers = w
-	if c.UnverifiedBudget, err = ParseSize(get("CODEWATCH_UNVERIFIED_BUDGET")); err != nil || c.UnverifiedBudget < 4<<20 {
-		bad("CODEWATCH_UNVERIFIED_BUDGET", fmt.Errorf("must be a size of at least 4MiB (two 1 MiB bodies) like 32MiB, got %q", get("CODEWATCH_UNVERIFIED_BUDGET")))
+	if c.UnverifiedBudget, err = ParseSize(get("CODEWATCH_UNVERIFIED_BUDGET")); err != nil || c.UnverifiedBudget < 16<<20 {
+		bad("CODEWATCH_UNVERIFIED_BUDGET", fmt.Errorf("must be a size of at least 16MiB (large bodies may use an eighth) like 32MiB, got %q", get("CODEWATCH_UNVERIFIED_BUDGET")))
 	}
 	switch c.LogFormat {
 	case "json", "text":

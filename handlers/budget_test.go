@@ -28,7 +28,7 @@ type stalled struct {
 func TestUnverifiedBodiesAreBounded(t *testing.T) {
 	pool := pgtest.New(t)
 	var held atomic.Int64
-	budget := handlers.NewBudget(4<<20, func(n int64) { held.Store(n) })
+	budget := handlers.NewBudget(16<<20, func(n int64) { held.Store(n) })
 	env := newPubEnvBudget(t, pool, budget)
 	forged := func(body []byte) http.Header {
 		h, err := verify.Sign("whsec_"+strings.Repeat("QUJD", 8), "msg_forged", time.Now(), body)
@@ -60,7 +60,7 @@ func TestUnverifiedBodiesAreBounded(t *testing.T) {
 		return s
 	}
 	// Two uploads of 1 MiB that have sent all but a byte: they hold the
-	// large share (half of 4 MiB).
+	// large share (an eighth of 16 MiB).
 	a, b := start(1<<20, 1<<20-1), start(1<<20, 1<<20-1)
 	deadline := time.Now().Add(5 * time.Second)
 	for held.Load() < 2<<20 && time.Now().Before(deadline) {

@@ -39,7 +39,18 @@ type Public struct {
 	// answered 503 so that Seam retries.
 	Available func() error
 
+	// RefusalDelay is how long a refusal for a spent budget is held
+	// (default 1s, its Retry-After).
+	RefusalDelay time.Duration
+
 	rejectLog everySecond
+}
+
+func (p *Public) refusalDelay() time.Duration {
+	if p.RefusalDelay == 0 {
+		return time.Second
+	}
+	return p.RefusalDelay
 }
 
 // NewPublicServer returns the public router.
@@ -120,6 +131,13 @@ func (p *Public) webhook(c echo.Context) error {
 	switch {
 	case errors.Is(err, errBudget):
 		p.Metrics.WebhooksReceived.WithLabelValues("unknown", "overloaded").Inc()
+		// The refusal is held for its Retry-After second: a flood of
+		// uploads then waits instead of reconnecting at once, and costs a
+		// parked goroutine each (its body stays unread, in the kernel).
+		select {
+		case <-time.After(p.refusalDelay()):
+		case <-req.Context().Done():
+		}
 		c.Response().Header().Set("Retry-After", "1")
 		c.Response().Header().Set(echo.HeaderConnection, "close")
 		return newError(http.StatusServiceUnavailable, "overloaded", "too many webhook bodies are being received at once; retry shortly")

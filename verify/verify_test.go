@@ -144,3 +144,65 @@ func TestParseSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The body-copy-free precheck must agree with the svix library on what
+// matches: genuine signatures (several in one header, either header naming,
+// a timestamp with leading zeros), a wrong secret, a changed body or id.
+func TestPrecheckAgreesWithSvix(t *testing.T) {
+	now := time.Now()
+	secrets := []string{secretA, secretB}
+	v, err := verify.New(secrets, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "whsec_" + strings.Repeat("QUJD", 8)
+	sign := func(secret, id string, b []byte) http.Header {
+		h, err := verify.Sign(secret, id, now, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	cases := []struct {
+		name string
+		h    http.Header
+		body []byte
+		ok   bool
+	}{
+		{"first secret", sign(secrets[0], "msg_1", body), body, true},
+		{"second secret", sign(secrets[1], "msg_1", body), body, true},
+		{"webhook-* names", verify.StandardHeaders(sign(secrets[1], "msg_2", body)), body, true},
+		{"unknown secret", sign(other, "msg_1", body), body, false},
+		{"body changed", sign(secrets[0], "msg_1", body), append([]byte{' '}, body...), false},
+	}
+	several := sign(other, "msg_3", body)
+	several.Set("svix-signature", several.Get("svix-signature")+" v1,bm90LWEtc2ln "+sign(secrets[0], "msg_3", body).Get("svix-signature"))
+	cases = append(cases, struct {
+		name string
+		h    http.Header
+		body []byte
+		ok   bool
+	}{"several signatures, one genuine", several, body, true})
+	zeros := sign(secrets[0], "msg_4", body)
+	zeros.Set("svix-timestamp", "000"+zeros.Get("svix-timestamp"))
+	cases = append(cases, struct {
+		name string
+		h    http.Header
+		body []byte
+		ok   bool
+	}{"timestamp with leading zeros", zeros, body, true})
+	for _, c := range cases {
+		_, err := v.Verify(c.body, c.h)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: Verify = %v, want ok %v", c.name, err, c.ok)
+		}
+		lib := false
+		for _, s := range secrets {
+			wh, _ := svix.NewWebhook(s)
+			lib = lib || wh.Verify(c.body, c.h) == nil
+		}
+		if lib != c.ok {
+			t.Errorf("%s: the svix library says %v, the test %v", c.name, lib, c.ok)
+		}
+	}
+}

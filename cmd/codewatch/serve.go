@@ -63,9 +63,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Ingest allocates briefly per event over a heap of a few MiB; the
 		// default GOGC collects dozens of times a second. 200 halves that,
 		// and a soft limit keeps the heap from growing past what a burst
-		// needs (make bench reports GC cycles and peak RSS).
+		// needs (make bench reports GC cycles and peak RSS). The limit
+		// leaves room for a full budget of unverified bodies: a limit the
+		// live heap can reach makes the collector run without pause.
 		debug.SetGCPercent(200)
-		debug.SetMemoryLimit(40 << 20)
+		debug.SetMemoryLimit(40<<20 + cfg.UnverifiedBudget)
 	}
 	dev := cfg.DatabaseURL == ""
 	if dev && !cfg.ListenSet {

@@ -117,6 +117,12 @@ type levelLoad struct {
 // as soon as the previous one is answered; no new request starts after the
 // end, in-flight ones finish.
 func (d *driver) runLevel(ctx context.Context, conc int, warmup, measure time.Duration) *levelLoad {
+	return d.runLevelAs(ctx, conc, conc, warmup, measure)
+}
+
+// runLevelAs is runLevel with the codes named after label instead of conc, so
+// that two loads of the same concurrency use distinct codes.
+func (d *driver) runLevelAs(ctx context.Context, label, conc int, warmup, measure time.Duration) *levelLoad {
 	var next atomic.Int64
 	w := windowFor(conc)
 	t0 := time.Now()
@@ -140,7 +146,7 @@ func (d *driver) runLevel(ctx context.Context, conc int, warmup, measure time.Du
 				now := time.Now()
 				body, err := seamevent.Build(eventType(code, stage), seamevent.Options{
 					EventID:      eventID,
-					AccessCodeID: codeID(d.run, conc, code),
+					AccessCodeID: codeID(d.run, label, code),
 					DeviceID:     deviceID(d.run, code),
 					OccurredAt:   now,
 					Code:         fmt.Sprintf("%04d", code%10000),
@@ -191,7 +197,7 @@ func (d *driver) runLevel(ctx context.Context, conc int, warmup, measure time.Du
 		})
 	}
 	wg.Wait()
-	l := &levelLoad{conc: conc, warmup: warmup, measure: measure, errKinds: map[string]int{}, sentEvents: next.Load()}
+	l := &levelLoad{conc: label, warmup: warmup, measure: measure, errKinds: map[string]int{}, sentEvents: next.Load()}
 	for _, o := range outs {
 		l.samples = append(l.samples, o.samples...)
 		l.ledger = append(l.ledger, o.ledger...)

@@ -46,11 +46,14 @@ import (
 // (pgbench runs one event's ingest transaction per transaction), p99 at
 // targetConc, peak RSS, and the sweep.
 const (
-	targetConc      = 32
-	targetP99       = 15 * time.Millisecond
-	targetRSSKiB    = 64 << 10
-	targetSweep     = time.Second
-	ingestHistogram = "codewatch_ingest_duration_seconds"
+	targetConc   = 32
+	targetP99    = 15 * time.Millisecond
+	targetRSSKiB = 64 << 10
+	// During the attack (500 forged 1 MiB uploads at once).
+	targetAttackRSSKiB = 128 << 10
+	targetAttackP99    = 50 * time.Millisecond
+	targetSweep        = time.Second
+	ingestHistogram    = "codewatch_ingest_duration_seconds"
 )
 
 var targetRatios = map[int]float64{8: 1.0, 32: 1.6, 128: 3.0}
@@ -63,6 +66,9 @@ type options struct {
 	quick        bool
 	skipSweep    bool
 	skipPgbench  bool
+	skipAttack   bool
+	attackers    int
+	attackChild  string
 	sweepCodes   int
 	sweepOverdue int
 	keep         bool
@@ -100,6 +106,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "CI length: 3s per level, 1s warm-up, 100,000 codes for the sweep")
 	fs.BoolVar(&o.skipSweep, "skip-sweep", false, "skip the sweeper measurement")
 	fs.BoolVar(&o.skipPgbench, "skip-pgbench", false, "skip the pgbench ceiling")
+	fs.BoolVar(&o.skipAttack, "skip-attack", false, "skip the unverified-body (memory) attack")
+	fs.IntVar(&o.attackers, "attackers", 500, "concurrent forged 1 MiB uploads in the attack phase")
+	fs.StringVar(&o.attackChild, "attack-child", "", "internal: be the attacking child process, uploading to this URL")
 	fs.IntVar(&o.sweepCodes, "sweep-codes", 1_000_000, "access codes seeded for the sweep")
 	fs.IntVar(&o.sweepOverdue, "sweep-overdue", 10_000, "of which overdue")
 	fs.BoolVar(&o.statements, "statements", false, "diagnosis: preload pg_stat_statements and print the statements that took the most time per level")
@@ -180,6 +189,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
+	}
+	if o.attackChild != "" {
+		return attackChild(o.attackChild, o.attackers, o.duration, stdout)
 	}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stdout, format+"\n", a...)
@@ -331,8 +343,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fatal(fmt.Errorf("interrupted: %w", context.Cause(ctx)))
 	}
 
+	// Memory before authentication: forged uploads must not grow the
+	// service past its budget, nor starve Seam's signed events.
+	var atk *attackReport
+	verified := levels
+	if !o.skipAttack {
+		if atk, err = runAttack(ctx, d, svc, pmPID, o.attackers, o.warmup, o.duration); err != nil {
+			return fatal(err)
+		}
+		printAttack(stdout, atk)
+		verified = append(append([]*level(nil), levels...), &level{conc: attackLabel, load: atk.signedLoad})
+		if !svc.running() {
+			return fatal(fmt.Errorf("codewatch exited during the attack (%v); its log:\n%s", svc.waitErr, svc.logTail(20)))
+		}
+	}
+
 	// Exactly once, against the driver's ledger.
-	vr, err := verifyStored(ctx, srv.URL("codewatch"), d.run, levels)
+	vr, err := verifyStored(ctx, srv.URL("codewatch"), d.run, verified)
 	if err != nil {
 		return fatal(fmt.Errorf("verify: %w", err))
 	}
@@ -376,7 +403,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fail("interrupted or timed out: %v", context.Cause(ctx))
 	}
 
-	printSummary(stdout, o, levels, vr, sw, hwm, time.Since(began))
+	printSummary(stdout, o, levels, atk, vr, sw, hwm, time.Since(began))
 	if len(failures) > 0 {
 		fmt.Fprintf(stdout, "RESULT: FAILED (%d problem(s), listed above with FAIL)\n", len(failures))
 		return 1
@@ -750,7 +777,7 @@ func fmtInt(n float64) string {
 	return b.String()
 }
 
-func printSummary(w io.Writer, o *options, levels []*level, vr *verifyReport, sw *sweepReport, finalHWM int64, took time.Duration) {
+func printSummary(w io.Writer, o *options, levels []*level, atk *attackReport, vr *verifyReport, sw *sweepReport, finalHWM int64, took time.Duration) {
 	fmt.Fprintf(w, "\n## Summary (paste into the issue note / docs/operations.md)\n\n")
 	fmt.Fprintf(w, "`make bench` on %d CPUs, Postgres with fsync=on and synchronous_commit=on on the same machine as the service and the load driver; closed loop, %s per level after %s warm-up; service %s.\n\n",
 		runtime.NumCPU(), o.duration, o.warmup, envSummary(o.env))
@@ -797,7 +824,18 @@ func printSummary(w io.Writer, o *options, levels []*level, vr *verifyReport, sw
 	} else {
 		fmt.Fprintf(w, "| p99 at concurrency %d | level not run | – |\n", targetConc)
 	}
-	fmt.Fprintf(w, "| service peak RSS < %d MiB | %.1f MiB | %s |\n", targetRSSKiB>>10, kib(finalHWM), passFail(finalHWM > 0 && finalHWM < targetRSSKiB))
+	var loadHWM int64
+	for _, lv := range levels {
+		loadHWM = max(loadHWM, lv.hwmKiB)
+	}
+	fmt.Fprintf(w, "| service peak RSS under the load < %d MiB | %.1f MiB | %s |\n", targetRSSKiB>>10, kib(loadHWM), passFail(loadHWM > 0 && loadHWM < targetRSSKiB))
+	if atk != nil {
+		fmt.Fprintf(w, "| %d forged 1 MiB uploads at once: service peak RSS < %d MiB | %.1f MiB | %s |\n",
+			atk.attackers, targetAttackRSSKiB>>10, kib(atk.peakRSSKiB), passFail(atk.peakRSSKiB > 0 && atk.peakRSSKiB < targetAttackRSSKiB))
+		fmt.Fprintf(w, "| meanwhile signed events: p99 < %d ms, all 2xx | p99 %.1f ms, %d of %d not 2xx | %s |\n",
+			targetAttackP99/time.Millisecond, ms(atk.signed.p99), atk.signed.errors, atk.signed.started,
+			passFail(atk.signed.p99 < targetAttackP99 && atk.signed.errors == 0 && atk.signed.started > 0))
+	}
 	if sw != nil && sw.duration > 0 {
 		fmt.Fprintf(w, "| one sweep of %s codes (%s overdue) < %s | %s (%d flagged, %s) | %s |\n",
 			fmtInt(float64(sw.codes)), fmtInt(float64(sw.overdue)), targetSweep, sw.duration.Round(time.Millisecond),
