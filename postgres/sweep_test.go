@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 
 	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
+	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
@@ -659,4 +662,25 @@ func TestSweepLocksInIngestOrder(t *testing.T) {
 	if deadlocks != deadlocksBefore {
 		t.Fatalf("%d deadlocks detected", deadlocks-deadlocksBefore)
 	}
+}
+
+// An alert's delivery jobs are inserted with it, one per sink, in the
+// transaction that raised it (rivertest reads River's own table).
+func TestAlertJobsInsertedWithTheAlert(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	code := seamevent.NewID()
+	t0 := e.clock.Now()
+	e.send(lifecycle.TypeSetOnDevice, code, t0.Add(-time.Hour))
+	e.send(lifecycle.TypeDeleted, code, t0.Add(-time.Minute))
+	e.send(lifecycle.TypeFailedToRemove, code, t0)
+	as := e.alerts(code)
+	if len(as) != 1 {
+		t.Fatalf("%d alerts, want 1", len(as))
+	}
+	var want []rivertest.ExpectedJob
+	for _, sink := range e.sinks {
+		want = append(want, rivertest.ExpectedJob{Args: jobs.DeliverAlert{AlertID: as[0].ID, Sink: sink},
+			Opts: &rivertest.RequireInsertedOpts{Queue: jobs.QueueAlerts}})
+	}
+	rivertest.RequireManyInserted[*riverpgxv5.Driver](e.ctx, t, riverpgxv5.New(e.pool), want)
 }
