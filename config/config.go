@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -48,6 +49,7 @@ type Config struct {
 	DBMaxConns         int
 	IngestWorkers      int
 	UnverifiedBudget   int64
+	TrustedProxies     []*net.IPNet
 	DataDir            string
 	NoMigrate          bool
 }
@@ -80,6 +82,7 @@ var Vars = []Var{
 	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica"},
 	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "1", "concurrent ingest transactions; concurrent webhooks share them (group commit)"},
 	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)"},
+	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address"},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live"},
 }
 
@@ -218,10 +221,46 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
 		bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
 	}
+	if v := get("CODEWATCH_TRUSTED_PROXIES"); v != "" {
+		nets, err := ParseCIDRs(v)
+		if err != nil {
+			bad("CODEWATCH_TRUSTED_PROXIES", err)
+		}
+		c.TrustedProxies = nets
+	}
 	if len(errs) > 0 {
 		return nil, errs[0]
 	}
 	return c, nil
+}
+
+// ParseCIDRs reads "10.0.0.0/8, 192.168.1.7": networks, or single addresses.
+func ParseCIDRs(list string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			ip := net.ParseIP(f)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", f)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // ParseTokens reads "name:token,token2,...". A bare token is named "ops-N".

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,11 +48,13 @@ type Ops struct {
 	Ready func(ctx context.Context) error
 	// Available, when set, says why /v1 cannot answer yet (503).
 	Available func() error
+	// TrustedProxies may set X-Forwarded-For (CODEWATCH_TRUSTED_PROXIES).
+	TrustedProxies []*net.IPNet
 }
 
 // NewOpsServer returns the ops router. Every route is listed here.
 func NewOpsServer(o *Ops) *echo.Echo {
-	e := newEcho(o.Logger)
+	e := newEcho(o.Logger, o.TrustedProxies)
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
@@ -70,10 +73,11 @@ func NewOpsServer(o *Ops) *echo.Echo {
 // constant time, and remembers the token's name.
 func (o *Ops) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		auth := c.Request().Header.Get(echo.HeaderAuthorization)
-		given, ok := strings.CutPrefix(auth, "Bearer ")
+		// The scheme is case-insensitive (RFC 7235): "bearer" works too.
+		scheme, given, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		given = strings.TrimSpace(given)
 		name := ""
-		if ok && given != "" {
+		if strings.EqualFold(scheme, "Bearer") && given != "" {
 			for _, t := range o.Tokens {
 				if subtle.ConstantTimeCompare([]byte(given), []byte(t.Value)) == 1 {
 					name = t.Name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -34,6 +35,8 @@ type Public struct {
 	IngestTimeout time.Duration
 	// Budget bounds the bytes of bodies not yet verified (nil: no bound).
 	Budget *Budget
+	// TrustedProxies may set X-Forwarded-For (CODEWATCH_TRUSTED_PROXIES).
+	TrustedProxies []*net.IPNet
 	// Available, when set, says why webhooks cannot be stored yet (the
 	// database is not reachable or migrated at start-up): they are then
 	// answered 503 so that Seam retries.
@@ -55,28 +58,63 @@ func (p *Public) refusalDelay() time.Duration {
 
 // NewPublicServer returns the public router.
 func NewPublicServer(p *Public) *echo.Echo {
-	e := newEcho(p.Logger)
+	e := newEcho(p.Logger, p.TrustedProxies)
 	e.POST("/webhooks/seam", p.webhook, gate(p.Available))
 	e.GET("/healthz", healthz)
 	return e
 }
 
-func newEcho(logger *slog.Logger) *echo.Echo {
+func newEcho(logger *slog.Logger, trusted []*net.IPNet) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = ErrorHandler(logger)
+	e.IPExtractor = ipExtractor(trusted)
 	e.Use(setRequestID)
 	e.Use(recoverer(logger))
 	return e
 }
 
-// setRequestID gives every request a fresh id, shaped like Seam's. A
-// client's own X-Request-Id is not echoed: it would reach logs unchecked.
+// ipExtractor says whom to log as a request's client: the socket's address,
+// or, when the connection comes from one of the trusted proxies, the
+// address they put in X-Forwarded-For. Anyone else's X-Forwarded-For is
+// ignored (echo would otherwise trust any private or loopback sender).
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// setRequestID echoes a client's X-Request-Id when it is short and plain
+// (safe to log and to return), and otherwise gives the request a fresh id,
+// shaped like Seam's.
 func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderXRequestID, ids.New())
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !plainID(id) {
+			id = ids.New()
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
 		return next(c)
 	}
+}
+
+// plainID reports an id of 1 to 64 characters of [A-Za-z0-9._-].
+func plainID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // recoverer turns a panic into a 500 with a log line, never a dead process.

@@ -81,6 +81,10 @@ func Parse(raw []byte) (Parsed, error) {
 	if p.CreatedAt, err = timeField(fields, "created_at"); err != nil {
 		return p, err
 	}
+	if IsAccessCodeEvent(p.EventType) && p.AccessCodeID == "" {
+		// It would be stored under no code and shown nowhere.
+		return p, unusable("missing_access_code_id: an %s event must name its access code", truncate(p.EventType, 64))
+	}
 	p.Details = details(fields)
 	return p, nil
 }
@@ -121,12 +125,25 @@ func timeField(fields map[string]json.RawMessage, name string) (*time.Time, erro
 	if err := json.Unmarshal(v, &s); err != nil {
 		return nil, unusable("invalid_%s: must be an ISO 8601 string", name)
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := time.Parse(time.RFC3339Nano, upperTZ(s))
 	if err != nil {
 		return nil, unusable("invalid_%s: %q is not an ISO 8601 time", name, truncate(s, 64))
 	}
 	t = t.UTC()
 	return &t, nil
+}
+
+// upperTZ upper-cases the date-time separator and the UTC zone, which RFC
+// 3339 allows in lower case ("2026-06-01t10:00:00z") and Go's parser does
+// not.
+func upperTZ(s string) string {
+	if len(s) > 10 && s[10] == 't' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if n := len(s); n > 0 && s[n-1] == 'z' {
+		s = s[:n-1] + "Z"
+	}
+	return s
 }
 
 // details keeps the errors and warnings arrays, if any, as one JSON object.

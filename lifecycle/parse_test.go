@@ -236,6 +236,10 @@ func TestParseRejects(t *testing.T) {
 		{"number", []byte(`42`), "not_json"},
 		{"boolean", []byte(`true`), "not_json"},
 		{"empty object", []byte(`{}`), "missing_event_id"},
+		// An access-code event naming no code would be stored under none
+		// and shown nowhere.
+		{"access_code event without access_code_id", parseBody(t, map[string]any{"access_code_id": nil}), "missing_access_code_id"},
+		{"access_code event with empty access_code_id", parseBody(t, map[string]any{"access_code_id": ""}), "missing_access_code_id"},
 		{"missing event_id", parseBody(t, map[string]any{"event_id": nil}), "missing_event_id"},
 		{"empty event_id", parseBody(t, map[string]any{"event_id": ""}), "missing_event_id"},
 		{"null event_id", parseBody(t, map[string]any{"event_id": json.RawMessage(`null`)}), "missing_event_id"},
@@ -325,6 +329,14 @@ func TestParseAccepts(t *testing.T) {
 				p.ConnectedAccountID == foldAccount && p.OccurredAt.Equal(foldT0) &&
 				p.CreatedAt.Equal(foldT0.Add(time.Second)) && p.Details == nil
 		}, "every field read"},
+		{"RFC 3339 in lower case", parseBody(t, map[string]any{"occurred_at": "2026-06-01t10:00:00.5z",
+			"created_at": "2026-06-01t10:00:01+02:00"}), func(p Parsed) bool {
+			return p.OccurredAt.Equal(time.Date(2026, 6, 1, 10, 0, 0, 5e8, time.UTC)) &&
+				p.CreatedAt.Equal(time.Date(2026, 6, 1, 8, 0, 1, 0, time.UTC))
+		}, "lower-case t and z accepted"},
+		{"a lock event names no code", parseBody(t, map[string]any{"event_type": "lock.unlocked", "access_code_id": nil}), func(p Parsed) bool {
+			return p.EventType == "lock.unlocked" && p.AccessCodeID == ""
+		}, "only access_code.* events need one"},
 		{"only the required fields", []byte(`{"event_id":"e","event_type":"t"}`), func(p Parsed) bool {
 			return p.EventID == "e" && p.EventType == "t" && p.WorkspaceID == "" && p.AccessCodeID == "" &&
 				p.DeviceID == "" && p.ConnectedAccountID == "" && p.OccurredAt == nil && p.CreatedAt == nil && p.Details == nil

@@ -30,6 +30,7 @@ type Metrics struct {
 	UnverifiedBytes   prometheus.Gauge
 	SweepDuration     prometheus.Histogram
 	OverdueFlagged    prometheus.Counter
+	Flagged           *prometheus.CounterVec
 	RetentionDeleted  *prometheus.CounterVec
 }
 
@@ -81,15 +82,19 @@ func New() *Metrics {
 		}),
 		OverdueFlagged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "codewatch_overdue_flagged_total",
-			Help: "Deletions flagged removal_overdue by this process's sweeper.",
+			Help: "Deletions flagged removal_overdue by this process (by the sweeper or when a late event arrived).",
 		}),
+		Flagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codewatch_flagged_total",
+			Help: "Access codes newly flagged for troubleshooting by this process, by reason.",
+		}, []string{"reason"}),
 		RetentionDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "codewatch_retention_deleted_total",
 			Help: "Rows pruned by retention, by table.",
 		}, []string{"table"}),
 	}
 	r.MustRegister(m.WebhooksReceived, m.SignatureFailures, m.Quarantined, m.IngestDuration,
-		m.AlertsSent, m.AlertsFailed, m.AlertsGivenUp, m.JobErrors, m.UnverifiedBytes, m.SweepDuration, m.OverdueFlagged, m.RetentionDeleted,
+		m.AlertsSent, m.AlertsFailed, m.AlertsGivenUp, m.JobErrors, m.UnverifiedBytes, m.SweepDuration, m.OverdueFlagged, m.Flagged, m.RetentionDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

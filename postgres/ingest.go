@@ -1,8 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 
@@ -181,13 +185,14 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]li
 		return nil, err
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // returns the connection; no-op after commit
-	results, final, err := s.ingestIn(ctx, tx, batch, nil)
+	results, final, flags, err := s.ingestIn(ctx, tx, batch, nil)
 	if err != nil {
 		return nil, err
 	}
 	if err := tx.commitWith(ctx, final); err != nil {
 		return nil, err
 	}
+	s.reportFlags(flags)
 	return results, nil
 }
 
@@ -195,16 +200,20 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]li
 // returns for the caller to send (with COMMIT, when it can). prelude, when
 // set, queues statements that run first in the same round trip (quarantine
 // retry deletes the rows it re-ingests there).
-func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelude func(*pgx.Batch)) (map[*request]lifecycle.Result, *pgx.Batch, error) {
+func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelude func(*pgx.Batch)) (map[*request]lifecycle.Result, *pgx.Batch, []string, error) {
 	now := s.cfg.Now()
 	results := make(map[*request]lifecycle.Result, len(batch))
 
 	// Copies of one message within the batch: the first is inserted, the
 	// others are duplicates of it.
 	firsts := make(map[string]*request, len(batch))
-	var events, quarantine []*request
+	var events, quarantine, reused []*request
 	for _, r := range batch {
-		if _, ok := firsts[r.d.MessageID]; ok {
+		if first, ok := firsts[r.d.MessageID]; ok {
+			if !bytes.Equal(first.d.Body, r.d.Body) {
+				reused = append(reused, r)
+				continue
+			}
 			results[r] = lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: r.parsed.EventType}
 			continue
 		}
@@ -252,22 +261,48 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		queueLoadEvents(b, codes, evs)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	// A message id already stored: a retry (same body: a duplicate), the
+	// same event under another message id (a duplicate), or a different
+	// body under a used message id, which Seam signed and so is kept, in
+	// quarantine.
+	var conflicted []*request
+	for _, r := range append(events[:len(events):len(events)], quarantine...) {
+		if !inserted[r.d.MessageID] {
+			conflicted = append(conflicted, r)
+		}
+	}
+	if len(conflicted) > 0 {
+		more, err := s.differentBodies(ctx, tx, conflicted)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		reused = append(reused, more...)
+	}
+	if len(reused) > 0 {
+		if err := s.quarantineReused(ctx, tx, reused, results); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 
 	final := &pgx.Batch{}
+	var flags []string
 	if len(codes) > 0 {
 		if len(rows) != len(codes) {
 			// Retention deleted a row between our insert and our lock.
-			return nil, nil, errRowVanished
+			return nil, nil, nil, errRowVanished
 		}
 		var err error
-		if final, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
-			return nil, nil, err
+		if final, flags, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 
 	for _, r := range events {
+		if _, done := results[r]; done {
+			continue // reused message id
+		}
 		out := lifecycle.Duplicate
 		if inserted[r.d.MessageID] {
 			out = lifecycle.Stored
@@ -275,6 +310,9 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		results[r] = lifecycle.Result{Outcome: out, EventType: r.parsed.EventType}
 	}
 	for _, r := range quarantine {
+		if _, done := results[r]; done {
+			continue
+		}
 		out := lifecycle.Duplicate
 		if inserted[r.d.MessageID] {
 			out = lifecycle.Quarantined
@@ -289,7 +327,7 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 			}
 		}
 	}
-	return results, final, nil
+	return results, final, flags, nil
 }
 
 func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) {
@@ -318,10 +356,6 @@ func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) 
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
 			AS u(m, e, t, w, o, c, a, d, ca, det, r)
-		-- a message already quarantined is a duplicate too. (Not airtight
-		-- against one svix-id arriving at once with two different bodies,
-		-- which Svix never sends: a retry carries the same body.)
-		WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.message_id = u.m)
 		ON CONFLICT DO NOTHING
 		RETURNING message_id`,
 		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw).
@@ -337,10 +371,75 @@ func queueInsertQuarantine(b *pgx.Batch, reqs []*request, inserted map[string]bo
 	}
 	b.Queue(`INSERT INTO quarantine (message_id, reason, raw)
 		SELECT m, r, b FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(m, r, b)
-		WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = u.m)
 		ON CONFLICT (message_id) DO NOTHING
 		RETURNING message_id`, msg, reason, raw).
 		Query(collectInserted(inserted))
+}
+
+// differentBodies returns those of reqs whose message id is stored (as an
+// event or in quarantine) with a different body. A request whose message id
+// is not stored at all conflicted on its event id: a duplicate.
+func (s *Store) differentBodies(ctx context.Context, tx pgx.Tx, reqs []*request) ([]*request, error) {
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.d.MessageID
+	}
+	rs, err := tx.Query(ctx, `SELECT message_id, raw FROM events WHERE message_id = ANY($1)
+		UNION ALL SELECT message_id, raw FROM quarantine WHERE message_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	stored := map[string][][]byte{}
+	for rs.Next() {
+		var m string
+		var raw []byte
+		if err := rs.Scan(&m, &raw); err != nil {
+			rs.Close()
+			return nil, err
+		}
+		stored[m] = append(stored[m], raw)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	var out []*request
+	for _, r := range reqs {
+		bodies, ok := stored[r.d.MessageID]
+		if !ok || slices.ContainsFunc(bodies, func(b []byte) bool { return bytes.Equal(b, r.d.Body) }) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// quarantineReused keeps bodies signed under a message id that another body
+// has: in quarantine, under the message id and a hash of the body, so that
+// Seam's retries of it are duplicates and a third body is kept too.
+func (s *Store) quarantineReused(ctx context.Context, tx pgx.Tx, reqs []*request, results map[*request]lifecycle.Result) error {
+	keys := make([]*request, len(reqs))
+	inserted := map[string]bool{}
+	for i, r := range reqs {
+		sum := sha256.Sum256(r.d.Body)
+		keys[i] = &request{d: lifecycle.Delivery{MessageID: r.d.MessageID + "#" + hex.EncodeToString(sum[:8]), Body: r.d.Body},
+			reason: lifecycle.QuarantineMessageIDReused}
+	}
+	b := &pgx.Batch{}
+	queueInsertQuarantine(b, keys, inserted)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		out := lifecycle.Duplicate
+		if inserted[keys[i].d.MessageID] {
+			out = lifecycle.Quarantined
+			s.cfg.Logger.Warn("message id reused with a different body; kept in quarantine",
+				"message_id", r.d.MessageID, "quarantine_key", keys[i].d.MessageID)
+		}
+		results[r] = lifecycle.Result{Outcome: out, Reason: lifecycle.QuarantineMessageIDReused}
+	}
+	return nil
 }
 
 func collectInserted(inserted map[string]bool) func(pgx.Rows) error {

@@ -149,9 +149,10 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 		take = append(take, q.id)
 	}
 	var results map[*request]lifecycle.Result
+	var flags []string
 	if len(usable) > 0 {
 		var final *pgx.Batch
-		results, final, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
+		results, final, flags, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
 			b.Queue(`DELETE FROM quarantine WHERE id = ANY($1)`, take)
 		})
 		if err == nil {
@@ -170,6 +171,7 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	if err := tx.Commit(ctx); err != nil {
 		return 0, 0, unavailable(err)
 	}
+	s.reportFlags(flags)
 	for _, r := range usable {
 		if results[r].Outcome == lifecycle.Stored {
 			res.Stored++

@@ -93,7 +93,7 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 			changed++
 		}
 	}
-	final, err := s.writeChanges(ctx, tx, now, changes)
+	final, flags, err := s.writeChanges(ctx, tx, now, changes)
 	if err == nil {
 		err = send(ctx, tx, final)
 	}
@@ -103,5 +103,6 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return 0, unavailable(err)
 	}
+	s.reportFlags(flags)
 	return changed, nil
 }

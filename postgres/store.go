@@ -41,8 +41,12 @@ type Config struct {
 	// QueryTimeout bounds every other call, so nothing waits forever on a
 	// frozen database.
 	QueryTimeout time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// OnFlag, when set, is told the reason of every code newly flagged for
+	// troubleshooting (at ingest, by the sweeper, by a replay), after the
+	// flag commits.
+	OnFlag func(reason string)
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -328,7 +332,7 @@ func eqt(a, b *time.Time) bool {
 // writeChanges queues the rows that changed and the alerts the changes call
 // for on a batch it returns for the caller to send (the alerts' jobs are
 // inserted first, in tx).
-func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) (*pgx.Batch, error) {
+func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) (*pgx.Batch, []string, error) {
 	var (
 		ids, ws, dev, acct, reason, details, key, delID []*string
 		state                                           []string
@@ -381,9 +385,31 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 			created, set, deleted, removed, last, terminal, now, lastAlert, seq)
 	}
 	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return b, nil
+	return b, flagReasons(alerts), nil
+}
+
+// flagReasons lists the reasons of the trouble alerts among alerts: each is
+// a code newly flagged.
+func flagReasons(alerts []*lifecycle.AlertPayload) []string {
+	var out []string
+	for _, a := range alerts {
+		if a.Type == lifecycle.AlertTrouble && a.TroubleshootingReason != nil {
+			out = append(out, *a.TroubleshootingReason)
+		}
+	}
+	return out
+}
+
+// reportFlags tells OnFlag of committed flags.
+func (s *Store) reportFlags(reasons []string) {
+	if s.cfg.OnFlag == nil {
+		return
+	}
+	for _, r := range reasons {
+		s.cfg.OnFlag(r)
+	}
 }
 
 // send sends b in tx unless it is empty.

@@ -1,9 +1,11 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -404,5 +406,74 @@ func TestRetryQuarantine(t *testing.T) {
 	rs.Close()
 	if len(left) != 1 || !strings.HasPrefix(left[0], "msg_bad not_json") {
 		t.Fatalf("left in quarantine: %q, want only msg_bad", left)
+	}
+}
+
+// Defect: an svix-id reused with a different body was answered as a
+// duplicate and the new body kept nowhere. Seam signed it: it is kept in
+// quarantine (message_id_reused) and answered as such (200, so Seam stops);
+// its retries are duplicates; a true retry of either body stays a duplicate.
+func TestMessageIDReusedWithADifferentBody(t *testing.T) {
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	store := newStoreT(t, pool, postgres.Config{})
+	code := seamevent.NewID()
+	first, _ := seamevent.Build(lifecycle.TypeSetOnDevice, seamevent.Options{AccessCodeID: code})
+	second, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: code})
+	third := []byte(`not even JSON, but signed`)
+	ingest := func(body []byte) lifecycle.Result {
+		t.Helper()
+		res, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: "msg_reused", Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := ingest(first); res.Outcome != lifecycle.Stored {
+		t.Fatalf("first body: %+v", res)
+	}
+	for i, c := range []struct {
+		body []byte
+		want lifecycle.Outcome
+	}{
+		{second, lifecycle.Quarantined}, {second, lifecycle.Duplicate},
+		{first, lifecycle.Duplicate}, {third, lifecycle.Quarantined}, {third, lifecycle.Duplicate},
+	} {
+		res := ingest(c.body)
+		// An unusable body is quarantined for what it is (not_json here).
+		wantReason := lifecycle.QuarantineMessageIDReused
+		if bytes.Equal(c.body, third) {
+			wantReason = "not_json: body is not a JSON object"
+		}
+		if res.Outcome != c.want || (c.want == lifecycle.Quarantined && res.Reason != wantReason) {
+			t.Fatalf("step %d: %+v, want %s", i, res, c.want)
+		}
+	}
+	// Two different bodies under one new message id at once.
+	a, _ := seamevent.Build(lifecycle.TypeCreated, seamevent.Options{AccessCodeID: seamevent.NewID()})
+	b, _ := seamevent.Build(lifecycle.TypeCreated, seamevent.Options{AccessCodeID: seamevent.NewID()})
+	var wg sync.WaitGroup
+	outs := make([]lifecycle.Result, 2)
+	for i, body := range [][]byte{a, b} {
+		wg.Go(func() {
+			res, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: "msg_race", Body: body})
+			if err != nil {
+				t.Error(err)
+			}
+			outs[i] = res
+		})
+	}
+	wg.Wait()
+	got := []lifecycle.Outcome{outs[0].Outcome, outs[1].Outcome}
+	if !slices.Contains(got, lifecycle.Stored) || !slices.Contains(got, lifecycle.Quarantined) {
+		t.Fatalf("two bodies under one new message id: %v, want one stored and one quarantined", got)
+	}
+	var events, reused, all int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM quarantine
+		WHERE reason = 'message_id_reused'), (SELECT count(*) FROM quarantine)`).Scan(&events, &reused, &all); err != nil {
+		t.Fatal(err)
+	}
+	if events != 2 || reused != 2 || all != 3 {
+		t.Fatalf("%d events, %d reused bodies and %d in quarantine, want 2, 2 and 3", events, reused, all)
 	}
 }

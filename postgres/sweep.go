@@ -130,18 +130,20 @@ func (s *Store) sweepOverdue(ctx context.Context, now, cutoff, from time.Time) (
 		st := rowState(r)
 		changes = append(changes, s.decide(now, r, st, lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout)))
 	}
-	if err := s.writeFlags(ctx, tx, now, changes); err != nil {
+	flags, err := s.writeFlags(ctx, tx, now, changes)
+	if err != nil {
 		return 0, 0, last, unavailable(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, 0, last, unavailable(err)
 	}
+	s.reportFlags(flags)
 	return len(ids), len(rows), last, nil
 }
 
 // writeFlags writes the trouble columns of flagged rows (a HOT update: no
 // index names them) and their alerts.
-func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) error {
+func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, changes []change) ([]string, error) {
 	n := len(changes)
 	ids, reasons, details, keys := make([]string, 0, n), mk(0), mk(0), mk(0)
 	needs, since, lastAlert, seq := make([]bool, 0, n), mkt(0), mkt(0), make([]int64, 0, n)
@@ -166,9 +168,9 @@ func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, change
 		WHERE c.access_code_id = u.id`,
 		ids, needs, reasons, details, keys, since, lastAlert, seq, now)
 	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
-		return err
+		return nil, err
 	}
-	return tx.SendBatch(ctx, b).Close()
+	return flagReasons(alerts), tx.SendBatch(ctx, b).Close()
 }
 
 // remind queues a reminder for up to sweepBatch codes whose trouble has gone

@@ -684,3 +684,32 @@ func TestAlertJobsInsertedWithTheAlert(t *testing.T) {
 	}
 	rivertest.RequireManyInserted[*riverpgxv5.Driver](e.ctx, t, riverpgxv5.New(e.pool), want)
 }
+
+// Defect: the overdue counter counted only the sweeper's flags. Every flag
+// is reported, by reason, whoever raised it: ingest (a late deletion already
+// overdue, a failure), the sweeper, a replay.
+func TestEveryFlagIsReported(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	var mu sync.Mutex
+	got := map[string]int{}
+	store := storetest.New(t, e.pool, postgres.Config{RemovalTimeout: 30 * time.Minute, Sinks: e.sinks, Now: e.clock.Now,
+		OnFlag: func(r string) { mu.Lock(); got[r]++; mu.Unlock() }})
+	e.store = store
+	t0 := e.clock.Now()
+	late := seamevent.NewID()
+	e.send(lifecycle.TypeDeleted, late, t0.Add(-time.Hour)) // overdue on arrival
+	failed := seamevent.NewID()
+	e.send(lifecycle.TypeDeleted, failed, t0)
+	e.send(lifecycle.TypeFailedToRemove, failed, t0)
+	swept := seamevent.NewID()
+	e.send(lifecycle.TypeDeleted, swept, t0)
+	e.clock.Advance(time.Hour)
+	if res := e.sweep(0); res.Overdue != 1 {
+		t.Fatalf("sweep flagged %d", res.Overdue)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got[lifecycle.ReasonOverdue] != 2 || got[lifecycle.ReasonFailed] != 1 || len(got) != 2 {
+		t.Fatalf("flags reported %v, want 2 removal_overdue (one at ingest, one by the sweep) and 1 failed_to_remove", got)
+	}
+}

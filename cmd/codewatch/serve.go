@@ -151,6 +151,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Sinks:          alert.SinkNames(sinks),
 		Workers:        cfg.IngestWorkers,
 		Logger:         logger,
+		OnFlag: func(reason string) {
+			m.Flagged.WithLabelValues(reason).Inc()
+			if reason == lifecycle.ReasonOverdue {
+				m.OverdueFlagged.Inc()
+			}
+		},
 	})
 	worker, err := newJobClient(pool, store, cfg, sinks, m, logger)
 	if err != nil {
@@ -186,11 +192,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	public := handlers.NewPublicServer(&handlers.Public{
 		Verifier: verifier, Store: store, Metrics: m, Logger: logger, IngestTimeout: 12 * time.Second,
-		Available: available,
-		Budget:    handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
+		Available: available, TrustedProxies: cfg.TrustedProxies,
+		Budget: handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
 	})
 	ops := handlers.NewOpsServer(&handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
@@ -302,11 +309,8 @@ func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config,
 	workers := river.NewWorkers()
 	maint := &jobs.Maintenance{
 		Store: store, SweepInterval: cfg.SweepInterval, Repeat: cfg.AlertRepeat, Retention: cfg.Retention,
-		Logger: logger,
-		OnSweep: func(r lifecycle.SweepResult, d time.Duration) {
-			m.SweepDuration.Observe(d.Seconds())
-			m.OverdueFlagged.Add(float64(r.Overdue))
-		},
+		Logger:  logger,
+		OnSweep: func(r lifecycle.SweepResult, d time.Duration) { m.SweepDuration.Observe(d.Seconds()) },
 		OnPrune: func(t string, n int64) { m.RetentionDeleted.WithLabelValues(t).Add(float64(n)) },
 	}
 	maint.Register(workers)

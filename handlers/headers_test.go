@@ -1,0 +1,123 @@
+package handlers_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/storetest"
+	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/metrics"
+	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/verify"
+)
+
+func opsServer(t *testing.T, token string) *httptest.Server {
+	t.Helper()
+	pool := pgtest.New(t)
+	store := storetest.New(t, pool, postgres.Config{})
+	ops := handlers.NewOpsServer(&handlers.Ops{Store: store, Tokens: []handlers.Token{{Name: "t", Value: token}},
+		Metrics: metrics.New(), Logger: slog.New(slog.DiscardHandler), Ready: func(context.Context) error { return nil }})
+	srv := httptest.NewServer(ops)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Defect: the docs said a request's own X-Request-Id is echoed; the service
+// always made a fresh one. A short, plain id is echoed; anything else is
+// replaced.
+func TestRequestIDEchoedWhenPlain(t *testing.T) {
+	srv := opsServer(t, "0123456789abcdef0123")
+	for _, c := range []struct {
+		given string
+		echo  bool
+	}{
+		{"req-1.2_abc", true},
+		{strings.Repeat("a", 64), true},
+		{strings.Repeat("a", 65), false},
+		{"has space", false},
+		{"quote\"", false},
+		{"", false},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/healthz", nil)
+		if c.given != "" {
+			req.Header.Set("X-Request-Id", c.given)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		got := resp.Header.Get("X-Request-Id")
+		if c.echo && got != c.given {
+			t.Errorf("X-Request-Id %q answered %q, want it echoed", c.given, got)
+		}
+		if !c.echo && (got == "" || got == c.given) {
+			t.Errorf("X-Request-Id %q answered %q, want a fresh one", c.given, got)
+		}
+	}
+}
+
+// Defect: "bearer TOKEN" was refused; the scheme is case-insensitive.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	token := "0123456789abcdef0123"
+	srv := opsServer(t, token)
+	for auth, want := range map[string]int{
+		"Bearer " + token: 200, "bearer " + token: 200, "BEARER  " + token: 200,
+		"Basic " + token: 401, "Bearer": 401, "bearer wrong-token-0123456": 401,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/summary", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q: %d, want %d", auth, resp.StatusCode, want)
+		}
+	}
+}
+
+// Defect: logged client addresses trusted X-Forwarded-For from anyone. It is
+// believed only from CODEWATCH_TRUSTED_PROXIES; otherwise the socket's
+// address is logged.
+func TestForwardedForTrustedOnlyFromProxies(t *testing.T) {
+	v, err := verify.New([]string{pubSecret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	_, elsewhere, _ := net.ParseCIDR("10.9.0.0/16")
+	for _, c := range []struct {
+		trusted []*net.IPNet
+		want    string
+	}{
+		{nil, "127.0.0.1"},
+		{[]*net.IPNet{elsewhere}, "127.0.0.1"},
+		{[]*net.IPNet{loopback}, "203.0.113.7"},
+	} {
+		logs := &syncbuf.Buffer{}
+		e := handlers.NewPublicServer(&handlers.Public{Verifier: v, Metrics: metrics.New(),
+			Logger: slog.New(slog.NewJSONHandler(logs, nil)), TrustedProxies: c.trusted})
+		srv := httptest.NewServer(e)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/seam", bytes.NewReader([]byte(`{}`)))
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		if !strings.Contains(logs.String(), `"remote":"`+c.want+`"`) {
+			t.Errorf("trusted %v: log %s, want remote %s", c.trusted, logs.String(), c.want)
+		}
+	}
+}
