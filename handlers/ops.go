@@ -34,7 +34,7 @@ type OpsStore interface {
 	ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, int64, error)
 	Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 	ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error)
-	Acknowledge(ctx context.Context, id, by, note string) (*lifecycle.AccessCode, error)
+	Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error)
 }
 
 // Ops serves the ops listener: the /v1 status API (bearer token), health,
@@ -249,7 +249,7 @@ func (o *Ops) acknowledge(c echo.Context) error {
 		return invalidParam("note", "must be text of at most 2000 bytes")
 	}
 	by, _ := c.Get("token_name").(string)
-	code, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note)
+	code, changed, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
 		return accessCodeNotFound(id)
 	}
@@ -261,7 +261,9 @@ func (o *Ops) acknowledge(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	o.Logger.Info("trouble acknowledged", "access_code_id", id, "acknowledged_by", by)
+	if changed {
+		o.Logger.Info("trouble acknowledged", "access_code_id", id, "acknowledged_by", by)
+	}
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }
 

@@ -194,26 +194,29 @@ func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 // Acknowledge records that an operator has dealt with a code's current
 // trouble: the flag clears, a resolution alert goes out, and only new trouble
 // flags the code again.
-func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*lifecycle.AccessCode, error) {
+//
+// Acknowledging again is a no-op: the first acknowledgement (who, when, its
+// note) stands, and changed is false.
+func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	now := s.cfg.Now()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, false, unavailable(err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 
 	row, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM access_codes
 		WHERE access_code_id = $1 FOR UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNotFound
+		return nil, false, errNotFound
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, false, unavailable(err)
 	}
 	if row.troubleKey == nil {
-		return nil, lifecycle.Errorf(lifecycle.EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
+		return nil, false, lifecycle.Errorf(lifecycle.EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
 	}
 	if row.NeedsTroubleshooting {
 		b := &pgx.Batch{}
@@ -225,14 +228,16 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (*lifecycl
 				acknowledgement_note = $4, last_alert_at = NULL, alert_seq = $5, updated_at = $2
 			WHERE access_code_id = $1`, id, now, by, note, row.alertSeq)
 		if err := s.queueAlerts(ctx, tx, b, []*lifecycle.AlertPayload{a}); err != nil {
-			return nil, unavailable(err)
+			return nil, false, unavailable(err)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return nil, unavailable(err)
+			return nil, false, unavailable(err)
 		}
 		if err := tx.Commit(ctx); err != nil {
-			return nil, unavailable(err)
+			return nil, false, unavailable(err)
 		}
+		changed = true
 	}
-	return s.GetAccessCode(ctx, id)
+	code, err = s.GetAccessCode(ctx, id)
+	return code, changed, err
 }

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,8 +15,10 @@ import (
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/seamevent"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -120,4 +123,49 @@ func TestForwardedForTrustedOnlyFromProxies(t *testing.T) {
 			t.Errorf("trusted %v: log %s, want remote %s", c.trusted, logs.String(), c.want)
 		}
 	}
+}
+
+// Defect: acknowledging twice logged and recorded again. The second is a
+// no-op: 200 with the current state, the first note stands, one log line.
+func TestAcknowledgeTwiceIsIdempotent(t *testing.T) {
+	pool := pgtest.New(t)
+	store := storetest.New(t, pool, postgres.Config{})
+	logs := &syncbuf.Buffer{}
+	token := "0123456789abcdef0123"
+	ops := handlers.NewOpsServer(&handlers.Ops{Store: store, Tokens: []handlers.Token{{Name: "alice", Value: token}},
+		Metrics: metrics.New(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), Ready: func(context.Context) error { return nil }})
+	srv := httptest.NewServer(ops)
+	t.Cleanup(srv.Close)
+	code := "ack-twice"
+	for _, typ := range []string{"access_code.set_on_device", "access_code.deleted", "access_code.failed_to_remove_from_device"} {
+		if _, err := store.Ingest(context.Background(), lifecycleDelivery(t, typ, code)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, note := range []string{"first look", "second look"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/access_codes/"+code+"/acknowledge", strings.NewReader(`{"note":"`+note+`"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			AccessCode struct {
+				Note *string `json:"acknowledgement_note"`
+			} `json:"access_code"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || out.AccessCode.Note == nil || *out.AccessCode.Note != "first look" {
+			t.Fatalf("acknowledge %d: %d, note %v; want 200 and the first note", i+1, resp.StatusCode, out.AccessCode.Note)
+		}
+	}
+	if n := strings.Count(logs.String(), `"msg":"trouble acknowledged"`); n != 1 {
+		t.Fatalf("%d 'trouble acknowledged' lines, want 1:\n%s", n, logs.String())
+	}
+}
+
+func lifecycleDelivery(t *testing.T, typ, code string) lifecycle.Delivery {
+	t.Helper()
+	return lifecycle.Delivery{MessageID: seamevent.NewMessageID(), Body: event(t, typ, code)}
 }
