@@ -274,8 +274,36 @@ func TestDeliverySinkDownLosesNothing(t *testing.T) {
 	}
 }
 
-// A send that succeeds but cannot be recorded is sent again, with the same
-// alert_id (the receiver drops the repeat): at least once, never lost.
+// A send that succeeds while the database briefly refuses to record it is
+// recorded once the database answers again: sent once, not repeated.
+func TestDeliveryRecordedAfterADatabaseHiccup(t *testing.T) {
+	o := newOutbox(t, "webhook")
+	secret := newSecret(t)
+	rcv := newReceiver(t, secret)
+	if _, err := o.pool.Exec(o.ctx, `ALTER TABLE alert_deliveries ADD CONSTRAINT not_yet CHECK (status <> 'sent')`); err != nil {
+		t.Fatal(err)
+	}
+	rcv.set(func() {
+		rcv.during = func(int) {
+			go func() {
+				time.Sleep(700 * time.Millisecond)
+				if _, err := o.pool.Exec(context.Background(), `ALTER TABLE alert_deliveries DROP CONSTRAINT IF EXISTS not_yet`); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	})
+	o.work(o.pool, alert.WorkerConfig{}, rcv.sink(secret))
+	_, alertID := o.fail()
+	o.waitSettled(1)
+	if ids := rcv.ids(); len(ids) != 1 || ids[0] != alertID {
+		t.Fatalf("receiver got %v, want %s once", ids, alertID)
+	}
+}
+
+// A send that cannot be recorded for longer (RecordFor) is sent again, with
+// the same alert_id (the receiver drops the repeat): at least once, never
+// lost.
 func TestDeliverySentButNotRecordedIsRepeatedWithTheSameID(t *testing.T) {
 	o := newOutbox(t, "webhook")
 	secret := newSecret(t)
@@ -294,7 +322,7 @@ func TestDeliverySentButNotRecordedIsRepeatedWithTheSameID(t *testing.T) {
 			}
 		}
 	})
-	o.work(o.pool, alert.WorkerConfig{BackoffBase: 50 * time.Millisecond}, rcv.sink(secret))
+	o.work(o.pool, alert.WorkerConfig{BackoffBase: 50 * time.Millisecond, RecordFor: 300 * time.Millisecond}, rcv.sink(secret))
 	_, alertID := o.fail()
 	o.waitSettled(1)
 	ids := rcv.ids()

@@ -43,10 +43,16 @@ type WorkerConfig struct {
 	MaxAge      time.Duration
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
-	Now         func() time.Time
+	// RecordFor bounds the retries of recording a send (default a minute).
+	RecordFor time.Duration
+	Now       func() time.Time
 	Logger      *slog.Logger
 	Counters    Counters
 }
+
+// recordFor bounds the retries of recording a delivery's end: well inside
+// the 90 s after which River rescues a running job to another replica.
+const recordFor = time.Minute
 
 // Worker is the River worker that delivers one alert to one sink.
 type Worker struct {
@@ -72,6 +78,9 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RecordFor <= 0 {
+		cfg.RecordFor = recordFor
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -82,7 +91,8 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	return w
 }
 
-// Timeout implements river.Worker: a send, then the record of it.
+// Timeout implements river.Worker: a send, then the record of it (finish
+// records past the job's context, for up to recordFor).
 func (w *Worker) Timeout(*river.Job[jobs.DeliverAlert]) time.Duration {
 	return w.cfg.SendTimeout + 20*time.Second
 }
@@ -190,14 +200,28 @@ func (w *Worker) giveUp(ctx context.Context, job *river.Job[jobs.DeliverAlert], 
 }
 
 // finish records the end and completes the job in one transaction, then wakes
-// the code's next delivery to the same sink.
+// the code's next delivery to the same sink. A send that happened must be
+// recorded, or the job runs again and sends again: when the database does
+// not answer (down, frozen), the record is retried for up to a minute,
+// inside the time after which River would hand the job to another replica.
 func (w *Worker) finish(ctx context.Context, job *river.Job[jobs.DeliverAlert], end lifecycle.DeliveryEnd) error {
 	// The send happened: record it even if the job's context ends now.
 	ctx = context.WithoutCancel(ctx)
-	next, err := w.cfg.Outbox.FinishDelivery(ctx, end, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err
-	})
+	deadline := time.Now().Add(w.cfg.RecordFor)
+	var next int64
+	var err error
+	for wait := 250 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		next, err = w.cfg.Outbox.FinishDelivery(ctx, end, func(ctx context.Context, tx pgx.Tx) error {
+			_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+			return err
+		})
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			break
+		}
+		w.cfg.Logger.Warn("alert delivery not recorded yet; retrying", "alert_id", end.AlertID, "sink", end.Sink,
+			"retry_in", wait.String(), "error", err)
+		time.Sleep(wait)
+	}
 	if err != nil {
 		// Sent but not recorded: the job is retried and sends again with
 		// the same alert_id, which receivers drop.
