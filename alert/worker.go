@@ -46,8 +46,8 @@ type WorkerConfig struct {
 	// RecordFor bounds the retries of recording a send (default a minute).
 	RecordFor time.Duration
 	Now       func() time.Time
-	Logger      *slog.Logger
-	Counters    Counters
+	Logger    *slog.Logger
+	Counters  Counters
 }
 
 // recordFor bounds the retries of recording a delivery's end: well inside
