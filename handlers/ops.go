@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -31,7 +32,7 @@ type Token struct {
 // OpsStore is what the ops API reads and changes.
 type OpsStore interface {
 	GetAccessCode(ctx context.Context, id string) (*lifecycle.AccessCode, error)
-	ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, int64, error)
+	ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error)
 	Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 	ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error)
 	Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error)
@@ -129,7 +130,7 @@ func (o *Ops) getAccessCode(c echo.Context) error {
 }
 
 var listParams = map[string]bool{"deletion_state": true, "needs_troubleshooting": true,
-	"workspace_id": true, "device_id": true, "limit": true, "cursor": true}
+	"workspace_id": true, "device_id": true, "limit": true, "cursor": true, "sort": true}
 
 func (o *Ops) listAccessCodes(c echo.Context) error {
 	q := c.QueryParams()
@@ -166,14 +167,81 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		return err
 	}
 	f.Limit = limit
-	if f.Cursor, err = parseCursor(q.Get("cursor")); err != nil {
+	switch f.Sort = q.Get("sort"); f.Sort {
+	case "":
+		f.Sort = lifecycle.SortUrgency
+	case lifecycle.SortUrgency, lifecycle.SortRecent:
+	default:
+		return invalidParam("sort", "must be urgency or recent")
+	}
+	if f.Cursor, err = parseListCursor(q.Get("cursor"), f.Sort); err != nil {
 		return err
 	}
 	codes, next, err := o.Store.ListAccessCodes(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"access_codes": codes, "next_cursor": cursorOut(next), "ok": true})
+	return c.JSON(http.StatusOK, map[string]any{"access_codes": codes, "next_cursor": listCursorOut(next, f.Sort), "ok": true})
+}
+
+// A list cursor is opaque to clients: base64 of the sort and the last row's
+// place in it. One made for one sort is refused for the other.
+func parseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
+	if v == "" {
+		return nil, nil
+	}
+	bad := invalidParam("cursor", "not a cursor returned by this API for sort="+sort)
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil {
+		return nil, bad
+	}
+	f := strings.Split(string(b), ".")
+	num := func(s string) (int64, bool) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil && n >= 0
+	}
+	switch {
+	case sort == lifecycle.SortRecent && len(f) == 2 && f[0] == "r":
+		if id, ok := num(f[1]); ok && id > 0 {
+			return &lifecycle.ListCursor{ID: id}, nil
+		}
+	case sort == lifecycle.SortRecent && len(f) == 1:
+		// Cursors made before sort existed: base64 of the id.
+		if id, ok := num(f[0]); ok && id > 0 {
+			return &lifecycle.ListCursor{ID: id}, nil
+		}
+	case sort == lifecycle.SortUrgency && len(f) == 5 && f[0] == "u":
+		seg, ok1 := num(f[1])
+		rank, ok2 := num(f[2])
+		at, ok3 := num(f[3])
+		id, ok4 := num(f[4])
+		if ok1 && ok2 && ok3 && ok4 && seg <= 2 && rank < 1000 {
+			c := &lifecycle.ListCursor{Segment: int(seg), Rank: int(rank), ID: id}
+			if at > 0 {
+				c.At = time.Unix(0, at).UTC()
+			}
+			return c, nil
+		}
+	}
+	return nil, bad
+}
+
+func listCursorOut(c *lifecycle.ListCursor, sort string) *string {
+	if c == nil {
+		return nil
+	}
+	var raw string
+	if sort == lifecycle.SortRecent {
+		raw = "r." + strconv.FormatInt(c.ID, 10)
+	} else {
+		var at int64
+		if !c.At.IsZero() {
+			at = c.At.UnixNano()
+		}
+		raw = fmt.Sprintf("u.%d.%d.%d.%d", c.Segment, c.Rank, at, c.ID)
+	}
+	s := base64.RawURLEncoding.EncodeToString([]byte(raw))
+	return &s
 }
 
 func parseLimit(v string) (int, error) {

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -169,3 +170,36 @@ func lifecycleDelivery(t *testing.T, typ, code string) lifecycle.Delivery {
 	t.Helper()
 	return lifecycle.Delivery{MessageID: seamevent.NewMessageID(), Body: event(t, typ, code)}
 }
+
+// sort is urgency or recent; a cursor works only with the sort it was made
+// for, and anything else is a 400 naming the parameter.
+func TestListSortAndCursors(t *testing.T) {
+	token := "0123456789abcdef0123"
+	srv := opsServer(t, token)
+	get := func(q string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/access_codes?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	for q, want := range map[string]int{
+		"": 200, "sort=urgency": 200, "sort=recent": 200, "sort=oldest": 400,
+		"sort=recent&cursor=" + base64url("r.5"): 200, "sort=recent&cursor=" + base64url("5"): 200,
+		"sort=urgency&cursor=" + base64url("u.1.0.1700000000000000000.9"): 200,
+		"sort=urgency&cursor=" + base64url("r.5"):                         400,
+		"sort=recent&cursor=" + base64url("u.1.0.0.9"):                    400,
+		"cursor=garbage!": 400,
+	} {
+		if st, body := get(q); st != want {
+			t.Errorf("%q: %d %v, want %d", q, st, body, want)
+		}
+	}
+}
+
+func base64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

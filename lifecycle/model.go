@@ -214,16 +214,52 @@ type Result struct {
 	Reason string
 }
 
+// List orders.
+const (
+	// SortUrgency: codes needing troubleshooting first (most urgent reason
+	// first, then the oldest deletion), then unconfirmed deletions oldest
+	// first, then every other code, newest first.
+	SortUrgency = "urgency"
+	// SortRecent: newest first (by when codewatch first heard of the code).
+	SortRecent = "recent"
+)
+
 // ListFilter selects codes for a list. Empty fields do not filter.
 type ListFilter struct {
 	States               []DeletionState
 	NeedsTroubleshooting *bool
 	WorkspaceID          string
 	DeviceID             string
-	Limit                int
-	// Cursor is the NextCursor of the previous page.
-	Cursor int64
+	// Sort is SortUrgency (the default) or SortRecent.
+	Sort  string
+	Limit int
+	// Cursor is the NextCursor of the previous page (nil: the first).
+	Cursor *ListCursor
 }
+
+// ListCursor is where a page of a list ends: the last row's place in the
+// order (its segment, reason rank and deletion time for SortUrgency), and
+// its id.
+type ListCursor struct {
+	Segment int
+	Rank    int
+	At      time.Time
+	ID      int64
+}
+
+// ReasonRank orders troubleshooting reasons by urgency, most urgent first:
+// what the triage list and sort=urgency show first.
+func ReasonRank(reason string) int {
+	for i, r := range ReasonsByUrgency {
+		if r == reason {
+			return i
+		}
+	}
+	return len(ReasonsByUrgency)
+}
+
+// ReasonsByUrgency lists the reasons, most urgent first.
+var ReasonsByUrgency = []string{ReasonFailed, ReasonDelayed, ReasonOverdue}
 
 // MaxListLimit caps a page.
 const MaxListLimit = 500

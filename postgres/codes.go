@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/codewatch/codewatch/lifecycle"
 )
@@ -59,12 +61,102 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 // not confirmed off the lock, the only codes that can have trouble.
 const unconfirmedSQL = `deletion_state IN ('awaiting_removal', 'delayed', 'failed')`
 
-// ListAccessCodes returns codes newest first (by when codewatch first heard of
-// them), a page at a time. Paging is keyset on an id that never changes, so it
-// is stable while codes are added. nextCursor is 0 on the last page.
-func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) (codes []lifecycle.AccessCode, nextCursor int64, err error) {
+// ListAccessCodes returns a page of codes in f.Sort's order (see
+// lifecycle.SortUrgency), and the cursor of the next page (nil on the last).
+// Paging is keyset on keys that do not move while codes are added, so pages
+// neither skip nor repeat a code whose place did not change.
+//
+// sort=urgency reads three segments in turn, each from its own index-backed
+// query: codes needing troubleshooting (few), the other unconfirmed
+// deletions (access_codes_unconfirmed_idx), and the rest by id.
+func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	limit := f.Limit
+	if limit <= 0 || limit > lifecycle.MaxListLimit {
+		limit = 100
+	}
+	codes := []lifecycle.AccessCode{}
+	if f.Sort == lifecycle.SortRecent {
+		page, next, err := s.listSegment(ctx, f, segRecent, f.Cursor, limit)
+		return append(codes, page...), next, err
+	}
+	cur := f.Cursor
+	first := segTroubled
+	if cur != nil {
+		first = cur.Segment
+	}
+	for seg := first; seg <= segOthers; seg++ {
+		if !segmentCanMatch(f, seg) {
+			cur = nil
+			continue
+		}
+		var after *lifecycle.ListCursor
+		if cur != nil && cur.Segment == seg && cur.ID != 0 {
+			after = cur // ID 0: from the segment's start
+		}
+		page, next, err := s.listSegment(ctx, f, seg, after, limit-len(codes))
+		if err != nil {
+			return nil, nil, err
+		}
+		codes = append(codes, page...)
+		if next != nil {
+			return codes, next, nil
+		}
+		cur = nil
+		if len(codes) == limit {
+			// Full exactly at a segment's end: the next page starts with
+			// the next segment (possibly empty).
+			if seg < segOthers {
+				return codes, &lifecycle.ListCursor{Segment: seg + 1}, nil
+			}
+			return codes, nil, nil
+		}
+	}
+	return codes, nil, nil
+}
+
+// List segments.
+const (
+	segTroubled    = iota // needs troubleshooting: by reason rank, deletion time
+	segUnconfirmed        // other unconfirmed deletions: oldest deletion first
+	segOthers             // everything else: newest first
+	segRecent             // sort=recent: every code, newest first
+)
+
+// segmentCanMatch reports whether a segment can hold a code f selects.
+func segmentCanMatch(f lifecycle.ListFilter, seg int) bool {
+	needs := f.NeedsTroubleshooting
+	switch seg {
+	case segTroubled:
+		return needs == nil || *needs
+	case segUnconfirmed:
+		if needs != nil && *needs {
+			return false
+		}
+		return len(f.States) == 0 || slices.ContainsFunc(f.States, lifecycle.DeletionState.Unconfirmed)
+	case segOthers:
+		if needs != nil && *needs {
+			return false
+		}
+		return len(f.States) == 0 || slices.ContainsFunc(f.States, func(s lifecycle.DeletionState) bool { return !s.Unconfirmed() })
+	}
+	return true
+}
+
+// rankSQL is lifecycle.ReasonRank in SQL.
+func rankSQL() string {
+	var b strings.Builder
+	b.WriteString("CASE troubleshooting_reason")
+	for i, r := range lifecycle.ReasonsByUrgency {
+		fmt.Fprintf(&b, " WHEN '%s' THEN %d", r, i)
+	}
+	fmt.Fprintf(&b, " ELSE %d END", len(lifecycle.ReasonsByUrgency))
+	return b.String()
+}
+
+// listSegment reads up to limit codes of one segment after cursor.
+func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, limit int) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -78,13 +170,8 @@ func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) (co
 		}
 		where = append(where, "deletion_state = ANY("+arg(states)+"::text[])")
 	}
-	if f.NeedsTroubleshooting != nil {
+	if f.NeedsTroubleshooting != nil && seg == segRecent {
 		where = append(where, "needs_troubleshooting = "+arg(*f.NeedsTroubleshooting))
-		if *f.NeedsTroubleshooting {
-			// Implied (only unconfirmed deletions have trouble), and lets
-			// the planner use access_codes_unconfirmed_idx.
-			where = append(where, unconfirmedSQL)
-		}
 	}
 	if f.WorkspaceID != "" {
 		where = append(where, "workspace_id = "+arg(f.WorkspaceID))
@@ -92,42 +179,76 @@ func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) (co
 	if f.DeviceID != "" {
 		where = append(where, "device_id = "+arg(f.DeviceID))
 	}
-	if f.Cursor > 0 {
-		where = append(where, "id < "+arg(f.Cursor))
+	const deletedKey = "COALESCE(deleted_at, 'infinity'::timestamptz)"
+	var order string
+	switch seg {
+	case segTroubled:
+		where = append(where, "needs_troubleshooting")
+		order = rankSQL() + ", " + deletedKey + ", id"
+		if after != nil {
+			where = append(where, "("+rankSQL()+", "+deletedKey+", id) > ("+arg(after.Rank)+"::int, "+arg(cursorTime(after.At))+"::timestamptz, "+arg(after.ID)+"::bigint)")
+		}
+	case segUnconfirmed:
+		// Implies access_codes_unconfirmed_idx's predicate, which it
+		// repeats so that the planner uses it.
+		where = append(where, "NOT needs_troubleshooting", unconfirmedSQL)
+		order = "deleted_at, id"
+		if after != nil {
+			where = append(where, "(deleted_at, id) > ("+arg(after.At)+"::timestamptz, "+arg(after.ID)+"::bigint)")
+		}
+	case segOthers:
+		where = append(where, "NOT needs_troubleshooting", "NOT ("+unconfirmedSQL+")")
+		order = "id DESC"
+		if after != nil {
+			where = append(where, "id < "+arg(after.ID))
+		}
+	case segRecent:
+		order = "id DESC"
+		if after != nil {
+			where = append(where, "id < "+arg(after.ID))
+		}
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > lifecycle.MaxListLimit {
-		limit = 100
-	}
-	q := `SELECT ` + codeColumns + ` FROM access_codes`
+	q := `SELECT ` + codeColumns + `, ` + rankSQL() + ` FROM access_codes`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	// One more than the page tells whether there is a next page.
-	q += " ORDER BY id DESC LIMIT " + arg(limit+1)
+	q += " ORDER BY " + order + " LIMIT " + arg(limit+1)
 	rs, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, 0, unavailable(err)
+		return nil, nil, unavailable(err)
 	}
 	defer rs.Close()
-	codes = []lifecycle.AccessCode{}
-	var lastID int64
+	var page []lifecycle.AccessCode
+	var last lifecycle.ListCursor
 	for rs.Next() {
-		c, err := scanCode(rs)
+		var rank int
+		c, err := scanCodeExtra(rs, &rank)
 		if err != nil {
-			return nil, 0, unavailable(err)
+			return nil, nil, unavailable(err)
 		}
-		if len(codes) == limit {
-			nextCursor = lastID
-			break
+		if len(page) == limit {
+			return page, &last, rs.Err()
 		}
-		codes = append(codes, c.AccessCode)
-		lastID = c.id
+		page = append(page, c.AccessCode)
+		last = lifecycle.ListCursor{Segment: seg, Rank: rank, ID: c.id}
+		if c.DeletedAt != nil {
+			last.At = *c.DeletedAt
+		}
 	}
 	if err := rs.Err(); err != nil {
-		return nil, 0, unavailable(err)
+		return nil, nil, unavailable(err)
 	}
-	return codes, nextCursor, nil
+	return page, nil, nil
+}
+
+// cursorTime is a cursor's deletion time as the query compares it: a code
+// with no deletion time sorts last ('infinity'), and its cursor's At is zero.
+func cursorTime(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+	}
+	return pgtype.Timestamptz{Time: t, Valid: true}
 }
 
 // Summarize counts codes per state and trouble. Each count reads an index.

@@ -152,15 +152,18 @@ type codeRow struct {
 	alertSeq        int64
 }
 
-func scanCode(row pgx.Row) (*codeRow, error) {
+func scanCode(row pgx.Row) (*codeRow, error) { return scanCodeExtra(row) }
+
+// scanCodeExtra scans codeColumns followed by extra columns.
+func scanCodeExtra(row pgx.Row, extra ...any) (*codeRow, error) {
 	var c codeRow
 	var details []byte
-	err := row.Scan(&c.AccessCodeID, &c.WorkspaceID, &c.DeviceID, &c.ConnectedAccountID,
+	err := row.Scan(append([]any{&c.AccessCodeID, &c.WorkspaceID, &c.DeviceID, &c.ConnectedAccountID,
 		&c.DeletionState, &c.OnDevice, &c.NeedsTroubleshooting, &c.TroubleshootingReason,
 		&details, &c.troubleKey, &c.troubleSince, &c.acknowledgedKey,
 		&c.AcknowledgedAt, &c.AcknowledgedBy, &c.AcknowledgementNote, &c.deletionEventID,
 		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
-		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq)
+		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
