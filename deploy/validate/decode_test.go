@@ -22,10 +22,14 @@ import (
 // k8sDir is the kustomize base under test, relative to this package.
 const k8sDir = "../k8s"
 
+// overlayDir is the example overlay that sets the image and namespace.
+const overlayDir = "../overlays/example"
+
 // renderedKinds are the only kinds the base may render. Anything else (a
 // stray Secret, an Ingress, a typo in apiVersion) fails the test.
 var renderedKinds = map[string]func() any{
 	"v1/ServiceAccount":                  func() any { return &corev1.ServiceAccount{} },
+	"v1/Namespace":                       func() any { return &corev1.Namespace{} },
 	"v1/Service":                         func() any { return &corev1.Service{} },
 	"apps/v1/Deployment":                 func() any { return &appsv1.Deployment{} },
 	"policy/v1/PodDisruptionBudget":      func() any { return &policyv1.PodDisruptionBudget{} },

@@ -38,6 +38,32 @@ func TestK8sBase(t *testing.T) {
 	}
 }
 
+// The example overlay renders, keeps every invariant, sets an image a
+// registry can have (not the base's codewatch:latest) and a namespace.
+func TestK8sExampleOverlay(t *testing.T) {
+	objs, err := render(filesys.MakeFsOnDisk(), overlayDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range checkInvariants(objs) {
+		t.Error(err)
+	}
+	var images []string
+	for _, o := range objs {
+		if m, ok := o.Obj.(interface{ GetNamespace() string }); ok && o.Kind != "v1/Namespace" && m.GetNamespace() != "codewatch" {
+			t.Errorf("%s %s is not in the namespace codewatch", o.Kind, o.Name)
+		}
+		if d, ok := o.Obj.(*appsv1.Deployment); ok {
+			for _, c := range d.Spec.Template.Spec.Containers {
+				images = append(images, c.Image)
+			}
+		}
+	}
+	if len(images) != 1 || strings.HasPrefix(images[0], "codewatch:") || !strings.Contains(images[0], "/") {
+		t.Errorf("overlay images %v, want one image from a registry", images)
+	}
+}
+
 // TestInvariantChecksCatchDefects proves checkInvariants is not vacuous: each
 // edit to the real base must produce at least one matching error.
 func TestInvariantChecksCatchDefects(t *testing.T) {
@@ -97,7 +123,7 @@ func checkInvariants(objs []object) []error {
 			pdbs = append(pdbs, v)
 		case *networkingv1.NetworkPolicy:
 			netpols = append(netpols, v)
-		case *corev1.ServiceAccount:
+		case *corev1.ServiceAccount, *corev1.Namespace:
 		default:
 			fail("%s %q: no invariants defined for this kind", o.Kind, o.Name)
 		}
