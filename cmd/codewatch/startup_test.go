@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -215,5 +217,77 @@ func TestQuarantineRetryCommand(t *testing.T) {
 	var state string
 	if err := conn.QueryRow(context.Background(), `SELECT deletion_state FROM access_codes WHERE access_code_id = $1`, code).Scan(&state); err != nil || state != "awaiting_removal" {
 		t.Fatalf("the stored deletion: %q %v", state, err)
+	}
+}
+
+// Defect: while the database could not be reached at start, neither listener
+// answered and each retry logged a multi-line warning. Both listeners now
+// answer at once: /healthz 200, /readyz 503 with the reason, webhooks 503
+// (Seam retries), /v1 503; one log line per retry with the attempt number
+// and the next delay.
+func TestDatabaseUnreachableAtStart(t *testing.T) {
+	t.Parallel()
+	env := newServeEnv(t, "postgres://codewatch:pw@127.0.0.1:1/none?sslmode=disable&connect_timeout=1")
+	s := newServer(t, "serve", env)
+	s.start()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(s.Public + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the public /healthz never answered: %v\n%s", err, s.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	get := func(url, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, _ := get(s.Ops+"/healthz", ""); st != http.StatusOK {
+		t.Errorf("ops /healthz: %d", st)
+	}
+	if st, body := get(s.Ops+"/readyz", ""); st != http.StatusServiceUnavailable || !strings.Contains(body, "database") {
+		t.Errorf("/readyz: %d %s; want 503 with the reason", st, body)
+	}
+	if st, body := get(s.Ops+"/v1/summary", s.Token); st != http.StatusServiceUnavailable || !strings.Contains(body, `"ok":false`) {
+		t.Errorf("/v1/summary: %d %s; want 503", st, body)
+	}
+	sender := &seamevent.Sender{URL: s.webhookURL(), Secret: s.Secret}
+	body, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: seamevent.NewID()})
+	if rep, err := sender.Send(context.Background(), seamevent.NewMessageID(), body); err != nil || rep.Status != http.StatusServiceUnavailable {
+		t.Errorf("webhook: %v %d %s; want 503 so that Seam retries", err, rep.Status, rep.Body)
+	}
+	// Retries are logged one line each, numbered, with the next delay.
+	for time.Now().Before(deadline) && len(s.logsWithMsg("database not ready; retrying")) < 3 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	retries := s.logsWithMsg("database not ready; retrying")
+	if len(retries) < 3 {
+		t.Fatalf("%d retry lines:\n%s", len(retries), s.logs())
+	}
+	for i, r := range retries[:3] {
+		if r["attempt"] != float64(i+1) || r["retry_in"] == nil || strings.Contains(fmt.Sprint(r["error"]), "\n") {
+			t.Errorf("retry line %d: %v", i, r)
+		}
+	}
+	if strings.Contains(s.logs(), "pw@") {
+		t.Errorf("the log shows the database password")
+	}
+	if code, _ := s.stop(10 * time.Second); code != 0 {
+		t.Errorf("exit code %d on SIGTERM while waiting for the database", code)
 	}
 }
