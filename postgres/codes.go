@@ -214,7 +214,7 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	}
 	// One more than the page tells whether there is a next page.
 	q += " ORDER BY " + order + " LIMIT " + arg(limit+1)
-	rs, err := s.pool.Query(ctx, q, args...)
+	rs, err := s.pool.Query(ctx, q, append([]any{customPlan}, args...)...)
 	if err != nil {
 		return nil, nil, unavailable(err)
 	}

@@ -19,7 +19,7 @@ func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]
 		limit = 100
 	}
 	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, raw FROM quarantine
-		WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, cursor, limit+1)
+		WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, customPlan, cursor, limit+1)
 	if err != nil {
 		return nil, 0, unavailable(err)
 	}
@@ -103,7 +103,7 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	// FOR UPDATE: two retries at once take turns instead of storing twice.
 	rs, err := tx.Query(ctx, `SELECT id, message_id, reason, raw FROM quarantine
 		WHERE id > $1 AND reason LIKE $2 || '%' AND ($3::bigint[] IS NULL OR cardinality($3) = 0 OR id = ANY($3))
-		ORDER BY id LIMIT $4 FOR UPDATE`, after, escapeLike(sel.Reason), sel.IDs, retryBatch)
+		ORDER BY id LIMIT $4 FOR UPDATE`, customPlan, after, escapeLike(sel.Reason), sel.IDs, retryBatch)
 	if err != nil {
 		return 0, 0, unavailable(err)
 	}

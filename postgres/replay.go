@@ -58,7 +58,7 @@ func (s *Store) replayIDs(ctx context.Context, last string, batchSize int) ([]st
 	rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
 		WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'
 			AND access_code_id > $1
-		ORDER BY 1 LIMIT $2`, last, batchSize)
+		ORDER BY 1 LIMIT $2`, customPlan, last, batchSize)
 	if err != nil {
 		return nil, unavailable(err)
 	}

@@ -77,7 +77,7 @@ func (s *Store) pruneCodes(ctx context.Context, cutoff time.Time, deleted func(s
 	// SKIP LOCKED: a code being ingested right now is left for next time.
 	// Ingest notices a row deleted under it and retries (errRowVanished).
 	rs, err := tx.Query(ctx, `SELECT access_code_id FROM access_codes
-		WHERE terminal_at < $1 ORDER BY terminal_at LIMIT $2 FOR UPDATE SKIP LOCKED`, cutoff, pruneBatch)
+		WHERE terminal_at < $1 ORDER BY terminal_at LIMIT $2 FOR UPDATE SKIP LOCKED`, customPlan, cutoff, pruneBatch)
 	if err != nil {
 		return 0, unavailable(err)
 	}
@@ -119,7 +119,7 @@ func (s *Store) pruneQuarantine(ctx context.Context, cutoff time.Time, deleted f
 func (s *Store) pruneBy(ctx context.Context, table, sql string, cutoff time.Time, deleted func(string, int64)) (int, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, sql, cutoff, pruneBatch)
+	tag, err := s.pool.Exec(ctx, sql, customPlan, cutoff, pruneBatch)
 	if err != nil {
 		return 0, unavailable(err)
 	}

@@ -62,7 +62,7 @@ const overdueCandidatesSQL = `SELECT access_code_id, deleted_at FROM access_code
 // ExplainSweep returns the plan of the sweep's candidate scan at now, for the
 // benchmark and for tests that keep it on its index.
 func (s *Store) ExplainSweep(ctx context.Context, now time.Time) (string, error) {
-	return s.explain(ctx, overdueCandidatesSQL, lifecycle.OverdueCutoff(now, s.cfg.RemovalTimeout), sweepBatch, time.Unix(0, 0))
+	return s.explain(ctx, overdueCandidatesSQL, customPlan, lifecycle.OverdueCutoff(now, s.cfg.RemovalTimeout), sweepBatch, time.Unix(0, 0))
 }
 
 // explain returns EXPLAIN's plan of query with args (it reads nothing).
@@ -98,7 +98,7 @@ func (s *Store) sweepOverdue(ctx context.Context, now, cutoff, from time.Time) (
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 
-	rs, err := tx.Query(ctx, overdueCandidatesSQL, cutoff, sweepBatch, from)
+	rs, err := tx.Query(ctx, overdueCandidatesSQL, customPlan, cutoff, sweepBatch, from)
 	if err != nil {
 		return 0, 0, last, unavailable(err)
 	}
@@ -191,7 +191,7 @@ func (s *Store) remind(ctx context.Context, now, cutoff time.Time) (int, error) 
 	rows, err := lockRows(ctx, tx, `SELECT `+codeColumns+` FROM access_codes
 		WHERE `+unconfirmedSQL+` AND needs_troubleshooting AND last_alert_at < $1
 		ORDER BY last_alert_at LIMIT $2
-		FOR UPDATE SKIP LOCKED`, cutoff, sweepBatch)
+		FOR UPDATE SKIP LOCKED`, customPlan, cutoff, sweepBatch)
 	if err != nil || len(rows) == 0 {
 		return 0, unavailableOrNil(err)
 	}

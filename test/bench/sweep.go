@@ -120,7 +120,7 @@ func runSweep(ctx context.Context, srv *localpg.Server, codes, overdue int, logf
 	if err != nil {
 		return nil, fmt.Errorf("create database %s: %w", db, err)
 	}
-	pcfg, err := pgxpool.ParseConfig(srv.URL(db))
+	pcfg, err := postgres.PoolConfig(srv.URL(db)) // as the service configures its pool
 	if err != nil {
 		return nil, err
 	}
