@@ -38,6 +38,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzFold$$' -fuzztime $(FUZZTIME) ./lifecycle
+	$(GO) test -run '^$$' -fuzz '^FuzzMaskPINs$$' -fuzztime $(FUZZTIME) ./datakeys
 	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./handlers
 
 ## check: formatting and vet
