@@ -56,58 +56,120 @@ type Config struct {
 
 // Var documents one setting; the README's table is made from the same facts.
 type Var struct {
+	// Flag is serve's flag for Env; empty for a variable serve does not
+	// read (yet), listed for its Secret.
 	Env, Flag, Default, Help string
+	// Secret values are never printed: help shows "(set)" in their place.
+	// Every command's flags defaulting to such a variable follow it (see
+	// EnvString), so marking a variable here is all a new secret needs.
+	Secret bool
 }
 
-// Vars lists every setting.
+// Vars lists every setting, and the secret variables no command reads yet.
 var Vars = []Var{
-	{"CODEWATCH_LISTEN", "listen", ":8080", "public listener: POST /webhooks/seam, GET /healthz"},
-	{"CODEWATCH_OPS_LISTEN", "ops-listen", "127.0.0.1:9090", "ops listener: /v1 status API, /healthz, /readyz, /metrics, status page"},
-	{"DATABASE_URL", "database-url", "", "Postgres URL; unset: start a local Postgres under CODEWATCH_DATA_DIR (development)"},
-	{"CODEWATCH_MIGRATE_DATABASE_URL", "migrate-database-url", "", "Postgres URL for migrations, which need a session (default: DATABASE_URL; set it to a direct URL when DATABASE_URL goes through PgBouncer)"},
-	{"SEAM_WEBHOOK_SECRET", "webhook-secret", "", "Svix endpoint secrets (whsec_...), comma-separated for rotation"},
-	{"CODEWATCH_OPS_TOKEN", "ops-token", "", "ops API bearer tokens, comma-separated, each token or name:token"},
-	{"CODEWATCH_SWEEP_INTERVAL", "sweep-interval", "30s", "how often the overdue sweeper runs"},
-	{"CODEWATCH_REMOVAL_TIMEOUT", "removal-timeout", "30m", "a deletion unconfirmed this long after it occurred is removal_overdue (0: never)"},
-	{"CODEWATCH_ALERT_REPEAT", "alert-repeat", "4h", "reminder interval for unresolved trouble (0: no reminders)"},
-	{"CODEWATCH_ALERT_MAX_AGE", "alert-max-age", "24h", "a failing alert delivery is retried with backoff this long after the alert, then given up (logged and counted)"},
-	{"CODEWATCH_ALERT_WEBHOOK_URL", "alert-webhook-url", "", "POST signed JSON alerts here"},
-	{"CODEWATCH_ALERT_WEBHOOK_SECRET", "alert-webhook-secret", "", "whsec_ secret that signs alert webhooks (required with the URL)"},
-	{"CODEWATCH_SLACK_WEBHOOK_URL", "slack-webhook-url", "", "Slack incoming-webhook URL for alerts"},
-	{"CODEWATCH_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "on SIGTERM, how long in-flight work may take to finish"},
-	{"CODEWATCH_SHUTDOWN_DRAIN", "shutdown-drain", "0", "on SIGTERM, keep serving this long with /readyz failing before closing the listeners (behind a load balancer)"},
-	{"CODEWATCH_RETENTION", "retention", "90d", "prune events and alerts of codes terminal for longer than this (0: keep all)"},
-	{"CODEWATCH_LOG_FORMAT", "log-format", "json", "json or text"},
-	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
-	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica"},
-	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "1", "concurrent ingest transactions; concurrent webhooks share them (group commit)"},
-	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)"},
-	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address"},
-	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live"},
+	{"CODEWATCH_LISTEN", "listen", ":8080", "public listener: POST /webhooks/seam, GET /healthz", false},
+	{"CODEWATCH_OPS_LISTEN", "ops-listen", "127.0.0.1:9090", "ops listener: /v1 status API, /healthz, /readyz, /metrics, status page", false},
+	{"DATABASE_URL", "database-url", "", "Postgres URL; unset: start a local Postgres under CODEWATCH_DATA_DIR (development)", true},
+	{"CODEWATCH_MIGRATE_DATABASE_URL", "migrate-database-url", "", "Postgres URL for migrations, which need a session (default: DATABASE_URL; set it to a direct URL when DATABASE_URL goes through PgBouncer)", true},
+	{"SEAM_WEBHOOK_SECRET", "webhook-secret", "", "Svix endpoint secrets (whsec_...), comma-separated for rotation", true},
+	{"CODEWATCH_OPS_TOKEN", "ops-token", "", "ops API bearer tokens, comma-separated, each token or name:token", true},
+	{"CODEWATCH_SWEEP_INTERVAL", "sweep-interval", "30s", "how often the overdue sweeper runs", false},
+	{"CODEWATCH_REMOVAL_TIMEOUT", "removal-timeout", "30m", "a deletion unconfirmed this long after it occurred is removal_overdue (0: never)", false},
+	{"CODEWATCH_ALERT_REPEAT", "alert-repeat", "4h", "reminder interval for unresolved trouble (0: no reminders)", false},
+	{"CODEWATCH_ALERT_MAX_AGE", "alert-max-age", "24h", "a failing alert delivery is retried with backoff this long after the alert, then given up (logged and counted)", false},
+	{"CODEWATCH_ALERT_WEBHOOK_URL", "alert-webhook-url", "", "POST signed JSON alerts here", true},
+	{"CODEWATCH_ALERT_WEBHOOK_SECRET", "alert-webhook-secret", "", "whsec_ secret that signs alert webhooks (required with the URL)", true},
+	{"CODEWATCH_SLACK_WEBHOOK_URL", "slack-webhook-url", "", "Slack incoming-webhook URL for alerts", true},
+	{"CODEWATCH_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "on SIGTERM, how long in-flight work may take to finish", false},
+	{"CODEWATCH_SHUTDOWN_DRAIN", "shutdown-drain", "0", "on SIGTERM, keep serving this long with /readyz failing before closing the listeners (behind a load balancer)", false},
+	{"CODEWATCH_RETENTION", "retention", "90d", "prune events and alerts of codes terminal for longer than this (0: keep all)", false},
+	{"CODEWATCH_LOG_FORMAT", "log-format", "json", "json or text", false},
+	{"CODEWATCH_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
+	{"CODEWATCH_DB_MAX_CONNS", "db-max-conns", "10", "Postgres connections per replica", false},
+	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "1", "concurrent ingest transactions; concurrent webhooks share them (group commit)", false},
+	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)", false},
+	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address", false},
+	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live", false},
+	// Read by no command yet; secret the day one does.
+	{"SEAM_API_KEY", "", "", "Seam API key", true},
+	{"CODEWATCH_DATA_KEYS", "", "", "keys that encrypt stored data", true},
 }
 
-// Load reads the settings from args (flags) and getenv.
-func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+// Secret reports whether the variable env holds a secret (Var.Secret).
+func Secret(env string) bool {
+	for _, v := range Vars {
+		if v.Env == env {
+			return v.Secret
+		}
+	}
+	return false
+}
+
+// EnvString defines a string flag whose default is the variable env, or def
+// when env is unset. When env is Secret, help shows "(set)" for a default
+// taken from it, never the value.
+func EnvString(fs *flag.FlagSet, name, env, def, usage string, getenv func(string) string) *string {
+	v := def
+	if e := getenv(env); e != "" {
+		v = e
+	}
+	if !Secret(env) {
+		return fs.String(name, v, usage)
+	}
+	p := new(string)
+	*p = v
+	fs.Var(secretValue{p}, name, usage)
+	return p
+}
+
+// secretValue is a string flag that prints as "(set)": flag's help takes
+// a flag's default from String, once, when the flag is defined.
+type secretValue struct{ p *string }
+
+func (s secretValue) String() string {
+	if s.p == nil || *s.p == "" {
+		return ""
+	}
+	return "(set)"
+}
+
+func (s secretValue) Set(v string) error { *s.p = v; return nil }
+
+// UsageError is a mistake on the command line (an unknown flag, a stray
+// argument), as opposed to an invalid setting.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Load reads the settings from args (flags) and getenv. -h writes the usage
+// to help and returns flag.ErrHelp; a command-line mistake is a *UsageError
+// and prints nothing; an invalid setting is one error naming its variable.
+func Load(args []string, getenv func(string) string, help io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("codewatch serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print its error and the whole usage to stderr;
+	// the caller prints one line instead.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	vals := map[string]*string{}
 	for _, v := range Vars {
-		def := v.Default
-		if e := getenv(v.Env); e != "" {
-			def = e
+		if v.Flag == "" {
+			continue
 		}
-		vals[v.Env] = fs.String(v.Flag, def, v.Help+" ($"+v.Env+")")
+		vals[v.Env] = EnvString(fs, v.Flag, v.Env, v.Default, v.Help+" ($"+v.Env+")", getenv)
 	}
 	noMigrate := fs.Bool("no-migrate", false, "do not run migrations on start")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: codewatch serve [flags]\n\nEvery flag has an environment variable of the same meaning; the flag wins.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(help, "usage: codewatch serve [flags]\n\nRuns the webhook receiver and the ops API. Every flag has an environment\nvariable of the same meaning; the flag wins. Secret values show as (set).\n\nflags:")
+			fs.SetOutput(help)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, &UsageError{err}
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, &UsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,13 +21,6 @@ import (
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
-
-func orDefault(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
-}
 
 // openDB connects to DATABASE_URL, or to the development Postgres of
 // `make run` (starting it for the duration of the command if it is down).
@@ -61,20 +53,24 @@ func openDB(ctx context.Context, url, dataDir string, stderr io.Writer) (*pgxpoo
 }
 
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("codewatch migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "Postgres URL ($DATABASE_URL)")
-	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: codewatch migrate up|down|status [flags]\n\n  up      apply every pending migration\n  down    roll back the newest migration\n  status  list migrations and whether each is applied")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := newFlagSet("migrate")
+	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
+	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
+	rest, err := parseFlags(fs, "migrate", args, stdout,
+		"usage: codewatch migrate up|down|status [flags]\n\n  up      apply every pending migration\n  down    roll back the newest migration\n  status  list migrations and whether each is applied")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return &exitError{2, errors.New("migrate needs one of up, down, status")}
+	switch {
+	case len(rest) == 0:
+		return usageError("migrate", errors.New("migrate needs one of up, down, status"))
+	case len(rest) > 1:
+		return usageError("migrate", fmt.Errorf("migrate: unexpected argument %q", rest[1]))
+	}
+	switch rest[0] {
+	case "up", "down", "status":
+	default:
+		return usageError("migrate", fmt.Errorf("unknown migrate command %q (up, down or status)", rest[0]))
 	}
 	pool, done, err := openDB(ctx, *dbURL, *dataDir, stderr)
 	if err != nil {
@@ -86,7 +82,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer m.Close()
-	switch fs.Arg(0) {
+	switch rest[0] {
 	case "up":
 		res, err := m.Up(ctx)
 		for _, r := range res {
@@ -106,7 +102,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		fmt.Fprintf(stdout, "rolled back %s (%s)\n", r.Name, r.Duration.Round(time.Millisecond))
 		return nil
-	case "status":
+	default: // status, checked above
 		st, err := m.Status(ctx)
 		if err != nil {
 			return err
@@ -125,55 +121,46 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		return tw.Flush()
 	}
-	fs.Usage()
-	return &exitError{2, fmt.Errorf("unknown migrate command %q", fs.Arg(0))}
 }
 
 func send(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("codewatch send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("send")
 	var o seamevent.Options
 	fs.StringVar(&o.AccessCodeID, "access-code-id", "", "the access code (required for access_code.* events)")
-	fs.StringVar(&o.DeviceID, "device-id", "", "the device (default: an example lock)")
+	fs.StringVar(&o.DeviceID, "device-id", "", "the device (default: one derived from --access-code-id, the same on every send for that code)")
 	fs.StringVar(&o.WorkspaceID, "workspace-id", "", "the workspace (default: an example workspace)")
 	fs.StringVar(&o.EventID, "event-id", "", "event_id (default: a new UUID)")
 	occurred := fs.String("occurred-at", "", "occurred_at, RFC 3339 (default: now)")
 	msgID := fs.String("message-id", "", "svix-id (default: a new msg_ id; reuse one to send a retry)")
-	url := fs.String("url", getenv("CODEWATCH_SEND_URL"), "webhook URL (default: the running development service, or http://127.0.0.1:8080/webhooks/seam)")
-	secret := fs.String("secret", getenv("SEAM_WEBHOOK_SECRET"), "whsec_ secret to sign with ($SEAM_WEBHOOK_SECRET; default: the development secret)")
-	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	url := config.EnvString(fs, "url", "CODEWATCH_SEND_URL", "", "webhook URL ($CODEWATCH_SEND_URL; default: the running development service, or http://127.0.0.1:8080/webhooks/seam)", getenv)
+	secret := config.EnvString(fs, "secret", "SEAM_WEBHOOK_SECRET", "", "whsec_ secret to sign with ($SEAM_WEBHOOK_SECRET; default: the development secret)", getenv)
+	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
 	standard := fs.Bool("webhook-headers", false, "use the webhook-* header names instead of svix-*")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: codewatch send EVENT_TYPE --access-code-id ID [--device-id ID] [--url URL] [--secret S]\n\nBuilds a realistic Seam event, signs it as Seam does, posts it and prints the reply.\nEVENT_TYPE is any Seam event type, e.g. access_code.deleted, access_code.removed_from_device.")
-		fs.PrintDefaults()
-	}
-	// Go's flag package stops at the first non-flag: take the event type from
-	// wherever it stands.
-	var eventType string
-	var flags []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case !strings.HasPrefix(a, "-") && eventType == "":
-			eventType = a
-		default:
-			flags = append(flags, a)
-			if strings.HasPrefix(a, "-") && !strings.Contains(a, "=") && a != "-webhook-headers" && a != "--webhook-headers" &&
-				a != "-h" && a != "--help" && i+1 < len(args) {
-				i++
-				flags = append(flags, args[i])
-			}
-		}
-	}
-	if err := fs.Parse(flags); err != nil {
+	force := fs.Bool("force", false, "send an EVENT_TYPE Seam does not have")
+	rest, err := parseFlags(fs, "send", args, stdout,
+		"usage: codewatch send EVENT_TYPE --access-code-id ID [--device-id ID] [--url URL] [--secret S]\n\nBuilds a realistic Seam event, signs it as Seam does, posts it and prints the reply.\nEVENT_TYPE is one of Seam's event types, e.g. access_code.deleted,\naccess_code.removed_from_device; another is refused unless --force.")
+	if err != nil {
 		return err
 	}
-	if eventType == "" {
-		fs.Usage()
-		return &exitError{2, errors.New("send needs an EVENT_TYPE, e.g. access_code.deleted")}
+	switch {
+	case len(rest) == 0:
+		return usageError("send", errors.New("send needs an EVENT_TYPE, e.g. access_code.deleted"))
+	case len(rest) > 1:
+		return usageError("send", fmt.Errorf("send: unexpected argument %q (one EVENT_TYPE)", rest[1]))
+	}
+	eventType := rest[0]
+	// A typo would be signed, stored and folded as an event Seam never sends.
+	if !seamevent.KnownEventType(eventType) && !*force {
+		return &exitError{2, fmt.Errorf("send: Seam has no event type %q; did you mean %s? (--force sends it anyway)",
+			eventType, seamevent.ClosestEventType(eventType))}
 	}
 	if lifecycle.IsAccessCodeEvent(eventType) && o.AccessCodeID == "" {
-		return &exitError{2, errors.New("--access-code-id is required for access_code.* events")}
+		return usageError("send", errors.New("--access-code-id is required for access_code.* events"))
+	}
+	if o.DeviceID == "" && o.AccessCodeID != "" {
+		// One example device would move every code onto it; a code stays on
+		// its own lock.
+		o.DeviceID = seamevent.DeviceIDFor(o.AccessCodeID)
 	}
 	if *occurred != "" {
 		t, err := time.Parse(time.RFC3339Nano, *occurred)
@@ -218,18 +205,18 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 }
 
 func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("codewatch replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "Postgres URL ($DATABASE_URL)")
-	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	fs := newFlagSet("replay")
+	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
+	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
 	batch := fs.Int("batch", 500, "codes per transaction")
-	timeout := fs.String("removal-timeout", orDefault(getenv("CODEWATCH_REMOVAL_TIMEOUT"), "30m"), "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: codewatch replay [flags]\n\nRecomputes every access code's state from its stored events, in batches,\nsafe while the service runs (after an upgrade that changes the rules).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	timeout := config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv)
+	rest, err := parseFlags(fs, "replay", args, stdout,
+		"usage: codewatch replay [flags]\n\nRecomputes every access code's state from its stored events, in batches,\nsafe while the service runs (after an upgrade that changes the rules).")
+	if err != nil {
 		return err
+	}
+	if len(rest) > 0 {
+		return usageError("replay", fmt.Errorf("replay: unexpected argument %q", rest[0]))
 	}
 	rt, err := config.ParseDuration(*timeout)
 	if err != nil {
@@ -280,27 +267,23 @@ func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) s
 
 // quarantine handles `codewatch quarantine retry [--reason R]`.
 func quarantine(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("codewatch quarantine", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "Postgres URL ($DATABASE_URL)")
-	dataDir := fs.String("data-dir", orDefault(getenv("CODEWATCH_DATA_DIR"), ".codewatch"), "development data directory")
+	fs := newFlagSet("quarantine")
+	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
+	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
 	reason := fs.String("reason", "", "only rows whose reason starts with this (e.g. invalid_occurred_at)")
-	timeout := fs.String("removal-timeout", orDefault(getenv("CODEWATCH_REMOVAL_TIMEOUT"), "30m"), "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.")
-		fs.PrintDefaults()
-	}
-	// The subcommand comes first; its flags follow it.
-	sub := ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	timeout := config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv)
+	rest, err := parseFlags(fs, "quarantine", args, stdout,
+		"usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.")
+	if err != nil {
 		return err
 	}
-	if sub != "retry" || fs.NArg() != 0 {
-		fs.Usage()
-		return &exitError{2, errors.New("quarantine needs the command retry")}
+	switch {
+	case len(rest) == 0:
+		return usageError("quarantine", errors.New("quarantine needs the command retry"))
+	case rest[0] != "retry":
+		return usageError("quarantine", fmt.Errorf("unknown quarantine command %q (retry)", rest[0]))
+	case len(rest) > 1:
+		return usageError("quarantine", fmt.Errorf("quarantine: unexpected argument %q", rest[1]))
 	}
 	rt, err := config.ParseDuration(*timeout)
 	if err != nil {

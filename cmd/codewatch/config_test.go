@@ -176,7 +176,6 @@ func TestConfigCommandLine(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no command", nil, 2, "no command given"},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"unknown serve flag", []string{"serve", "--no-such-flag"}, 2, "no-such-flag"},
 		{"stray argument", []string{"serve", "extra"}, 2, `unexpected argument "extra"`},

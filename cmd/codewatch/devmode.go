@@ -107,15 +107,24 @@ func devMode(ctx context.Context, cfg *config.Config, pub, ops net.Addr, logger 
 	}
 	fmt.Fprintf(stdout, `
 codewatch (development mode: local Postgres in %s)
-  listening:       %s (webhooks), %s (ops)
+  listening:       %s, %s
   webhook URL:     %s
   webhook secret:  %s
   ops API:         %s/v1/summary   (Authorization: Bearer %s)
   status page:     %s/
   try:             go run ./cmd/codewatch send access_code.deleted --access-code-id %s
 
-`, dir, pub, ops, st.WebhookURL, st.WebhookSecret, st.OpsURL, st.OpsToken, st.OpsURL, exampleID())
+`, dir, boundTo(pub, "webhooks"), boundTo(ops, "ops"), st.WebhookURL, st.WebhookSecret, st.OpsURL, st.OpsToken, st.OpsURL, exampleID())
 	return stop, nil
+}
+
+// boundTo names a listener's address as bound. Go reports 0.0.0.0 as [::]
+// (one socket for IPv4 and IPv6): say plainly that it is every interface.
+func boundTo(a net.Addr, what string) string {
+	if ta, ok := a.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		return fmt.Sprintf("%s (%s, on every interface)", a, what)
+	}
+	return fmt.Sprintf("%s (%s)", a, what)
 }
 
 func exampleID() string { return "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e" }

@@ -6,6 +6,7 @@
 //	codewatch send EVENT_TYPE ...   send a signed test event
 //	codewatch replay                recompute every code's state
 //	codewatch quarantine retry      re-ingest quarantined deliveries
+//	codewatch version               what was built, from which commit
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -23,9 +25,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "codewatch:", err)
-		}
+		fmt.Fprintln(os.Stderr, "codewatch:", err)
 		stop()
 		os.Exit(exitCode(err))
 	}
@@ -38,6 +38,7 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
 	var ee *exitError
@@ -45,6 +46,16 @@ func exitCode(err error) int {
 		return ee.code
 	}
 	return 1
+}
+
+// usageError is a mistake on the command line: exit 2 and one line that
+// says where help is (cmd "" is the top level), never the whole usage.
+func usageError(cmd string, err error) error {
+	hint := "run 'codewatch help'"
+	if cmd != "" {
+		hint = "run 'codewatch " + cmd + " -h'"
+	}
+	return &exitError{2, fmt.Errorf("%w; %s", err, hint)}
 }
 
 const usage = `codewatch: is every deleted smart-lock access code really gone from its lock?
@@ -56,31 +67,127 @@ usage:
                                            send a signed Seam test event
   codewatch replay [--batch N]             recompute every code's state from stored events
   codewatch quarantine retry [--reason R]  store quarantined deliveries this version can use
+  codewatch version                        print the version, commit and Go version
+  codewatch help [COMMAND]                 print this, or a command's flags
 
 Run "codewatch COMMAND -h" for a command's flags.`
 
-// run is the whole program; main only calls it, tests call it too.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
-		return &exitError{2, errors.New("no command given")}
+type command func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+func commands() map[string]command {
+	return map[string]command{
+		"serve":      serve,
+		"migrate":    migrate,
+		"send":       send,
+		"replay":     replay,
+		"quarantine": quarantine,
+		"version":    version,
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return serve(ctx, rest, getenv, stdout, stderr)
-	case "migrate":
-		return migrate(ctx, rest, getenv, stdout, stderr)
-	case "send":
-		return send(ctx, rest, getenv, stdout, stderr)
-	case "replay":
-		return replay(ctx, rest, getenv, stdout, stderr)
-	case "quarantine":
-		return quarantine(ctx, rest, getenv, stdout, stderr)
-	case "help", "-h", "--help":
+}
+
+// run is the whole program; main only calls it, tests call it too. Help
+// (to stdout) is a success; main prints a returned error as one line.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	fmt.Fprintln(stderr, usage)
-	return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		if cmd == "help" && len(rest) > 0 {
+			// `codewatch help serve` is `codewatch serve -h`.
+			c, ok := commands()[rest[0]]
+			if !ok {
+				return usageError("", fmt.Errorf("help: unknown command %q", rest[0]))
+			}
+			return c(ctx, []string{"-h"}, getenv, stdout, stderr)
+		}
+		fmt.Fprintln(stdout, usage)
+		return nil
+	case "--version", "-version":
+		cmd = "version"
+	}
+	if c, ok := commands()[cmd]; ok {
+		return c(ctx, rest, getenv, stdout, stderr)
+	}
+	if strings.HasPrefix(cmd, "-") {
+		return usageError("", fmt.Errorf("unknown flag %s (flags follow the command)", cmd))
+	}
+	return usageError("", fmt.Errorf("unknown command %q", cmd))
+}
+
+// newFlagSet returns a flag set that prints nothing itself: parseFlags
+// prints help to stdout and turns a mistake into one line.
+func newFlagSet(cmd string) *flag.FlagSet {
+	fs := flag.NewFlagSet("codewatch "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args into fs. Flags and arguments may come in any
+// order (`migrate up --data-dir d`); the arguments are returned. -h prints
+// head and the flags to stdout and returns flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, cmd string, args []string, stdout io.Writer, head string) ([]string, error) {
+	flags, positional := splitArgs(fs, args)
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, head)
+			n := 0
+			fs.VisitAll(func(*flag.Flag) { n++ })
+			if n > 0 {
+				fmt.Fprintln(stdout, "\nflags:")
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+			}
+			return nil, err
+		}
+		return nil, usageError(cmd, fmt.Errorf("%s: %w", cmd, err))
+	}
+	return append(positional, fs.Args()...), nil
+}
+
+// splitArgs separates flags (with their values) from other arguments, since
+// Go's flag package stops at the first argument that is not a flag.
+func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return flags, append(positional, args[i+1:]...)
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		// A flag that takes a value takes the next argument; unknown flags
+		// and -h take none (Parse reports them).
+		f := fs.Lookup(name)
+		if f == nil || isBoolFlag(f) {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return flags, positional
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,8 +55,15 @@ func listen(addr, env string) (net.Listener, error) {
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(args, getenv, stderr)
+	cfg, err := config.Load(args, getenv, stdout)
 	if err != nil {
+		var ue *config.UsageError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			return err
+		case errors.As(err, &ue):
+			return usageError("serve", fmt.Errorf("serve: %w", ue.Err))
+		}
 		return &exitError{2, err}
 	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
