@@ -6,7 +6,6 @@ package metrics
 import (
 	"context"
 	"log/slog"
-	"regexp"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/seamevent"
 )
 
 // Metrics is the set of codewatch metrics on one registry.
@@ -99,18 +99,17 @@ func New() *Metrics {
 	return m
 }
 
-var eventTypeShape = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z0-9_]+){1,3}$`)
-
-// EventTypeLabel bounds the label's values: Seam's event types pass, anything
-// else is "other".
+// EventTypeLabel bounds the label's values: the event types Seam has (its
+// own list), "unknown" for none, and "other" for anything else a signed body
+// may say, so that no sender can make new series.
 func EventTypeLabel(t string) string {
-	if t == "" {
+	switch {
+	case t == "":
 		return "unknown"
+	case seamevent.KnownEventType(t):
+		return t
 	}
-	if len(t) > 64 || !eventTypeShape.MatchString(t) {
-		return "other"
-	}
-	return t
+	return "other"
 }
 
 // Summarizer reads the state of all codes (lifecycle.Store does).
