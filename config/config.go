@@ -52,6 +52,13 @@ type Config struct {
 	TrustedProxies     []*net.IPNet
 	DataDir            string
 	NoMigrate          bool
+	// Seam's API; every feature that uses it is off without SeamAPIKey.
+	SeamAPIKey                 string
+	SeamAPIURL                 string
+	SeamRPS                    float64
+	SeamDeviceDeletesPerMinute int
+	ReconcileAfter             time.Duration
+	StartupBackfill            time.Duration
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -90,8 +97,13 @@ var Vars = []Var{
 	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)", false},
 	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address", false},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live", false},
+	{"SEAM_API_KEY", "seam-api-key", "", "Seam API key: deletions, lookups and backfill use Seam's API (unset: all off)", true},
+	{"SEAM_API_URL", "seam-api-url", "https://connect.getseam.com", "Seam's API", false},
+	{"CODEWATCH_SEAM_RPS", "seam-rps", "5", "requests per second to Seam's API, all calls together", false},
+	{"CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "seam-device-deletes-per-minute", "20", "deletions per lock per minute (Seam's limit)", false},
+	{"CODEWATCH_RECONCILE_AFTER", "reconcile-after", "10m", "look an unconfirmed deletion up in Seam's API once its newest evidence is this old, then at doubling intervals up to 6h (0: never)", false},
+	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest stored one, at most this far back (0: off; at most 7d)", false},
 	// Read by no command yet; secret the day one does.
-	{"SEAM_API_KEY", "", "", "Seam API key", true},
 	{"CODEWATCH_DATA_KEYS", "", "", "keys that encrypt stored data", true},
 }
 
@@ -219,6 +231,8 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		{"CODEWATCH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false, true},
 		{"CODEWATCH_SHUTDOWN_DRAIN", &c.ShutdownDrain, true, true},
 		{"CODEWATCH_RETENTION", &c.Retention, true, true},
+		{"CODEWATCH_RECONCILE_AFTER", &c.ReconcileAfter, true, true},
+		{"CODEWATCH_STARTUP_BACKFILL", &c.StartupBackfill, true, true},
 	} {
 		v, err := ParseDuration(get(d.env))
 		switch {
@@ -289,6 +303,20 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 			bad("CODEWATCH_TRUSTED_PROXIES", err)
 		}
 		c.TrustedProxies = nets
+	}
+	c.SeamAPIKey, c.SeamAPIURL = get("SEAM_API_KEY"), get("SEAM_API_URL")
+	if p, err := url.Parse(c.SeamAPIURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		bad("SEAM_API_URL", errors.New("must be an http or https URL"))
+	}
+	if c.SeamRPS, err = strconv.ParseFloat(get("CODEWATCH_SEAM_RPS"), 64); err != nil || c.SeamRPS <= 0 || c.SeamRPS > 1000 {
+		bad("CODEWATCH_SEAM_RPS", fmt.Errorf("must be a number more than 0 and at most 1000, got %q", get("CODEWATCH_SEAM_RPS")))
+	}
+	if c.SeamDeviceDeletesPerMinute, err = strconv.Atoi(get("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE")); err != nil ||
+		c.SeamDeviceDeletesPerMinute < 1 || c.SeamDeviceDeletesPerMinute > 10000 {
+		bad("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", fmt.Errorf("must be an integer from 1 to 10000, got %q", get("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE")))
+	}
+	if c.StartupBackfill > 7*24*time.Hour {
+		bad("CODEWATCH_STARTUP_BACKFILL", fmt.Errorf("must be at most 7d, got %q", get("CODEWATCH_STARTUP_BACKFILL")))
 	}
 	if len(errs) > 0 {
 		return nil, errs[0]

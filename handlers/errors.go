@@ -67,6 +67,10 @@ func fromDomain(err error) *apiError {
 		return newError(http.StatusConflict, "conflict", de.Message)
 	case lifecycle.EUnavailable:
 		return newError(http.StatusServiceUnavailable, "unavailable", de.Message)
+	case lifecycle.ESeam:
+		return newError(http.StatusBadGateway, "seam_api_error", de.Message)
+	case lifecycle.ESeamOff:
+		return newError(http.StatusNotImplemented, "seam_api_not_configured", de.Message)
 	}
 	return newError(http.StatusInternalServerError, "internal_error", "internal error")
 }

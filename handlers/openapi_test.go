@@ -34,8 +34,13 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/riverqueue/river"
+
+	"github.com/codewatch/codewatch/internal/seamfake"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamevent"
+	"github.com/codewatch/codewatch/seamsync"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -164,11 +169,26 @@ type oaService struct {
 	pool        *pgxpool.Pool
 }
 
-func oaStart(t *testing.T, secret string) *oaService {
+// oaStart starts the service; with fake, its Seam API routes call Seam's
+// fake (and a River client works their jobs).
+func oaStart(t *testing.T, secret string, fake *seamfake.Fake) *oaService {
 	t.Helper()
 	pool := pgtest.New(t)
 	logger := slog.New(slog.DiscardHandler)
 	store := storetest.New(t, pool, postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger})
+	var sy handlers.SeamOps
+	if fake != nil {
+		client, err := seam.New(seam.Config{APIKey: fake.APIKey, BaseURL: fake.URL, RPS: 1000, MaxAttempts: 2,
+			BaseBackoff: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger})
+		workers := river.NewWorkers()
+		svc.Register(workers)
+		svc.UseJobs(storetest.Start(t, pool, workers))
+		sy = svc
+	}
 	migr, err := migrations.New(pool, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +207,7 @@ func oaStart(t *testing.T, secret string) *oaService {
 	})
 	s.opsE = handlers.NewOpsServer(&handlers.Ops{
 		Store: store, Tokens: []handlers.Token{{Name: "oncall", Value: oaToken}},
-		Metrics: m, Logger: logger, Ready: ready,
+		Metrics: m, Logger: logger, Ready: ready, Seam: sy,
 	})
 	s.public = httptest.NewServer(s.publicE)
 	t.Cleanup(s.public.Close)
@@ -403,7 +423,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 // included, and validates each live request and answer against the spec.
 func TestOpenAPILive(t *testing.T) {
 	secret := oaSecret(t)
-	svc := oaStart(t, secret)
+	fake := seamfake.Start(t)
+	svc := oaStart(t, secret, fake)
 	c := &oaChecker{t: t, router: oaRouter(t, svc.public.URL, svc.ops.URL), covered: map[string]bool{}}
 	hook := svc.public.URL + "/webhooks/seam"
 	ops := svc.ops.URL
@@ -526,6 +547,8 @@ func TestOpenAPILive(t *testing.T) {
 		{http.MethodGet, "/v1/access_codes"},
 		{http.MethodGet, "/v1/access_codes/" + failed},
 		{http.MethodPost, "/v1/access_codes/" + failed + "/acknowledge"},
+		{http.MethodPost, "/v1/access_codes/" + failed + "/delete"},
+		{http.MethodPost, "/v1/access_codes/" + failed + "/reconcile"},
 		{http.MethodGet, "/v1/summary"},
 		{http.MethodGet, "/v1/quarantine"},
 	}
@@ -706,8 +729,57 @@ func TestOpenAPILive(t *testing.T) {
 	c.do(oaCall{name: "acknowledge note too long", method: http.MethodPost, url: ack(failed), header: oaAuth(),
 		body: []byte(`{"note":"` + strings.Repeat("n", 2001) + `"}`), want: http.StatusBadRequest, req: oaReqInvalid})
 
+	// Seam's API, through its fake: a code Seam has, deleted at codewatch's
+	// request, then confirmed by a lookup.
+	{
+		seamCode, err := fake.CreateAccessCode(ctx, fake.Devices[0], "4821")
+		if err != nil {
+			t.Fatal(err)
+		}
+		del := func(id string) string { return ops + "/v1/access_codes/" + id + "/delete" }
+		rec := func(id string) string { return ops + "/v1/access_codes/" + id + "/reconcile" }
+		_, b := c.do(oaCall{name: "request a deletion", method: http.MethodPost, url: del(seamCode), header: oaAuth(), want: http.StatusAccepted})
+		if !bytes.Contains(b, []byte(`"deletion_state":"deletion_requested"`)) || !bytes.Contains(b, []byte(`"requested_by":"oncall"`)) {
+			t.Errorf("deletion requested: %s", b)
+		}
+		c.do(oaCall{name: "request it again: the pending request", method: http.MethodPost, url: del(seamCode), header: oaAuth(), want: http.StatusAccepted})
+		_, b = c.do(oaCall{name: "reconcile the deleted code", method: http.MethodPost, url: rec(seamCode), header: oaAuth(), want: http.StatusOK})
+		if !bytes.Contains(b, []byte(`"deletion_state":"removed"`)) || !bytes.Contains(b, []byte(`"confirmed_by":"poll"`)) ||
+			!bytes.Contains(b, []byte(`"source":"poll"`)) {
+			t.Errorf("reconciled: %s", b)
+		}
+		_, b = c.do(oaCall{name: "delete a code Seam does not have", method: http.MethodPost, url: del("nope-seam"), header: oaAuth(), want: http.StatusNotFound})
+		if !bytes.Contains(b, []byte(`"type":"access_code_not_found"`)) {
+			t.Errorf("unknown to Seam: %s", b)
+		}
+		c.do(oaCall{name: "reconcile a code codewatch does not know", method: http.MethodPost, url: rec("nope-local"), header: oaAuth(), want: http.StatusNotFound})
+		other, err := fake.CreateAccessCode(ctx, fake.Devices[0], "5932")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fake.SimulateWorkspaceOutage(ctx, "/access_codes/delete", "/access_codes/get"); err != nil {
+			t.Fatal(err)
+		}
+		_, b = c.do(oaCall{name: "delete during Seam's outage", method: http.MethodPost, url: del(other), header: oaAuth(), want: http.StatusBadGateway})
+		if !bytes.Contains(b, []byte(`"type":"seam_api_error"`)) {
+			t.Errorf("outage: %s", b)
+		}
+		c.do(oaCall{name: "reconcile during Seam's outage", method: http.MethodPost, url: rec(active), header: oaAuth(), want: http.StatusBadGateway})
+		if err := fake.SimulateWorkspaceOutage(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Without SEAM_API_KEY the routes say so.
+		off := oaStart(t, secret, nil)
+		oc := &oaChecker{t: t, router: oaRouter(t, off.public.URL, off.ops.URL), covered: c.covered}
+		_, b = oc.do(oaCall{name: "delete, Seam API off", method: http.MethodPost, url: off.ops.URL + "/v1/access_codes/x/delete", header: oaAuth(), want: http.StatusNotImplemented})
+		if !bytes.Contains(b, []byte(`"type":"seam_api_not_configured"`)) {
+			t.Errorf("off: %s", b)
+		}
+		oc.do(oaCall{name: "reconcile, Seam API off", method: http.MethodPost, url: off.ops.URL + "/v1/access_codes/x/reconcile", header: oaAuth(), want: http.StatusNotImplemented})
+	}
+
 	// The same oaService with its database gone: 503 wherever it is needed.
-	broken := oaStart(t, secret)
+	broken := oaStart(t, secret, fake)
 	bc := &oaChecker{t: t, router: oaRouter(t, broken.public.URL, broken.ops.URL), covered: c.covered}
 	broken.pool.Close()
 	bc.do(oaSigned(t, "webhook, database down", broken.public.URL+"/webhooks/seam", secret, seamevent.NewMessageID(), time.Now(),

@@ -51,7 +51,19 @@ type Ops struct {
 	Available func() error
 	// TrustedProxies may set X-Forwarded-For (CODEWATCH_TRUSTED_PROXIES).
 	TrustedProxies []*net.IPNet
+	// Seam requests deletions and lookups from Seam's API; nil when
+	// SEAM_API_KEY is not set (those routes then answer 501).
+	Seam SeamOps
 }
+
+// SeamOps is what the ops API asks of Seam's API (seamsync.Service).
+type SeamOps interface {
+	RequestDeletion(ctx context.Context, id, by string) (*lifecycle.AccessCode, error)
+	ReconcileNow(ctx context.Context, id string) (*lifecycle.AccessCode, error)
+}
+
+// reconcileWait bounds how long POST .../reconcile waits for its lookup.
+const reconcileWait = 50 * time.Second
 
 // NewOpsServer returns the ops router. Every route is listed here.
 func NewOpsServer(o *Ops) *echo.Echo {
@@ -65,6 +77,8 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	v1.GET("/access_codes", o.listAccessCodes)
 	v1.GET("/access_codes/:access_code_id", o.getAccessCode)
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
+	v1.POST("/access_codes/:access_code_id/delete", o.requestDeletion)
+	v1.POST("/access_codes/:access_code_id/reconcile", o.reconcile)
 	v1.GET("/summary", o.summary)
 	v1.GET("/quarantine", o.quarantine)
 	return e
@@ -372,4 +386,45 @@ var statusHTML []byte
 // token they type, so it needs none itself.
 func statusPage(c echo.Context) error {
 	return c.HTMLBlob(http.StatusOK, statusHTML)
+}
+
+var errSeamOff = lifecycle.Errorf(lifecycle.ESeamOff, "SEAM_API_KEY is not set: codewatch cannot call Seam's API")
+
+func (o *Ops) requestDeletion(c echo.Context) error {
+	id := c.Param("access_code_id")
+	if !validText(id) {
+		return accessCodeNotFound(id)
+	}
+	if o.Seam == nil {
+		return errSeamOff
+	}
+	by, _ := c.Get("token_name").(string)
+	code, err := o.Seam.RequestDeletion(c.Request().Context(), id, by)
+	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+		return accessCodeNotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true})
+}
+
+func (o *Ops) reconcile(c echo.Context) error {
+	id := c.Param("access_code_id")
+	if !validText(id) {
+		return accessCodeNotFound(id)
+	}
+	if o.Seam == nil {
+		return errSeamOff
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), reconcileWait)
+	defer cancel()
+	code, err := o.Seam.ReconcileNow(ctx, id)
+	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+		return accessCodeNotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }

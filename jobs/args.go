@@ -99,3 +99,63 @@ func DeliveryParams(ds []DeliverAlert) []river.InsertManyParams {
 	}
 	return out
 }
+
+// FollowAttempt polls the action attempt of a deletion codewatch requested
+// until it ends. Inserted in the transaction that records the request; unique
+// by attempt, so a request recorded twice is followed once.
+type FollowAttempt struct {
+	AccessCodeID    string `json:"access_code_id"`
+	ActionAttemptID string `json:"action_attempt_id"`
+}
+
+// Kind implements river.JobArgs.
+func (FollowAttempt) Kind() string { return "follow_action_attempt" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts. The job snoozes between
+// polls and stops by itself; attempts count only failed calls.
+func (FollowAttempt) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueSeam, MaxAttempts: 25, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// Reconcile looks one code up in Seam's API. Unique per code while queued or
+// running, so replicas (and `codewatch reconcile`) never poll the same code
+// twice at once.
+type Reconcile struct {
+	AccessCodeID string `json:"access_code_id"`
+}
+
+// Kind implements river.JobArgs.
+func (Reconcile) Kind() string { return "reconcile" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (Reconcile) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueSeam, MaxAttempts: 5, UniqueOpts: whileQueued}
+}
+
+// ReconcileScan queues a Reconcile for every code whose lookup is due.
+type ReconcileScan struct{}
+
+// Kind implements river.JobArgs.
+func (ReconcileScan) Kind() string { return "reconcile_scan" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (ReconcileScan) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
+}
+
+// Backfill reads Seam's events/list for a time range and stores what the
+// webhooks missed: serve's start-up backfill. Unique while queued, so
+// replicas starting together backfill once.
+type Backfill struct {
+	From int64 `json:"from_unix"`
+	To   int64 `json:"to_unix"`
+}
+
+// Kind implements river.JobArgs.
+func (Backfill) Kind() string { return "backfill" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts. Unique by kind alone:
+// two replicas starting at different instants compute different ranges.
+func (Backfill) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueSeam, MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByState: whileQueued.ByState}}
+}

@@ -31,6 +31,9 @@ type Config struct {
 	// PgBouncer in transaction pooling mode; this bounds how long a new job
 	// waits.
 	FetchPollInterval time.Duration
+	// Queues, when set, limits the client to these queues (a command that
+	// works only Seam's jobs); all of them otherwise.
+	Queues []string
 	// OnError is told of every failed attempt (a metric).
 	OnError func(kind string)
 	Logger  *slog.Logger
@@ -48,12 +51,20 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 	if cfg.FetchPollInterval <= 0 {
 		cfg.FetchPollInterval = 250 * time.Millisecond
 	}
+	queues := map[string]river.QueueConfig{
+		QueueAlerts:      {MaxWorkers: cfg.AlertWorkers},
+		QueueMaintenance: {MaxWorkers: 2},
+		QueueSeam:        {MaxWorkers: cfg.SeamWorkers},
+	}
+	if cfg.Queues != nil {
+		only := map[string]river.QueueConfig{}
+		for _, q := range cfg.Queues {
+			only[q] = queues[q]
+		}
+		queues = only
+	}
 	return river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues: map[string]river.QueueConfig{
-			QueueAlerts:      {MaxWorkers: cfg.AlertWorkers},
-			QueueMaintenance: {MaxWorkers: 2},
-			QueueSeam:        {MaxWorkers: cfg.SeamWorkers},
-		},
+		Queues: queues,
 		Workers:           cfg.Workers,
 		PeriodicJobs:      cfg.Periodic,
 		PollOnly:          true,

@@ -40,6 +40,17 @@ var Edges = []Edge{
 	{DeletedNotProgrammed, Removed, TypeRemovedFromDevice, "removed_from_device"},
 	{DeletedNotProgrammed, Delayed, TypeDelayInRemoving, "delay_in_removing_from_device"},
 	{DeletedNotProgrammed, Failed, TypeFailedToRemove, "failed_to_remove_from_device"},
+	// codewatch's own requests and polls of Seam's API.
+	{Active, DeletionRequested, TypeDeletionRequested, "codewatch requests the deletion"},
+	{DeletionRequested, AwaitingRemoval, TypeDeleted, "deleted"},
+	{DeletionRequested, Removed, TypeAccessCodeGone, "poll: Seam answers 404"},
+	{DeletionRequested, Delayed, TypeAccessCodePolled, "poll: lock offline or delay warning"},
+	{DeletionRequested, Failed, TypeAccessCodePolled, "poll: failed_to_remove_from_device"},
+	{AwaitingRemoval, Removed, TypeAccessCodeGone, "poll: Seam answers 404"},
+	{AwaitingRemoval, Delayed, TypeAccessCodePolled, "poll: lock offline or delay warning"},
+	{AwaitingRemoval, Failed, TypeAccessCodePolled, "poll: failed_to_remove_from_device"},
+	{Delayed, Removed, TypeAccessCodeGone, "poll: Seam answers 404"},
+	{Failed, Removed, TypeAccessCodeGone, "poll: Seam answers 404"},
 }
 
 // Mermaid is the edge as a line of a mermaid stateDiagram.

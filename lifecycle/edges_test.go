@@ -64,6 +64,26 @@ var edgeHistories = map[string]struct {
 		[]Event{foldEv("c", TypeCreated, 0), foldEv("d", TypeDeleted, 2)}, foldEv("w", TypeDelayInRemoving, 3)},
 	"deleted_not_programmed --> failed: failed_to_remove_from_device": {
 		[]Event{foldEv("c", TypeCreated, 0), foldEv("d", TypeDeleted, 2)}, foldEv("f", TypeFailedToRemove, 3)},
+	"active --> deletion_requested: codewatch requests the deletion": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1)}, requestEv("r", "aa-1", 2)},
+	"deletion_requested --> awaiting_removal: deleted": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), requestEv("r", "aa-1", 2)}, foldEv("d", TypeDeleted, 3)},
+	"deletion_requested --> removed: poll: Seam answers 404": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), requestEv("r", "aa-1", 2)}, goneEv("g", 3)},
+	"deletion_requested --> delayed: poll: lock offline or delay warning": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), requestEv("r", "aa-1", 2)}, polledEv("p", 3, "set", []string{"device_offline"}, nil)},
+	"deletion_requested --> failed: poll: failed_to_remove_from_device": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), requestEv("r", "aa-1", 2)}, polledEv("p", 3, "set", []string{"failed_to_remove_from_device"}, nil)},
+	"awaiting_removal --> removed: poll: Seam answers 404": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 2)}, goneEv("g", 3)},
+	"awaiting_removal --> delayed: poll: lock offline or delay warning": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 2)}, polledEv("p", 3, "removing", nil, []string{"delay_in_removing_from_device"})},
+	"awaiting_removal --> failed: poll: failed_to_remove_from_device": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 2)}, polledEv("p", 3, "set", []string{"failed_to_remove_from_device"}, nil)},
+	"delayed --> removed: poll: Seam answers 404": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 2), foldEv("w", TypeDelayInRemoving, 3)}, goneEv("g", 4)},
+	"failed --> removed: poll: Seam answers 404": {
+		[]Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 2), foldEv("f", TypeFailedToRemove, 3)}, goneEv("g", 4)},
 }
 
 // Every edge of the table holds under Fold: its history folds to From, and

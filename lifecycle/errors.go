@@ -14,6 +14,11 @@ const (
 	EInvalid     Code = "invalid_input"
 	EConflict    Code = "conflict"
 	EUnavailable Code = "unavailable"
+	// ESeam: Seam's API refused or failed a call codewatch made for the
+	// caller; the message is Seam's.
+	ESeam Code = "seam_api_error"
+	// ESeamOff: the call needs Seam's API and SEAM_API_KEY is not set.
+	ESeamOff Code = "seam_api_not_configured"
 )
 
 // Error is the domain's error: a code for the caller and a message fit to show.

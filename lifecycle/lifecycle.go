@@ -25,10 +25,36 @@ const (
 	accessCodeFamilyPrefix = "access_code."
 )
 
+// Event types codewatch records of its own, from Seam's API (source
+// "poll"). They join a code's history beside Seam's events and Fold reads
+// them the same way, so replay and order independence hold for them too.
+// Their details are JSON codewatch writes (see the Poll* types).
+const (
+	// TypeDeletionRequested: codewatch asked Seam to delete the code
+	// (access_codes/delete answered with an action attempt).
+	TypeDeletionRequested = "codewatch.deletion_requested"
+	// TypeActionAttempt: the deletion's action attempt ended (success or
+	// error), as action_attempts/get reported it.
+	TypeActionAttempt = "codewatch.action_attempt"
+	// TypeAccessCodePolled: access_codes/get found the code, with its
+	// status, errors and warnings.
+	TypeAccessCodePolled = "codewatch.access_code_polled"
+	// TypeAccessCodeGone: access_codes/get answered 404: Seam has no such
+	// code any more.
+	TypeAccessCodeGone = "codewatch.access_code_not_found"
+	codewatchPrefix    = "codewatch."
+)
+
+// Event sources.
+const (
+	SourceWebhook = "webhook"
+	SourcePoll    = "poll"
+)
+
 // IsAccessCodeEvent reports whether an event type belongs to the family whose
-// events make up a code's history.
+// events make up a code's history: Seam's access_code.* and codewatch's own.
 func IsAccessCodeEvent(eventType string) bool {
-	return strings.HasPrefix(eventType, accessCodeFamilyPrefix)
+	return strings.HasPrefix(eventType, accessCodeFamilyPrefix) || strings.HasPrefix(eventType, codewatchPrefix)
 }
 
 // DeletionState is where a code stands in its deletion.
@@ -36,7 +62,10 @@ type DeletionState string
 
 // The deletion states; docs/lifecycle.md explains each.
 const (
-	Active               DeletionState = "active"
+	Active DeletionState = "active"
+	// DeletionRequested: codewatch asked Seam to delete the code and Seam's
+	// access_code.deleted has not come yet.
+	DeletionRequested    DeletionState = "deletion_requested"
 	AwaitingRemoval      DeletionState = "awaiting_removal"
 	Delayed              DeletionState = "delayed"
 	Failed               DeletionState = "failed"
@@ -45,7 +74,7 @@ const (
 )
 
 // States lists every deletion state, in lifecycle order.
-var States = []DeletionState{Active, AwaitingRemoval, Delayed, Failed, Removed, DeletedNotProgrammed}
+var States = []DeletionState{Active, DeletionRequested, AwaitingRemoval, Delayed, Failed, Removed, DeletedNotProgrammed}
 
 // Terminal reports whether no further removal is expected.
 func (s DeletionState) Terminal() bool { return s == Removed || s == DeletedNotProgrammed }
@@ -53,7 +82,7 @@ func (s DeletionState) Terminal() bool { return s == Removed || s == DeletedNotP
 // Unconfirmed reports whether the code is deleted and its removal from the
 // lock is not confirmed.
 func (s DeletionState) Unconfirmed() bool {
-	return s == AwaitingRemoval || s == Delayed || s == Failed
+	return s == DeletionRequested || s == AwaitingRemoval || s == Delayed || s == Failed
 }
 
 // Reasons a code needs troubleshooting.
@@ -61,10 +90,13 @@ const (
 	ReasonOverdue = "removal_overdue"
 	ReasonDelayed = "removal_delayed"
 	ReasonFailed  = "failed_to_remove"
+	// ReasonDeleteFailed: the action attempt of codewatch's deletion
+	// request ended in error.
+	ReasonDeleteFailed = "delete_action_failed"
 )
 
 // Reasons lists every troubleshooting reason.
-var Reasons = []string{ReasonOverdue, ReasonDelayed, ReasonFailed}
+var Reasons = []string{ReasonOverdue, ReasonDelayed, ReasonFailed, ReasonDeleteFailed}
 
 // Event is one stored Seam event, as the state machine sees it.
 type Event struct {
@@ -75,7 +107,10 @@ type Event struct {
 	AccessCodeID       string
 	DeviceID           string
 	ConnectedAccountID string
-	// Details holds the errors and warnings arrays of trouble events.
+	// Source is SourceWebhook or SourcePoll ("" reads as webhook).
+	Source string
+	// Details holds the errors and warnings arrays of trouble events, and
+	// the content of codewatch's own events.
 	Details json.RawMessage
 }
 
@@ -106,6 +141,98 @@ type State struct {
 	DeletedAt           *time.Time
 	RemovedFromDeviceAt *time.Time
 	LastEventAt         *time.Time
+	// ConfirmedBy says where the confirmation of a removed code came from:
+	// SourceWebhook (a Seam event, received as a webhook) or SourcePoll
+	// (codewatch's own poll of the API, or a Seam event it backfilled).
+	ConfirmedBy string
+	// DeletionRequest is codewatch's own deletion request, if any.
+	DeletionRequest *DeletionRequest
+	// Seam is what Seam's API said of the code at the newest poll.
+	Seam *SeamView
+	// Polls counts the code's lookups in Seam's API since its deletion (or
+	// codewatch's request): reconciliation waits longer after each.
+	Polls int
+}
+
+// MaxReconcileInterval caps the wait between lookups of a code that stays
+// unconfirmed.
+const MaxReconcileInterval = 6 * time.Hour
+
+// NextReconcile is when reconciliation should next look the code up in
+// Seam's API: after (CODEWATCH_RECONCILE_AFTER) past its newest evidence,
+// doubling with each lookup already made, up to MaxReconcileInterval. nil
+// when the code's deletion is not unconfirmed or after is 0 (off).
+func NextReconcile(st State, after time.Duration) *time.Time {
+	if after <= 0 || !st.DeletionState.Unconfirmed() || st.LastEventAt == nil {
+		return nil
+	}
+	wait := after
+	for i := 0; i < st.Polls && wait < MaxReconcileInterval; i++ {
+		wait *= 2
+	}
+	wait = min(wait, MaxReconcileInterval)
+	next := st.LastEventAt.Add(wait)
+	return &next
+}
+
+// UnconfirmedSince is when the code's unconfirmed deletion began: its
+// deletion, or codewatch's request before Seam's deletion came; nil when
+// its deletion is not unconfirmed.
+func (s State) UnconfirmedSince() *time.Time {
+	switch {
+	case !s.DeletionState.Unconfirmed():
+		return nil
+	case s.DeletedAt != nil:
+		return s.DeletedAt
+	case s.DeletionRequest != nil:
+		t := s.DeletionRequest.RequestedAt
+		return &t
+	}
+	return nil
+}
+
+// DeletionRequest is a deletion codewatch asked Seam for, and its action
+// attempt as last seen.
+type DeletionRequest struct {
+	RequestedAt     time.Time `json:"requested_at"`
+	RequestedBy     string    `json:"requested_by,omitempty"`
+	ActionAttemptID string    `json:"action_attempt_id"`
+	// Status is the action attempt's: pending, success or error.
+	Status  string        `json:"status"`
+	Error   *AttemptError `json:"error,omitempty"`
+	EndedAt *time.Time    `json:"ended_at,omitempty"`
+}
+
+// AttemptError is an action attempt's error, as Seam gives it.
+type AttemptError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// SeamView is a live code as access_codes/get showed it, at PolledAt.
+type SeamView struct {
+	PolledAt time.Time         `json:"polled_at"`
+	Found    bool              `json:"found"`
+	Status   string            `json:"status,omitempty"`
+	Errors   []json.RawMessage `json:"errors"`
+	Warnings []json.RawMessage `json:"warnings"`
+}
+
+// PollDetails is the details of TypeAccessCodePolled and
+// TypeAccessCodeGone: what the poll saw.
+type PollDetails struct {
+	Status   string            `json:"status,omitempty"`
+	Errors   []json.RawMessage `json:"errors"`
+	Warnings []json.RawMessage `json:"warnings"`
+}
+
+// AttemptDetails is the details of TypeDeletionRequested and
+// TypeActionAttempt.
+type AttemptDetails struct {
+	ActionAttemptID string        `json:"action_attempt_id"`
+	Status          string        `json:"status"`
+	Error           *AttemptError `json:"error,omitempty"`
+	RequestedBy     string        `json:"requested_by,omitempty"`
 }
 
 // Sort orders events the way Fold reads them: by occurred_at, then event_id.
@@ -134,8 +261,14 @@ func Fold(events []Event) State {
 		created   bool
 		everSet   bool
 		deleted   bool
+		requested bool // codewatch asked Seam to delete it
 		confirmed bool // off the lock by a confirmation not undone by a later set
-		trouble   *Trouble
+		// lastConfirmedBy is the source of the newest confirmation.
+		lastConfirmedBy string
+		trouble         *Trouble
+		// attempts are the action attempts' ends, by id: applied to the
+		// request they belong to after the loop, whatever their order.
+		attempts = map[string]Event{}
 	)
 	yes, no := true, false
 	for i := range evs {
@@ -179,12 +312,14 @@ func Fold(events []Event) State {
 			confirmed = true
 			trouble = nil
 			st.RemovedFromDeviceAt = &at
+			lastConfirmedBy = sourceOf(e)
 		case TypeDeletedExternally:
 			onDevice = &no
 			confirmed = true
 			trouble = nil
 			st.DeletedExternally = true
 			st.RemovedFromDeviceAt = &at
+			lastConfirmedBy = sourceOf(e)
 			if !deleted {
 				deleted = true
 				st.DeletedAt = &at
@@ -206,22 +341,87 @@ func Fold(events []Event) State {
 				reason = ReasonFailed
 			}
 			trouble = &Trouble{Reason: reason, EventID: e.EventID, OccurredAt: at, Details: e.Details}
+		case TypeDeletionRequested:
+			var d AttemptDetails
+			_ = json.Unmarshal(e.Details, &d)
+			// The newest request is the one that counts (a request again
+			// after a failed attempt).
+			requested = true
+			st.DeletionRequest = &DeletionRequest{RequestedAt: at, RequestedBy: d.RequestedBy,
+				ActionAttemptID: d.ActionAttemptID, Status: "pending"}
+		case TypeActionAttempt:
+			var d AttemptDetails
+			if json.Unmarshal(e.Details, &d) == nil && d.ActionAttemptID != "" {
+				attempts[d.ActionAttemptID] = *e
+			}
+		case TypeAccessCodePolled:
+			if deleted || requested {
+				st.Polls++
+			}
+			var d PollDetails
+			_ = json.Unmarshal(e.Details, &d)
+			st.Seam = &SeamView{PolledAt: at, Found: true, Status: d.Status, Errors: nonNil(d.Errors), Warnings: nonNil(d.Warnings)}
+			// What the lock's code looks like in Seam counts like Seam's
+			// own reports, once the code is being deleted.
+			if (deleted || requested) && !confirmed {
+				if reason := PollReason(d); reason != "" {
+					trouble = &Trouble{Reason: reason, EventID: e.EventID, OccurredAt: at, Details: pollTroubleDetails(d)}
+				}
+			}
+		case TypeAccessCodeGone:
+			if deleted || requested {
+				st.Polls++
+			}
+			st.Seam = &SeamView{PolledAt: at, Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}}
+			// A 404 after the deletion (or codewatch's request) confirms it.
+			// After a request alone, Seam's deletion event has not come: the
+			// 404 is the first evidence of the deletion too.
+			if deleted || requested {
+				if !deleted {
+					deleted = true
+					st.DeletedAt = &at
+					st.DeletionEventID = e.EventID
+				}
+				onDevice = &no
+				confirmed = true
+				trouble = nil
+				st.RemovedFromDeviceAt = &at
+				lastConfirmedBy = SourcePoll
+			}
+		}
+	}
+	var attemptTrouble *Trouble
+	if r := st.DeletionRequest; r != nil {
+		if e, ok := attempts[r.ActionAttemptID]; ok {
+			var d AttemptDetails
+			_ = json.Unmarshal(e.Details, &d)
+			end := e.OccurredAt
+			r.Status, r.Error, r.EndedAt = d.Status, d.Error, &end
+			if d.Status == "error" {
+				details, _ := json.Marshal(map[string]any{"action_attempt_id": d.ActionAttemptID, "action_attempt_error": d.Error})
+				attemptTrouble = &Trouble{Reason: ReasonDeleteFailed, EventID: e.EventID, OccurredAt: end, Details: details}
+			}
 		}
 	}
 
 	st.OnDevice = onDevice
 	switch {
-	case !deleted:
+	case !deleted && !requested:
 		st.DeletionState = Active
 	case confirmed:
 		st.DeletionState = Removed
 		st.OnDevice = &no
+		st.ConfirmedBy = lastConfirmedBy
 	case trouble != nil && trouble.Reason == ReasonFailed:
 		st.DeletionState = Failed
 		st.Trouble = trouble
 	case trouble != nil:
 		st.DeletionState = Delayed
 		st.Trouble = trouble
+	case !deleted:
+		// Requested, and Seam has not said it deleted the code yet.
+		st.DeletionState = DeletionRequested
+		st.Trouble = attemptTrouble
 	case created && !everSet:
 		st.DeletionState = DeletedNotProgrammed
 		st.OnDevice = &no
@@ -229,6 +429,60 @@ func Fold(events []Event) State {
 		st.DeletionState = AwaitingRemoval
 	}
 	return st
+}
+
+// sourceOf names the source of an event ("" reads as webhook).
+func sourceOf(e *Event) string {
+	if e.Source == SourcePoll {
+		return SourcePoll
+	}
+	return SourceWebhook
+}
+
+func nonNil(v []json.RawMessage) []json.RawMessage {
+	if v == nil {
+		return []json.RawMessage{}
+	}
+	return v
+}
+
+// PollReason maps what access_codes/get shows of a code being deleted to a
+// troubleshooting reason ("" for none). docs/lifecycle.md has the table.
+func PollReason(d PollDetails) string {
+	codes := func(items []json.RawMessage, key string) []string {
+		var out []string
+		for _, it := range items {
+			var m map[string]any
+			if json.Unmarshal(it, &m) == nil {
+				if c, ok := m[key].(string); ok {
+					out = append(out, c)
+				}
+			}
+		}
+		return out
+	}
+	reason := ""
+	for _, c := range codes(d.Errors, "error_code") {
+		switch c {
+		case "failed_to_remove_from_device":
+			return ReasonFailed
+		case "device_offline", "device_disconnected", "hub_disconnected", "account_disconnected", "provider_issue":
+			reason = ReasonDelayed
+		}
+	}
+	for _, c := range codes(d.Warnings, "warning_code") {
+		if c == "delay_in_removing_from_device" {
+			reason = ReasonDelayed
+		}
+	}
+	return reason
+}
+
+// pollTroubleDetails shows a poll's errors and warnings the way Seam's own
+// trouble events show theirs.
+func pollTroubleDetails(d PollDetails) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"access_code_errors": nonNil(d.Errors), "access_code_warnings": nonNil(d.Warnings)})
+	return b
 }
 
 // dedupe copies events, keeping one of each event_id. Redeliveries are
@@ -284,12 +538,20 @@ type Summary struct {
 	DeletedAt       *time.Time
 	DeletionEventID string
 	Trouble         *Trouble
+	// RequestedAt and AttemptID are codewatch's own deletion request's.
+	RequestedAt *time.Time
+	AttemptID   string
 }
 
 // Summary returns the fields Assess reads.
 func (s State) Summary() Summary {
-	return Summary{DeletionState: s.DeletionState, DeletedAt: s.DeletedAt,
+	sum := Summary{DeletionState: s.DeletionState, DeletedAt: s.DeletedAt,
 		DeletionEventID: s.DeletionEventID, Trouble: s.Trouble}
+	if r := s.DeletionRequest; r != nil {
+		at := r.RequestedAt
+		sum.RequestedAt, sum.AttemptID = &at, r.ActionAttemptID
+	}
+	return sum
 }
 
 // Assess returns the code's current trouble at now, or nil. Delays and
@@ -297,6 +559,21 @@ func (s State) Summary() Summary {
 // removalTimeout has passed since the deletion occurred (0 disables it).
 func Assess(s Summary, now time.Time, removalTimeout time.Duration) *Flag {
 	switch s.DeletionState {
+	case DeletionRequested:
+		if s.Trouble != nil {
+			return &Flag{Reason: s.Trouble.Reason, Key: s.Trouble.EventID,
+				Since: s.Trouble.OccurredAt, Details: s.Trouble.Details}
+		}
+		// A request whose deletion Seam has not reported in time is
+		// overdue like any other deletion.
+		if removalTimeout <= 0 || s.RequestedAt == nil {
+			return nil
+		}
+		due := s.RequestedAt.Add(removalTimeout)
+		if !now.After(due) {
+			return nil
+		}
+		return &Flag{Reason: ReasonOverdue, Key: "overdue:request:" + s.AttemptID, Since: due}
 	case Delayed, Failed:
 		if s.Trouble == nil {
 			return nil

@@ -142,6 +142,11 @@ func foldStateDiff(a, b State) string {
 			d = append(d, fmt.Sprintf("%s %s != %s", f.name, foldFmtTime(f.x), foldFmtTime(f.y)))
 		}
 	}
+	str("confirmed_by", a.ConfirmedBy, b.ConfirmedBy)
+	str("polls", fmt.Sprint(a.Polls), fmt.Sprint(b.Polls))
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	str("deletion_request", js(a.DeletionRequest), js(b.DeletionRequest))
+	str("seam", js(a.Seam), js(b.Seam))
 	switch {
 	case a.Trouble == nil && b.Trouble == nil:
 	case a.Trouble == nil || b.Trouble == nil:
@@ -170,8 +175,20 @@ func foldInvariants(st State, events []Event) []string {
 	if !known {
 		fail("unknown deletion_state %q", st.DeletionState)
 	}
-	if (st.DeletionState == Active) != (st.DeletedAt == nil) {
+	// Without a deletion a code is active, or codewatch asked for one (and
+	// Seam may have reported trouble with it already).
+	switch {
+	case st.DeletionState == Active && st.DeletedAt != nil,
+		st.DeletedAt == nil && st.DeletionState != Active && st.DeletionRequest == nil,
+		st.DeletedAt == nil && st.DeletionState != Active && st.DeletionState != DeletionRequested &&
+			st.DeletionState != Delayed && st.DeletionState != Failed:
 		fail("deletion_state %s with deleted_at %s", st.DeletionState, foldFmtTime(st.DeletedAt))
+	}
+	if st.DeletionState == Removed && st.ConfirmedBy != SourceWebhook && st.ConfirmedBy != SourcePoll {
+		fail("removed with confirmed_by %q", st.ConfirmedBy)
+	}
+	if st.DeletionState != Removed && st.ConfirmedBy != "" {
+		fail("%s with confirmed_by %q", st.DeletionState, st.ConfirmedBy)
 	}
 	if (st.DeletedAt == nil) != (st.DeletionEventID == "") {
 		fail("deleted_at %s with deletion_event_id %q", foldFmtTime(st.DeletedAt), st.DeletionEventID)
@@ -206,6 +223,10 @@ func foldInvariants(st State, events []Event) []string {
 			fail("%s with trouble %s", st.DeletionState, foldFmtTrouble(st.Trouble))
 		} else if st.SetOnDeviceAt != nil && st.Trouble.OccurredAt.Before(*st.SetOnDeviceAt) {
 			fail("trouble at %s predates the last set at %s", foldFmtTime(&st.Trouble.OccurredAt), foldFmtTime(st.SetOnDeviceAt))
+		}
+	case DeletionRequested:
+		if st.Trouble != nil && st.Trouble.Reason != ReasonDeleteFailed {
+			fail("%s with trouble %s", st.DeletionState, foldFmtTrouble(st.Trouble))
 		}
 	default:
 		if st.Trouble != nil {
@@ -252,13 +273,24 @@ type foldWant struct {
 	last            *time.Time
 	deviceID        string
 	workspaceID     string
+	// For codewatch's own events: troubleDetails replaces the trouble
+	// event's details when the trouble's are derived from them.
+	troubleDetails string
+	confirmedBy    string
+	request        *DeletionRequest
+	seam           *SeamView
+	polls          int
 }
 
 func (w foldWant) state2() State {
 	st := State{AccessCodeID: foldCodeID, WorkspaceID: foldWorkspace, DeviceID: foldDevice,
 		ConnectedAccountID: foldAccount, DeletionState: w.state, DeletedExternally: w.external,
 		DeletionEventID: w.deletionEventID, CreatedAt: w.created, SetOnDeviceAt: w.set,
-		DeletedAt: w.deleted, RemovedFromDeviceAt: w.removed, LastEventAt: w.last}
+		DeletedAt: w.deleted, RemovedFromDeviceAt: w.removed, LastEventAt: w.last,
+		ConfirmedBy: w.confirmedBy, DeletionRequest: w.request, Seam: w.seam, Polls: w.polls}
+	if w.state == Removed && w.confirmedBy == "" {
+		st.ConfirmedBy = SourceWebhook
+	}
 	if w.deviceID != "" {
 		st.DeviceID = w.deviceID
 	}
@@ -604,7 +636,16 @@ func foldCheckOrders(t *testing.T, events []Event, want State) {
 
 func TestFoldScenarios(t *testing.T) {
 	for _, sc := range foldScenarios() {
-		t.Run(sc.name, func(t *testing.T) {
+		t.Run(sc.name, func(t *testing.T) { foldCheckScenario(t, sc) })
+	}
+}
+
+// foldCheckScenario folds sc's events, compares with sc.want, checks the
+// invariants, then every delivery order and every duplicate.
+func foldCheckScenario(t *testing.T, sc foldScenario) {
+	t.Helper()
+	{
+		{
 			if len(sc.events) > 7 {
 				t.Fatalf("%d events: keep scenarios at 7 or fewer", len(sc.events))
 			}
@@ -612,6 +653,9 @@ func TestFoldScenarios(t *testing.T) {
 			for i := range sc.events {
 				if e := sc.events[i]; sc.want.troubleReason != "" && e.EventID == sc.want.troubleEventID {
 					want.Trouble = &Trouble{Reason: sc.want.troubleReason, EventID: e.EventID, OccurredAt: e.OccurredAt, Details: e.Details}
+					if sc.want.troubleDetails != "" {
+						want.Trouble.Details = json.RawMessage(sc.want.troubleDetails)
+					}
 				}
 			}
 			got := Fold(sc.events)
@@ -626,7 +670,7 @@ func TestFoldScenarios(t *testing.T) {
 			}
 			// The reference includes the trouble, so the orders agree on it too.
 			foldCheckOrders(t, sc.events, got)
-		})
+		}
 	}
 }
 
@@ -804,21 +848,21 @@ func TestFoldSortOrder(t *testing.T) {
 }
 
 func TestFoldStatesAndReasons(t *testing.T) {
-	want := []DeletionState{"active", "awaiting_removal", "delayed", "failed", "removed", "deleted_not_programmed"}
+	want := []DeletionState{"active", "deletion_requested", "awaiting_removal", "delayed", "failed", "removed", "deleted_not_programmed"}
 	if fmt.Sprint(States) != fmt.Sprint(want) {
 		t.Fatalf("States %v", States)
 	}
-	if fmt.Sprint(Reasons) != "[removal_overdue removal_delayed failed_to_remove]" {
+	if fmt.Sprint(Reasons) != "[removal_overdue removal_delayed failed_to_remove delete_action_failed]" {
 		t.Fatalf("Reasons %v", Reasons)
 	}
 	terminal := map[DeletionState]bool{Removed: true, DeletedNotProgrammed: true}
-	unconfirmed := map[DeletionState]bool{AwaitingRemoval: true, Delayed: true, Failed: true}
+	unconfirmed := map[DeletionState]bool{DeletionRequested: true, AwaitingRemoval: true, Delayed: true, Failed: true}
 	for _, s := range States {
 		if s.Terminal() != terminal[s] || s.Unconfirmed() != unconfirmed[s] {
 			t.Errorf("%s: Terminal %v Unconfirmed %v", s, s.Terminal(), s.Unconfirmed())
 		}
 	}
-	for typ, want := range map[string]bool{TypeDeleted: true, "access_code.anything_new": true, "lock.locked": false, "": false, "access_codes.x": false} {
+	for typ, want := range map[string]bool{TypeDeleted: true, "access_code.anything_new": true, "lock.locked": false, TypeAccessCodeGone: true, "codewatchx": false, "": false, "access_codes.x": false} {
 		if IsAccessCodeEvent(typ) != want {
 			t.Errorf("IsAccessCodeEvent(%q) = %v", typ, !want)
 		}
@@ -837,28 +881,28 @@ func TestAssess(t *testing.T) {
 		timeout time.Duration
 		want    *Flag
 	}{
-		{"delayed flags at once", Summary{Delayed, &del, "ev-d", tr}, foldAt(3), timeout,
+		{"delayed flags at once", sum(Delayed, &del, "ev-d", tr), foldAt(3), timeout,
 			&Flag{Reason: ReasonDelayed, Key: "ev-w", Since: foldAt(3), Details: tr.Details}},
-		{"failed flags at once", Summary{Failed, &del, "ev-d", fl}, foldAt(4), timeout,
+		{"failed flags at once", sum(Failed, &del, "ev-d", fl), foldAt(4), timeout,
 			&Flag{Reason: ReasonFailed, Key: "ev-f", Since: foldAt(4)}},
-		{"delayed flags with overdue disabled", Summary{Delayed, &del, "ev-d", tr}, foldAt(3), 0,
+		{"delayed flags with overdue disabled", sum(Delayed, &del, "ev-d", tr), foldAt(3), 0,
 			&Flag{Reason: ReasonDelayed, Key: "ev-w", Since: foldAt(3), Details: tr.Details}},
-		{"delayed without its trouble", Summary{Delayed, &del, "ev-d", nil}, foldAt(300), timeout, nil},
-		{"awaiting, before the timeout", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(29), timeout, nil},
-		{"awaiting, exactly at the timeout", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(30), timeout, nil},
-		{"awaiting, 1ns after the timeout", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(30).Add(1), timeout,
+		{"delayed without its trouble", sum(Delayed, &del, "ev-d", nil), foldAt(300), timeout, nil},
+		{"awaiting, before the timeout", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(29), timeout, nil},
+		{"awaiting, exactly at the timeout", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(30), timeout, nil},
+		{"awaiting, 1ns after the timeout", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(30).Add(1), timeout,
 			&Flag{Reason: ReasonOverdue, Key: "overdue:ev-d", Since: foldAt(30)}},
-		{"awaiting, long after", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(60 * 24), timeout,
+		{"awaiting, long after", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(60 * 24), timeout,
 			&Flag{Reason: ReasonOverdue, Key: "overdue:ev-d", Since: foldAt(30)}},
-		{"awaiting, timeout 0 disables", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(60 * 24), 0, nil},
-		{"awaiting, negative timeout disables", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(60 * 24), -time.Minute, nil},
-		{"awaiting without deleted_at", Summary{AwaitingRemoval, nil, "", nil}, foldAt(60 * 24), timeout, nil},
-		{"awaiting, deleted in the future", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(-60), timeout, nil},
-		{"active never", Summary{Active, nil, "", nil}, foldAt(60 * 24), timeout, nil},
-		{"removed never", Summary{Removed, &del, "ev-d", nil}, foldAt(60 * 24), timeout, nil},
-		{"removed never, even with stale trouble", Summary{Removed, &del, "ev-d", tr}, foldAt(60 * 24), timeout, nil},
-		{"deleted_not_programmed never", Summary{DeletedNotProgrammed, &del, "ev-d", nil}, foldAt(60 * 24), timeout, nil},
-		{"awaiting, huge timeout", Summary{AwaitingRemoval, &del, "ev-d", nil}, foldAt(60 * 24), time.Duration(math.MaxInt64), nil},
+		{"awaiting, timeout 0 disables", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(60 * 24), 0, nil},
+		{"awaiting, negative timeout disables", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(60 * 24), -time.Minute, nil},
+		{"awaiting without deleted_at", sum(AwaitingRemoval, nil, "", nil), foldAt(60 * 24), timeout, nil},
+		{"awaiting, deleted in the future", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(-60), timeout, nil},
+		{"active never", sum(Active, nil, "", nil), foldAt(60 * 24), timeout, nil},
+		{"removed never", sum(Removed, &del, "ev-d", nil), foldAt(60 * 24), timeout, nil},
+		{"removed never, even with stale trouble", sum(Removed, &del, "ev-d", tr), foldAt(60 * 24), timeout, nil},
+		{"deleted_not_programmed never", sum(DeletedNotProgrammed, &del, "ev-d", nil), foldAt(60 * 24), timeout, nil},
+		{"awaiting, huge timeout", sum(AwaitingRemoval, &del, "ev-d", nil), foldAt(60 * 24), time.Duration(math.MaxInt64), nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1026,4 +1070,8 @@ func TestTransitionScenarioAlerts(t *testing.T) {
 	if fmt.Sprint(alerts) != fmt.Sprint(want) {
 		t.Fatalf("alerts\n%q\nwant\n%q", alerts, want)
 	}
+}
+
+func sum(st DeletionState, deletedAt *time.Time, eventID string, tr *Trouble) Summary {
+	return Summary{DeletionState: st, DeletedAt: deletedAt, DeletionEventID: eventID, Trouble: tr}
 }

@@ -25,6 +25,16 @@ type AccessCode struct {
 	AcknowledgedAt         *time.Time      `json:"acknowledged_at"`
 	AcknowledgedBy         *string         `json:"acknowledged_by"`
 	AcknowledgementNote    *string         `json:"acknowledgement_note"`
+	// ConfirmedBy is "webhook" or "poll" on a removed code: how its removal
+	// was confirmed; null otherwise.
+	ConfirmedBy *string `json:"confirmed_by"`
+	// DeletionRequest is codewatch's own deletion request, if it made one.
+	DeletionRequest *DeletionRequest `json:"deletion_request"`
+	// Seam is what Seam's API said of the code when codewatch last looked.
+	Seam *SeamView `json:"seam"`
+	// NextReconcileAt is when codewatch will next look the code up in
+	// Seam's API (null: it will not).
+	NextReconcileAt *time.Time `json:"next_reconcile_at"`
 	// Events is the code's history, oldest first; only a single-code read
 	// fills it.
 	Events []EventRef `json:"events,omitempty"`
@@ -36,6 +46,12 @@ type EventRef struct {
 	EventType  string    `json:"event_type"`
 	OccurredAt time.Time `json:"occurred_at"`
 	ReceivedAt time.Time `json:"received_at"`
+	// Source is "webhook" (Seam sent it) or "poll" (codewatch got it from
+	// Seam's API, or recorded its own request or lookup).
+	Source string `json:"source"`
+	// Details is what the event says of trouble (Seam's errors and
+	// warnings arrays) or, for codewatch's own events, their content.
+	Details json.RawMessage `json:"details,omitempty"`
 }
 
 // AlertPayload is the body of an alert, as stored in the outbox and sent to
@@ -74,6 +90,8 @@ func NextStep(reason string) string {
 		return "Seam keeps retrying in case the error was temporary. Read the error message, then check in the lock maker's app whether the code is still on the lock (someone may have removed it already). Acknowledge in codewatch once checked."
 	case ReasonDelayed:
 		return "Seam reports a delay: the lock may be offline (see device_errors). Check the lock's power and connection; Seam removes the code when the lock is reachable again."
+	case ReasonDeleteFailed:
+		return "Seam's deletion request ended in an error (see action_attempt_error). Check that the lock and its account are connected, then request the deletion again; if it keeps failing, remove the code in the lock maker's app."
 	case ReasonOverdue:
 		return "Seam has not confirmed the removal. Check that the lock is online and, in the lock maker's app, whether the code is still on it; if it is, remove it there or retry the deletion."
 	}
@@ -116,6 +134,9 @@ func AlertMessage(p AlertPayload) string {
 	}
 	switch p.Type {
 	case AlertTrouble:
+		if reason == ReasonDeleteFailed {
+			return "Seam could not delete access code " + p.AccessCodeID + ": " + reason
+		}
 		return "Deleted access code " + p.AccessCodeID + " is not confirmed off the lock: " + reason
 	case AlertReminder:
 		return "Still unresolved: deleted access code " + p.AccessCodeID + " is not confirmed off the lock: " + reason
@@ -156,6 +177,12 @@ func TroubleDetails(f *Flag) string {
 			out[k] = []any{}
 		}
 	}
+	// A failed deletion request carries its action attempt and Seam's error.
+	for _, k := range []string{"action_attempt_id", "action_attempt_error"} {
+		if v, ok := d[k]; ok {
+			out[k] = v
+		}
+	}
 	if f.Reason != ReasonOverdue {
 		out["event_id"] = f.Key
 	}
@@ -194,7 +221,14 @@ type Delivery struct {
 	MessageID string
 	// Body is the raw body exactly as received.
 	Body []byte
+	// Source is SourceWebhook ("" reads as webhook) or SourcePoll: an event
+	// codewatch fetched from Seam's API, or one of its own.
+	Source string
 }
+
+// ReservedEventType is the quarantine reason of a webhook that claims one of
+// codewatch's own event types.
+const ReservedEventType = "reserved_event_type: codewatch.* events are codewatch's own; Seam does not send them"
 
 // Outcome is what happened to a delivery.
 type Outcome string
@@ -259,7 +293,7 @@ func ReasonRank(reason string) int {
 }
 
 // ReasonsByUrgency lists the reasons, most urgent first.
-var ReasonsByUrgency = []string{ReasonFailed, ReasonDelayed, ReasonOverdue}
+var ReasonsByUrgency = []string{ReasonFailed, ReasonDeleteFailed, ReasonDelayed, ReasonOverdue}
 
 // MaxListLimit caps a page.
 const MaxListLimit = 500

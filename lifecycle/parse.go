@@ -85,8 +85,31 @@ func Parse(raw []byte) (Parsed, error) {
 		// It would be stored under no code and shown nowhere.
 		return p, unusable("missing_access_code_id: an %s event must name its access code", truncate(p.EventType, 64))
 	}
+	if IsOwnEvent(p.EventType) {
+		// codewatch's own events keep their content under "details".
+		p.Details = ownDetails(fields["details"])
+		return p, nil
+	}
 	p.Details = details(fields)
 	return p, nil
+}
+
+// IsOwnEvent reports whether an event type is one of codewatch's own
+// (codewatch.*), which only codewatch records: Seam never sends them, and a
+// webhook that claims one is refused.
+func IsOwnEvent(eventType string) bool { return strings.HasPrefix(eventType, codewatchPrefix) }
+
+// ownDetails re-encodes the details object of codewatch's own event.
+func ownDetails(v json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(v, &m) != nil || m == nil {
+		return nil
+	}
+	clean, err := json.Marshal(m)
+	if err != nil || bytes.Contains(clean, []byte(`\u0000`)) {
+		return nil
+	}
+	return clean
 }
 
 // stringField reads a string id. Absent and null are the same; required

@@ -30,15 +30,20 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 			return err
 		})
 	var events []lifecycle.EventRef
-	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at
+	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at,
+			source, details
 		FROM events
-		WHERE access_code_id = $1 AND event_type LIKE 'access_code.%'
+		WHERE access_code_id = $1 AND `+historySQL+`
 		ORDER BY 3, event_id`, id).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
 				var e lifecycle.EventRef
-				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt); err != nil {
+				var details []byte
+				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details); err != nil {
 					return err
+				}
+				if details != nil {
+					e.Details = details
 				}
 				events = append(events, e)
 			}
@@ -57,9 +62,10 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 	return &row.AccessCode, nil
 }
 
-// unconfirmedSQL is the predicate of access_codes_unconfirmed_idx: deletions
-// not confirmed off the lock, the only codes that can have trouble.
-const unconfirmedSQL = `deletion_state IN ('awaiting_removal', 'delayed', 'failed')`
+// unconfirmedSQL is the predicate of access_codes_unconfirmed_since_idx:
+// deletions (and codewatch's requests) not confirmed off the lock. The
+// column is set exactly when lifecycle.DeletionState.Unconfirmed holds.
+const unconfirmedSQL = `unconfirmed_since IS NOT NULL`
 
 // ListAccessCodes returns a page of codes in f.Sort's order (see
 // lifecycle.SortUrgency), and the cursor of the next page (nil on the last).
@@ -179,7 +185,8 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	if f.DeviceID != "" {
 		where = append(where, "device_id = "+arg(f.DeviceID))
 	}
-	const deletedKey = "COALESCE(deleted_at, 'infinity'::timestamptz)"
+	// Troubled codes sort by when their deletion began.
+	const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestamptz)"
 	var order string
 	switch seg {
 	case segTroubled:
@@ -192,9 +199,9 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 		// Implies access_codes_unconfirmed_idx's predicate, which it
 		// repeats so that the planner uses it.
 		where = append(where, "NOT needs_troubleshooting", unconfirmedSQL)
-		order = "deleted_at, id"
+		order = "unconfirmed_since, id"
 		if after != nil {
-			where = append(where, "(deleted_at, id) > ("+arg(after.At)+"::timestamptz, "+arg(after.ID)+"::bigint)")
+			where = append(where, "(unconfirmed_since, id) > ("+arg(after.At)+"::timestamptz, "+arg(after.ID)+"::bigint)")
 		}
 	case segOthers:
 		where = append(where, "NOT needs_troubleshooting", "NOT ("+unconfirmedSQL+")")
@@ -232,7 +239,10 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 		}
 		page = append(page, c.AccessCode)
 		last = lifecycle.ListCursor{Segment: seg, Rank: rank, ID: c.id}
-		if c.DeletedAt != nil {
+		switch {
+		case c.unconfirmed != nil:
+			last.At = *c.unconfirmed
+		case c.DeletedAt != nil:
 			last.At = *c.DeletedAt
 		}
 	}
@@ -290,7 +300,7 @@ func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 		}
 		return rs.Err()
 	})
-	b.Queue(`SELECT min(deleted_at) FROM access_codes WHERE ` + unconfirmedSQL).QueryRow(func(r pgx.Row) error {
+	b.Queue(`SELECT min(unconfirmed_since) FROM access_codes WHERE ` + unconfirmedSQL).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&sum.OldestUnconfirmedDeletionAt)
 	})
 	// The newest row by primary key is the newest received: no index on

@@ -87,16 +87,10 @@ func (g *ingester) work() {
 // returns only after the transaction that holds it has committed, or an
 // *Error with EUnavailable when that cannot be known to have happened.
 func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Result, error) {
-	r := &request{d: d, done: make(chan reply, 1)}
-	p, err := lifecycle.Parse(d.Body)
+	r, err := newRequest(d)
 	if err != nil {
-		var u *lifecycle.Unusable
-		if !errors.As(err, &u) {
-			return lifecycle.Result{}, err
-		}
-		r.reason = u.Reason
+		return lifecycle.Result{}, err
 	}
-	r.parsed = p
 
 	g := s.ing
 	g.mu.RLock()
@@ -118,6 +112,26 @@ func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Res
 		// The batch may still commit; Svix's retry will then be a duplicate.
 		return lifecycle.Result{}, unavailable(ctx.Err())
 	}
+}
+
+// newRequest parses a delivery; one that cannot be processed is marked for
+// quarantine.
+func newRequest(d lifecycle.Delivery) (*request, error) {
+	r := &request{d: d, done: make(chan reply, 1)}
+	p, err := lifecycle.Parse(d.Body)
+	if err != nil {
+		var u *lifecycle.Unusable
+		if !errors.As(err, &u) {
+			return nil, err
+		}
+		r.reason = u.Reason
+	}
+	// Only codewatch records its own event types.
+	if r.reason == "" && d.Source != lifecycle.SourcePoll && lifecycle.IsOwnEvent(p.EventType) {
+		r.reason = lifecycle.ReservedEventType
+	}
+	r.parsed = p
+	return r, nil
 }
 
 // commit runs one batch, splitting it when the database refuses a row.
@@ -332,7 +346,7 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 
 func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) {
 	n := len(reqs)
-	msg, eid, typ := make([]string, n), make([]string, n), make([]string, n)
+	msg, eid, typ, src := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ws, code, dev, acct, details := mk(n), mk(n), mk(n), mk(n), mk(n)
 	occ, cre := mkt(n), mkt(n)
 	raw := make([][]byte, n)
@@ -346,19 +360,23 @@ func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) 
 			details[i] = &d
 		}
 		raw[i] = r.d.Body
+		src[i] = lifecycle.SourceWebhook
+		if r.d.Source == lifecycle.SourcePoll {
+			src[i] = lifecycle.SourcePoll
+		}
 	}
 	// ON CONFLICT DO NOTHING with no target covers both unique constraints
 	// (message_id and event_id); RETURNING names the rows that were new.
 	b.Queue(`INSERT INTO events (message_id, event_id, event_type, workspace_id,
 			occurred_at, created_at, access_code_id, device_id, connected_account_id,
-			details, raw)
-		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r
+			details, raw, source)
+		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r, s
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
-			AS u(m, e, t, w, o, c, a, d, ca, det, r)
+			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[])
+			AS u(m, e, t, w, o, c, a, d, ca, det, r, s)
 		ON CONFLICT DO NOTHING
 		RETURNING message_id`,
-		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw).
+		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw, src).
 		Query(collectInserted(inserted))
 }
 

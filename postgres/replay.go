@@ -25,7 +25,7 @@ func (s *Store) Replay(ctx context.Context, batchSize int, progress func(ReplayP
 	qctx, cancel := s.timeout(ctx)
 	defer cancel()
 	if err := s.pool.QueryRow(qctx, `SELECT count(DISTINCT access_code_id) FROM events
-		WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'`).Scan(&p.Total); err != nil {
+		WHERE access_code_id IS NOT NULL AND `+historySQL).Scan(&p.Total); err != nil {
 		return p, unavailable(err)
 	}
 	last := ""
@@ -56,7 +56,7 @@ func (s *Store) replayIDs(ctx context.Context, last string, batchSize int) ([]st
 	defer cancel()
 	// Served by events_access_code_idx, whose predicate this repeats.
 	rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
-		WHERE access_code_id IS NOT NULL AND event_type LIKE 'access_code.%'
+		WHERE access_code_id IS NOT NULL AND `+historySQL+`
 			AND access_code_id > $1
 		ORDER BY 1 LIMIT $2`, customPlan, last, batchSize)
 	if err != nil {

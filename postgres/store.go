@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +42,10 @@ type Config struct {
 	// QueryTimeout bounds every other call, so nothing waits forever on a
 	// frozen database.
 	QueryTimeout time.Duration
+	// ReconcileAfter is how old a code's newest evidence may grow, while its
+	// deletion is unconfirmed, before codewatch looks it up in Seam's API
+	// (CODEWATCH_RECONCILE_AFTER); 0 never schedules lookups.
+	ReconcileAfter time.Duration
 	// OnFlag, when set, is told the reason of every code newly flagged for
 	// troubleshooting (at ingest, by the sweeper, by a replay), after the
 	// flag commits.
@@ -137,7 +142,8 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	troubleshooting_details, trouble_key, trouble_since, acknowledged_key,
 	acknowledged_at, acknowledged_by, acknowledgement_note, deletion_event_id,
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
-	last_event_at, terminal_at, last_alert_at, updated_at, id, alert_seq`
+	last_event_at, terminal_at, last_alert_at, updated_at, id, alert_seq,
+	confirmed_by, deletion_request, seam, unconfirmed_since, next_reconcile_at`
 
 // codeRow is one access_codes row.
 type codeRow struct {
@@ -150,6 +156,8 @@ type codeRow struct {
 	lastAlertAt     *time.Time
 	id              int64
 	alertSeq        int64
+	request, seam   []byte // as stored, for sameAs
+	unconfirmed     *time.Time
 }
 
 func scanCode(row pgx.Row) (*codeRow, error) { return scanCodeExtra(row) }
@@ -163,9 +171,22 @@ func scanCodeExtra(row pgx.Row, extra ...any) (*codeRow, error) {
 		&details, &c.troubleKey, &c.troubleSince, &c.acknowledgedKey,
 		&c.AcknowledgedAt, &c.AcknowledgedBy, &c.AcknowledgementNote, &c.deletionEventID,
 		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
-		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq}, extra...)...)
+		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq,
+		&c.ConfirmedBy, &c.request, &c.seam, &c.unconfirmed, &c.NextReconcileAt}, extra...)...)
 	if err != nil {
 		return nil, err
+	}
+	if c.request != nil {
+		c.DeletionRequest = new(lifecycle.DeletionRequest)
+		if err := json.Unmarshal(c.request, c.DeletionRequest); err != nil {
+			return nil, err
+		}
+	}
+	if c.seam != nil {
+		c.Seam = new(lifecycle.SeamView)
+		if err := json.Unmarshal(c.seam, c.Seam); err != nil {
+			return nil, err
+		}
 	}
 	if details != nil {
 		c.TroubleshootingDetails = details
@@ -214,15 +235,15 @@ func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]lifecycle.Even
 	b.Queue(`SELECT access_code_id, event_id, event_type,
 			COALESCE(occurred_at, created_at, received_at),
 			COALESCE(workspace_id, ''), COALESCE(device_id, ''),
-			COALESCE(connected_account_id, ''), details
+			COALESCE(connected_account_id, ''), details, source
 		FROM events
-		WHERE access_code_id = ANY($1) AND event_type LIKE 'access_code.%'`, ids).
+		WHERE access_code_id = ANY($1) AND `+historySQL, ids).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
 				var e lifecycle.Event
 				var details []byte
 				if err := rs.Scan(&e.AccessCodeID, &e.EventID, &e.Type, &e.OccurredAt,
-					&e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &details); err != nil {
+					&e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &details, &e.Source); err != nil {
 					return err
 				}
 				e.Details = details
@@ -283,6 +304,8 @@ type row struct {
 	needs                                      bool
 	since, created, set, deleted, removed      *time.Time
 	last, terminal, lastAlert                  *time.Time
+	confirmedBy, request, seam                 *string
+	unconfirmed, nextReconcile                 *time.Time
 }
 
 func (s *Store) newRow(now time.Time, c change) row {
@@ -293,6 +316,8 @@ func (s *Store) newRow(now time.Time, c change) row {
 		delID: nonEmpty(st.DeletionEventID), created: st.CreatedAt, set: st.SetOnDeviceAt,
 		deleted: st.DeletedAt, removed: st.RemovedFromDeviceAt, last: st.LastEventAt,
 		lastAlert: c.old.lastAlertAt,
+		confirmedBy: nonEmpty(st.ConfirmedBy), request: jsonOrNil(st.DeletionRequest), seam: jsonOrNil(st.Seam),
+		unconfirmed: st.UnconfirmedSince(), nextReconcile: lifecycle.NextReconcile(st, s.cfg.ReconcileAfter),
 	}
 	if c.flag != nil {
 		d := lifecycle.TroubleDetails(c.flag)
@@ -323,7 +348,32 @@ func (r row) sameAs(o *codeRow) bool {
 		eqs(r.reason, o.TroubleshootingReason) && eqs(r.key, o.troubleKey) && eqs(r.delID, o.deletionEventID) &&
 		eqt(r.since, o.troubleSince) && eqt(r.created, o.CreatedAt) && eqt(r.set, o.SetOnDeviceAt) &&
 		eqt(r.deleted, o.DeletedAt) && eqt(r.removed, o.RemovedFromDeviceAt) && eqt(r.last, o.LastEventAt) &&
-		eqt(r.terminal, o.terminalAt) && eqt(r.lastAlert, o.lastAlertAt)
+		eqt(r.terminal, o.terminalAt) && eqt(r.lastAlert, o.lastAlertAt) &&
+		eqs(r.confirmedBy, o.ConfirmedBy) && eqj(r.request, o.request) && eqj(r.seam, o.seam) &&
+		eqt(r.unconfirmed, o.unconfirmed) && eqt(r.nextReconcile, o.NextReconcileAt)
+}
+
+// eqj compares JSON a codewatch marshalled with what jsonb gave back
+// (jsonb reorders keys and respaces): decoded, they must be equal.
+func eqj(a *string, b []byte) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	var x, y any
+	if json.Unmarshal([]byte(*a), &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// jsonOrNil is v as JSON, or nil for a nil pointer.
+func jsonOrNil[T any](v *T) *string {
+	if v == nil {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	s := string(b)
+	return &s
 }
 
 func eqs(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
@@ -344,6 +394,8 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 		since, created, set, deleted, removed, last     []*time.Time
 		terminal, lastAlert                             []*time.Time
 		seq                                             []int64
+		confirmedBy, request, seam                      []*string
+		unconfirmed, nextReconcile                      []*time.Time
 		alerts                                          []*lifecycle.AlertPayload
 	)
 	for i := range changes {
@@ -364,6 +416,8 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 		removed, last = append(removed, r.removed), append(last, r.last)
 		terminal, lastAlert = append(terminal, r.terminal), append(lastAlert, r.lastAlert)
 		seq = append(seq, c.old.alertSeq)
+		confirmedBy, request, seam = append(confirmedBy, r.confirmedBy), append(request, r.request), append(seam, r.seam)
+		unconfirmed, nextReconcile = append(unconfirmed, r.unconfirmed), append(nextReconcile, r.nextReconcile)
 	}
 	b := &pgx.Batch{}
 	if len(ids) > 0 {
@@ -376,16 +430,21 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 			created_at = u.created, set_on_device_at = u.set, deleted_at = u.deleted,
 			removed_from_device_at = u.removed, last_event_at = u.last,
 			terminal_at = u.terminal, last_alert_at = u.last_alert, alert_seq = u.seq,
+			confirmed_by = u.confirmed_by, deletion_request = u.request::jsonb, seam = u.seam::jsonb,
+			unconfirmed_since = u.unconfirmed, next_reconcile_at = u.next_reconcile,
 			updated_at = $19
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
 			$7::bool[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[],
 			$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
-			$17::timestamptz[], $18::timestamptz[], $20::timestamptz[], $21::bigint[])
+			$17::timestamptz[], $18::timestamptz[], $20::timestamptz[], $21::bigint[],
+			$22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[])
 			AS u(id, ws, dev, acct, state, on_device, needs, reason, details, key, since,
-				del_id, created, set, deleted, removed, last, terminal, last_alert, seq)
+				del_id, created, set, deleted, removed, last, terminal, last_alert, seq,
+				confirmed_by, request, seam, unconfirmed, next_reconcile)
 		WHERE c.access_code_id = u.id`,
 			ids, ws, dev, acct, state, onDevice, needs, reason, details, key, since, delID,
-			created, set, deleted, removed, last, terminal, now, lastAlert, seq)
+			created, set, deleted, removed, last, terminal, now, lastAlert, seq,
+			confirmedBy, request, seam, unconfirmed, nextReconcile)
 	}
 	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
 		return nil, nil, err
@@ -449,8 +508,16 @@ func rowState(r *codeRow) lifecycle.State {
 		DeletionState: r.DeletionState, OnDevice: r.OnDevice, DeletionEventID: deref(r.deletionEventID),
 		CreatedAt: r.CreatedAt, SetOnDeviceAt: r.SetOnDeviceAt, DeletedAt: r.DeletedAt,
 		RemovedFromDeviceAt: r.RemovedFromDeviceAt, LastEventAt: r.LastEventAt,
+		ConfirmedBy: deref(r.ConfirmedBy), DeletionRequest: r.DeletionRequest, Seam: r.Seam,
 	}
 }
+
+// historySQL selects the events of a code's history: Seam's access_code.*
+// and codewatch's own. It is the predicate of events_access_code_idx (and,
+// negated, of events_unowned_received_idx and events_code_other_idx;
+// migration 00006): queries repeat it exactly so the planner can prove the
+// index applies.
+const historySQL = `(event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%')`
 
 // rowFlag is the stored row's current trouble.
 func rowFlag(r *codeRow) *lifecycle.Flag {
@@ -469,3 +536,6 @@ func alertJSON(a *lifecycle.AlertPayload) string {
 	b, _ := json.Marshal(a)
 	return string(b)
 }
+
+// Pool is the store's connection pool, for a River client that shares it.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }

@@ -22,17 +22,19 @@ func (s *Store) Sweep(ctx context.Context, repeat time.Duration) (lifecycle.Swee
 	now := s.cfg.Now()
 	if s.cfg.RemovalTimeout > 0 {
 		cutoff := lifecycle.OverdueCutoff(now, s.cfg.RemovalTimeout)
-		from := time.Unix(0, 0)
-		for {
-			n, flagged, last, err := s.sweepOverdue(ctx, now, cutoff, from)
-			res.Overdue += flagged
-			if err != nil {
-				return res, err
+		for _, q := range []overdueQuery{overdueDeletions, overdueRequests} {
+			from := time.Unix(0, 0)
+			for {
+				n, flagged, last, err := s.sweepOverdue(ctx, q, now, cutoff, from)
+				res.Overdue += flagged
+				if err != nil {
+					return res, err
+				}
+				if n < sweepBatch {
+					break
+				}
+				from = last
 			}
-			if n < sweepBatch {
-				break
-			}
-			from = last
 		}
 	}
 	if repeat > 0 {
@@ -58,6 +60,26 @@ const overdueCandidatesSQL = `SELECT access_code_id, deleted_at FROM access_code
 	WHERE deletion_state = 'awaiting_removal' AND trouble_key IS NULL
 		AND deleted_at >= $3 AND deleted_at < $1
 	ORDER BY deleted_at LIMIT $2`
+
+// overdueQuery is one kind of overdue deletion: how to find candidates, and
+// the locking SELECT that rechecks them.
+type overdueQuery struct{ candidates, lock string }
+
+var (
+	overdueDeletions = overdueQuery{overdueCandidatesSQL, `SELECT ` + codeColumns + ` FROM access_codes
+		WHERE access_code_id = ANY($1) AND deletion_state = 'awaiting_removal'
+			AND trouble_key IS NULL AND deleted_at < $2
+		ORDER BY access_code_id FOR UPDATE`}
+	// codewatch's requests that Seam has not reported deleting in time
+	// (access_codes_requested_idx; few).
+	overdueRequests = overdueQuery{`SELECT access_code_id, unconfirmed_since FROM access_codes
+		WHERE deletion_state = 'deletion_requested' AND trouble_key IS NULL
+			AND unconfirmed_since >= $3 AND unconfirmed_since < $1
+		ORDER BY unconfirmed_since LIMIT $2`, `SELECT ` + codeColumns + ` FROM access_codes
+		WHERE access_code_id = ANY($1) AND deletion_state = 'deletion_requested'
+			AND trouble_key IS NULL AND unconfirmed_since < $2
+		ORDER BY access_code_id FOR UPDATE`}
+)
 
 // ExplainSweep returns the plan of the sweep's candidate scan at now, for the
 // benchmark and for tests that keep it on its index.
@@ -89,7 +111,7 @@ func (s *Store) explain(ctx context.Context, query string, args ...any) (string,
 // that another transaction changed meanwhile (a removal arrived), and leaves
 // that row out. The rules are the same as at ingest: Assess on the stored
 // row, whose fold has not changed, only the time.
-func (s *Store) sweepOverdue(ctx context.Context, now, cutoff, from time.Time) (read, flagged int, last time.Time, err error) {
+func (s *Store) sweepOverdue(ctx context.Context, q overdueQuery, now, cutoff, from time.Time) (read, flagged int, last time.Time, err error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	tx, err := s.pool.Begin(ctx)
@@ -98,7 +120,7 @@ func (s *Store) sweepOverdue(ctx context.Context, now, cutoff, from time.Time) (
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 
-	rs, err := tx.Query(ctx, overdueCandidatesSQL, customPlan, cutoff, sweepBatch, from)
+	rs, err := tx.Query(ctx, q.candidates, customPlan, cutoff, sweepBatch, from)
 	if err != nil {
 		return 0, 0, last, unavailable(err)
 	}
@@ -118,10 +140,7 @@ func (s *Store) sweepOverdue(ctx context.Context, now, cutoff, from time.Time) (
 	if len(ids) == 0 {
 		return 0, 0, last, nil
 	}
-	rows, err := lockRows(ctx, tx, `SELECT `+codeColumns+` FROM access_codes
-		WHERE access_code_id = ANY($1) AND deletion_state = 'awaiting_removal'
-			AND trouble_key IS NULL AND deleted_at < $2
-		ORDER BY access_code_id FOR UPDATE`, ids, cutoff)
+	rows, err := lockRows(ctx, tx, q.lock, ids, cutoff)
 	if err != nil {
 		return 0, 0, last, unavailable(err)
 	}

@@ -19,14 +19,27 @@ import (
 // can meet a deletion that already went through: then the error is
 // IsNotFound with Attempts > 1.
 func (c *Client) DeleteAccessCode(ctx context.Context, accessCodeID, deviceID string) (*ActionAttempt, error) {
+	return c.deleteAccessCode(ctx, accessCodeID, deviceID, deviceID)
+}
+
+// DeleteAccessCodeOf is DeleteAccessCode for a code codewatch knows to be on
+// deviceID: the per-device limit is keyed by it, but only the code's id is
+// sent (Seam finds the device itself; Seam's fake, given device_id, deletes
+// the wrong code).
+func (c *Client) DeleteAccessCodeOf(ctx context.Context, accessCodeID, deviceID string) (*ActionAttempt, error) {
+	return c.deleteAccessCode(ctx, accessCodeID, "", deviceID)
+}
+
+func (c *Client) deleteAccessCode(ctx context.Context, accessCodeID, sendDevice, limitDevice string) (*ActionAttempt, error) {
 	if accessCodeID == "" {
 		return nil, errors.New("seam access_codes/delete: access code id is empty")
 	}
 	body := map[string]string{"access_code_id": accessCodeID}
-	key := deviceID
-	if deviceID != "" {
-		body["device_id"] = deviceID
-	} else {
+	key := limitDevice
+	if sendDevice != "" {
+		body["device_id"] = sendDevice
+	}
+	if key == "" {
 		key = c.codeDev.get(accessCodeID)
 	}
 	var out struct {

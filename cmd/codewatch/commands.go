@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +263,14 @@ func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) s
 		done()
 		return nil, nil, err
 	}
-	return postgres.New(pool, inserter, postgres.Config{RemovalTimeout: removalTimeout, Sinks: sinks}), done, nil
+	// Rows this command rewrites keep the lookup schedule serve gives them.
+	reconcileAfter, err := config.ParseDuration(cmp.Or(getenv("CODEWATCH_RECONCILE_AFTER"), "10m"))
+	if err != nil {
+		done()
+		return nil, nil, &exitError{2, fmt.Errorf("CODEWATCH_RECONCILE_AFTER: %w", err)}
+	}
+	return postgres.New(pool, inserter, postgres.Config{RemovalTimeout: removalTimeout, Sinks: sinks,
+		ReconcileAfter: reconcileAfter}), done, nil
 }
 
 // quarantine handles `codewatch quarantine retry [--reason R]`.

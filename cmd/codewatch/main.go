@@ -6,6 +6,9 @@
 //	codewatch send EVENT_TYPE ...   send a signed test event
 //	codewatch replay                recompute every code's state
 //	codewatch quarantine retry      re-ingest quarantined deliveries
+//	codewatch delete ID...          ask Seam to delete codes
+//	codewatch reconcile [ID...]     look codes up in Seam's API now
+//	codewatch backfill --since D    store Seam events the webhooks missed
 //	codewatch version               what was built, from which commit
 package main
 
@@ -67,6 +70,10 @@ usage:
                                            send a signed Seam test event
   codewatch replay [--batch N]             recompute every code's state from stored events
   codewatch quarantine retry [--reason R]  store quarantined deliveries this version can use
+  codewatch delete ID...                   ask Seam to delete access codes (ids on stdin if none)
+  codewatch reconcile [ID...]              look codes up in Seam's API now (all unconfirmed if none)
+  codewatch backfill --since D | --between T1,T2
+                                           store Seam's events that webhooks missed
   codewatch version                        print the version, commit and Go version
   codewatch help [COMMAND]                 print this, or a command's flags
 
@@ -81,6 +88,9 @@ func commands() map[string]command {
 		"send":       send,
 		"replay":     replay,
 		"quarantine": quarantine,
+		"delete":     deleteCodes,
+		"reconcile":  reconcile,
+		"backfill":   backfill,
 		"version":    version,
 	}
 }

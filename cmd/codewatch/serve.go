@@ -28,6 +28,8 @@ import (
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/seam"
+	"github.com/codewatch/codewatch/seamsync"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -156,6 +158,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	store := postgres.New(pool, inserter, postgres.Config{
 		RemovalTimeout: cfg.RemovalTimeout,
+		ReconcileAfter: cfg.ReconcileAfter,
 		Sinks:          alert.SinkNames(sinks),
 		Workers:        cfg.IngestWorkers,
 		Logger:         logger,
@@ -166,9 +169,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 		},
 	})
-	worker, err := newJobClient(pool, store, cfg, sinks, m, logger)
+	var sy *seamsync.Service
+	if cfg.SeamAPIKey != "" {
+		client, err := seam.New(seamConfig(cfg, logger))
+		if err != nil {
+			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
+		}
+		sy = seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger})
+	}
+	worker, err := newJobClient(pool, store, cfg, sinks, sy, m, logger)
 	if err != nil {
 		return err
+	}
+	if sy != nil {
+		sy.UseJobs(worker)
 	}
 
 	// Until the database is reachable and migrated, both listeners answer:
@@ -203,10 +217,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Available: available, TrustedProxies: cfg.TrustedProxies,
 		Budget: handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
 	})
-	ops := handlers.NewOpsServer(&handlers.Ops{
+	opsCfg := &handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
 		TrustedProxies: cfg.TrustedProxies,
-	})
+	}
+	if sy != nil {
+		opsCfg.Seam = sy
+	}
+	ops := handlers.NewOpsServer(opsCfg)
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
@@ -233,6 +251,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 					"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens),
 					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String())
+				startSeam(bg, sy, worker, cfg, logger)
 			}
 		}
 		startc <- err
@@ -311,9 +330,41 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
-// newJobClient builds the River client that works alert deliveries and the
-// maintenance jobs.
-func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, m *metrics.Metrics, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+// reconcileScanEvery is how often the leader looks for lookups due.
+const reconcileScanEvery = 15 * time.Second
+
+// seamConfig is the Seam API client's configuration.
+func seamConfig(cfg *config.Config, logger *slog.Logger) seam.Config {
+	return seam.Config{APIKey: cfg.SeamAPIKey, BaseURL: cfg.SeamAPIURL, RPS: cfg.SeamRPS,
+		DeviceDeletesPerMinute: cfg.SeamDeviceDeletesPerMinute, Logger: logger}
+}
+
+// startSeam says in one line whether Seam's API is used, and queues the
+// start-up backfill.
+func startSeam(ctx context.Context, sy *seamsync.Service, worker *river.Client[pgx.Tx], cfg *config.Config, logger *slog.Logger) {
+	if sy == nil {
+		logger.Info("Seam API off: SEAM_API_KEY is not set, so deletion requests, reconciliation and backfill are unavailable")
+		return
+	}
+	logger.Info("Seam API on", "url", cfg.SeamAPIURL, "rps", cfg.SeamRPS,
+		"reconcile_after", cfg.ReconcileAfter.String(), "startup_backfill", cfg.StartupBackfill.String())
+	if cfg.StartupBackfill <= 0 {
+		return
+	}
+	job, err := sy.StartupBackfill(ctx, cfg.StartupBackfill)
+	if err == nil {
+		_, err = worker.Insert(ctx, job, nil)
+	}
+	if err != nil {
+		logger.Warn("start-up backfill not queued; run codewatch backfill", "error", err)
+		return
+	}
+	logger.Info("start-up backfill queued", "from", time.Unix(job.From, 0).UTC(), "to", time.Unix(job.To, 0).UTC())
+}
+
+// newJobClient builds the River client that works alert deliveries, the
+// maintenance jobs and, with Seam's API configured, the seam queue's jobs.
+func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, sy *seamsync.Service, m *metrics.Metrics, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	maint := &jobs.Maintenance{
 		Store: store, SweepInterval: cfg.SweepInterval, Repeat: cfg.AlertRepeat, Retention: cfg.Retention,
@@ -330,8 +381,15 @@ func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config,
 			GivenUp: func(sink string) { m.AlertsGivenUp.WithLabelValues(sink).Inc() },
 		},
 	}))
+	periodic := maint.Periodic()
+	if sy != nil {
+		sy.Register(workers)
+		if cfg.ReconcileAfter > 0 {
+			periodic = append(periodic, sy.Periodic(reconcileScanEvery)...)
+		}
+	}
 	return jobs.NewClient(pool, jobs.Config{
-		Workers: workers, Periodic: maint.Periodic(), Logger: logger,
+		Workers: workers, Periodic: periodic, Logger: logger,
 		OnError: func(kind string) { m.JobErrors.WithLabelValues(kind).Inc() },
 	})
 }

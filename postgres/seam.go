@@ -1,0 +1,130 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/codewatch/codewatch/lifecycle"
+)
+
+// Record stores events codewatch made or fetched from Seam's API
+// (lifecycle.OwnEvent; Seam events read from events/list) through the same
+// path as webhooks, in one transaction that also inserts jobs: the deletion
+// request and the job that follows its action attempt commit together or
+// not at all. Like Ingest, an event already stored is a duplicate.
+func (s *Store) Record(ctx context.Context, ds []lifecycle.Delivery, jobs []river.InsertManyParams) ([]lifecycle.Result, error) {
+	reqs := make([]*request, len(ds))
+	for i, d := range ds {
+		r, err := newRequest(d)
+		if err != nil {
+			return nil, err
+		}
+		reqs[i] = r
+	}
+	var results map[*request]lifecycle.Result
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		results, err = s.recordTx(ctx, reqs, jobs)
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]lifecycle.Result, len(reqs))
+	for i, r := range reqs {
+		out[i] = results[r]
+	}
+	return out, nil
+}
+
+func (s *Store) recordTx(ctx context.Context, reqs []*request, jobs []river.InsertManyParams) (map[*request]lifecycle.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	results, final, flags, err := s.ingestIn(ctx, tx, reqs, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(jobs) > 0 {
+		if _, err := s.jobs.InsertManyTx(ctx, tx, jobs); err != nil {
+			return nil, err
+		}
+	}
+	if err := send(ctx, tx, final); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	s.reportFlags(flags)
+	return results, nil
+}
+
+// DueForReconcile returns up to limit codes whose next lookup in Seam's API
+// is due at now, the most overdue first (access_codes_reconcile_idx).
+func (s *Store) DueForReconcile(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	rs, err := s.pool.Query(ctx, `SELECT access_code_id FROM access_codes
+		WHERE next_reconcile_at IS NOT NULL AND next_reconcile_at <= $1
+		ORDER BY next_reconcile_at LIMIT $2`, customPlan, now, limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return ids, nil
+}
+
+// UnconfirmedCodes returns up to limit codes whose deletion is unconfirmed,
+// after the code id after, in id order: every code `codewatch reconcile`
+// looks up when given none.
+func (s *Store) UnconfirmedCodes(ctx context.Context, after string, limit int) ([]string, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	// Few rows: access_codes_unconfirmed_since_idx finds them, a sort
+	// orders them.
+	rs, err := s.pool.Query(ctx, `SELECT access_code_id FROM access_codes
+		WHERE `+unconfirmedSQL+` AND access_code_id > $1
+		ORDER BY access_code_id LIMIT $2`, customPlan, after, limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return ids, nil
+}
+
+// NewestWebhookEvent returns when the newest event Seam sent (by
+// occurred_at, among the last received) happened, or nil when none is
+// stored: the start-up backfill reads from shortly before it.
+func (s *Store) NewestWebhookEvent(ctx context.Context) (*time.Time, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	var t *time.Time
+	// The newest rows by primary key are the newest received; their newest
+	// occurred_at is the point webhooks had reached.
+	err := s.pool.QueryRow(ctx, `SELECT max(COALESCE(occurred_at, received_at)) FROM
+		(SELECT occurred_at, received_at FROM events ORDER BY id DESC LIMIT 1000) t`).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return t, nil
+}
