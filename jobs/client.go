@@ -64,7 +64,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 		queues = only
 	}
 	return river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Queues: queues,
+		Queues:            queues,
 		Workers:           cfg.Workers,
 		PeriodicJobs:      cfg.Periodic,
 		PollOnly:          true,

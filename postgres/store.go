@@ -315,7 +315,7 @@ func (s *Store) newRow(now time.Time, c change) row {
 		state: string(st.DeletionState), onDevice: st.OnDevice, needs: c.needs,
 		delID: nonEmpty(st.DeletionEventID), created: st.CreatedAt, set: st.SetOnDeviceAt,
 		deleted: st.DeletedAt, removed: st.RemovedFromDeviceAt, last: st.LastEventAt,
-		lastAlert: c.old.lastAlertAt,
+		lastAlert:   c.old.lastAlertAt,
 		confirmedBy: nonEmpty(st.ConfirmedBy), request: jsonOrNil(st.DeletionRequest), seam: jsonOrNil(st.Seam),
 		unconfirmed: st.UnconfirmedSince(), nextReconcile: lifecycle.NextReconcile(st, s.cfg.ReconcileAfter),
 	}
