@@ -330,7 +330,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
-// reconcileScanEvery is how often the leader looks for lookups due.
+// reconcileScanEvery is how often, at most, the leader looks for lookups due.
 const reconcileScanEvery = 15 * time.Second
 
 // seamConfig is the Seam API client's configuration.
@@ -385,7 +385,9 @@ func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config,
 	if sy != nil {
 		sy.Register(workers)
 		if cfg.ReconcileAfter > 0 {
-			periodic = append(periodic, sy.Periodic(reconcileScanEvery)...)
+			// Often enough that a lookup is at most a quarter late.
+			every := min(max(cfg.ReconcileAfter/4, time.Second), reconcileScanEvery)
+			periodic = append(periodic, sy.Periodic(every)...)
 		}
 	}
 	return jobs.NewClient(pool, jobs.Config{
