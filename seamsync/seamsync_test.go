@@ -27,7 +27,6 @@ import (
 	"github.com/codewatch/codewatch/seamsync"
 )
 
-
 // env is one store on a fresh database with a Service on Seam's fake (or
 // another Seam), and, once started, a River client working the seam queue.
 type env struct {
@@ -38,7 +37,6 @@ type env struct {
 	fake  *seamfake.Fake
 	river *river.Client[pgx.Tx]
 }
-
 
 func newEnv(t *testing.T, baseURL, apiKey string, cfg postgres.Config) *env {
 	t.Helper()
