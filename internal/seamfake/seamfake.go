@@ -55,6 +55,9 @@ const (
 func Start(t testing.TB) *Fake {
 	t.Helper()
 	node, err := exec.LookPath("node")
+	if err != nil && os.Getenv("CODEWATCH_REQUIRE_NODE") != "" {
+		t.Fatal("seamfake: Node.js (node) is not installed and CODEWATCH_REQUIRE_NODE is set (CI): apt-get install nodejs npm")
+	}
 	if err != nil {
 		t.Skip("seamfake: Node.js (node) is not installed; these tests need it to run Seam's fake (apt-get install nodejs npm)")
 	}
