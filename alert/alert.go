@@ -122,10 +122,21 @@ func (s SlackSink) Deliver(ctx context.Context, a *lifecycle.AlertPayload, _ []b
 // reason and the next step.
 func SlackText(a *lifecycle.AlertPayload) string {
 	var b strings.Builder
-	switch a.Type {
-	case lifecycle.AlertTrouble:
-		b.WriteString(":rotating_light: *Deleted access code not confirmed off the lock*\n")
-	case lifecycle.AlertReminder:
+	critical := a.Severity == lifecycle.SeverityCritical
+	switch {
+	case critical && a.Type != lifecycle.AlertResolved:
+		// The worst case: impossible to mistake for routine trouble.
+		b.WriteString(":rotating_light::rotating_light: *CRITICAL: a deleted access code is still on the lock*")
+		if a.TroubleshootingReason != nil && *a.TroubleshootingReason == lifecycle.ReasonUsedAfterDeletion {
+			b.WriteString(" — *the door was opened with it after its deletion*")
+		}
+		if a.Type == lifecycle.AlertReminder {
+			b.WriteString(" (still unresolved)")
+		}
+		b.WriteString(" <!channel>\n")
+	case a.Type == lifecycle.AlertTrouble:
+		b.WriteString(":warning: *Deleted access code not confirmed off the lock*\n")
+	case a.Type == lifecycle.AlertReminder:
 		b.WriteString(":hourglass: *Still unresolved: deleted access code not confirmed off the lock*\n")
 	default:
 		b.WriteString(":white_check_mark: *Resolved*: ")

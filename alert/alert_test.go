@@ -35,7 +35,7 @@ func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
 		code, testDevice, lifecycle.ReasonFailed,
 		"Failed to remove code from device.", // Seam's own error message
 		"Device is offline",                  // and the device's
-		lifecycle.NextStep(lifecycle.ReasonFailed),
+		lifecycle.NextStep(lifecycle.ReasonFailed, lifecycle.LockStatus{}),
 		alertID,
 		"deleted 10m00s ago",
 	} {
@@ -76,7 +76,7 @@ func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
 	if len(texts) != 3 {
 		t.Fatalf("slack got %d messages, want 3", len(texts))
 	}
-	for _, want := range []string{late, lifecycle.ReasonOverdue, lifecycle.NextStep(lifecycle.ReasonOverdue)} {
+	for _, want := range []string{late, lifecycle.ReasonOverdue, lifecycle.NextStep(lifecycle.ReasonOverdue, lifecycle.LockStatus{})} {
 		if !strings.Contains(texts[2], want) {
 			t.Errorf("overdue text lacks %q:\n%s", want, texts[2])
 		}

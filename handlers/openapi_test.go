@@ -549,6 +549,8 @@ func TestOpenAPILive(t *testing.T) {
 		{http.MethodPost, "/v1/access_codes/" + failed + "/acknowledge"},
 		{http.MethodPost, "/v1/access_codes/" + failed + "/delete"},
 		{http.MethodPost, "/v1/access_codes/" + failed + "/reconcile"},
+		{http.MethodGet, "/v1/devices"},
+		{http.MethodGet, "/v1/devices/some-lock"},
 		{http.MethodGet, "/v1/summary"},
 		{http.MethodGet, "/v1/quarantine"},
 	}
@@ -728,6 +730,57 @@ func TestOpenAPILive(t *testing.T) {
 		body: []byte(`["note"]`), want: http.StatusBadRequest, req: oaReqInvalid})
 	c.do(oaCall{name: "acknowledge note too long", method: http.MethodPost, url: ack(failed), header: oaAuth(),
 		body: []byte(`{"note":"` + strings.Repeat("n", 2001) + `"}`), want: http.StatusBadRequest, req: oaReqInvalid})
+
+	// Locks: the failed code's lock goes offline.
+	{
+		var got struct {
+			AccessCode struct {
+				DeviceID string `json:"device_id"`
+			} `json:"access_code"`
+		}
+		_, b := c.do(oaCall{name: "get failed code for its lock", method: http.MethodGet, url: ops + "/v1/access_codes/" + failed, header: oaAuth(), want: http.StatusOK})
+		oaJSON(t, b, &got)
+		dev := got.AccessCode.DeviceID
+		body, _ := json.Marshal(map[string]any{"event_id": seamevent.NewID(), "event_type": "device.disconnected",
+			"device_id": dev, "workspace_id": "680d7c60-0a92-4e78-85bd-cb45155576b9", "error_code": "hub_disconnected",
+			"occurred_at": time.Now().UTC().Format(time.RFC3339Nano)})
+		c.do(oaSigned(t, "lock goes offline", hook, secret, seamevent.NewMessageID(), time.Now(), body, http.StatusOK))
+		_, b = c.do(oaCall{name: "offline locks", method: http.MethodGet, url: ops + "/v1/devices?online=false&has_unconfirmed_deletions=true", header: oaAuth(), want: http.StatusOK})
+		var list struct {
+			Devices []struct {
+				DeviceID             string `json:"device_id"`
+				Online               *bool  `json:"online"`
+				Code                 string `json:"connectivity_error_code"`
+				CodesAwaitingRemoval int    `json:"codes_awaiting_removal"`
+			} `json:"devices"`
+		}
+		oaJSON(t, b, &list)
+		if len(list.Devices) != 1 || list.Devices[0].DeviceID != dev || list.Devices[0].Online == nil || *list.Devices[0].Online ||
+			list.Devices[0].Code != "hub_disconnected" || list.Devices[0].CodesAwaitingRemoval < 1 {
+			t.Errorf("offline locks: %s", b)
+		}
+		_, b = c.do(oaCall{name: "all locks, a page of one", method: http.MethodGet, url: ops + "/v1/devices?limit=1", header: oaAuth(), want: http.StatusOK})
+		var page struct {
+			Next *string `json:"next_cursor"`
+		}
+		oaJSON(t, b, &page)
+		if page.Next != nil {
+			c.do(oaCall{name: "locks, next page", method: http.MethodGet, url: ops + "/v1/devices?limit=1&cursor=" + *page.Next, header: oaAuth(), want: http.StatusOK})
+		}
+		c.do(oaCall{name: "locks, bad filter", method: http.MethodGet, url: ops + "/v1/devices?online=maybe", header: oaAuth(), want: http.StatusBadRequest, req: oaReqInvalid})
+		_, b = c.do(oaCall{name: "one lock", method: http.MethodGet, url: ops + "/v1/devices/" + dev, header: oaAuth(), want: http.StatusOK})
+		if !bytes.Contains(b, []byte(`"access_codes":[`)) || !bytes.Contains(b, []byte(failed)) {
+			t.Errorf("one lock: %s", b)
+		}
+		_, b = c.do(oaCall{name: "the failed code shows its lock offline", method: http.MethodGet, url: ops + "/v1/access_codes/" + failed, header: oaAuth(), want: http.StatusOK})
+		if !bytes.Contains(b, []byte(`"lock_online":false`)) || !bytes.Contains(b, []byte(`"troubleshooting_severity":"warning"`)) {
+			t.Errorf("code with its lock: %s", b)
+		}
+		_, b = c.do(oaCall{name: "unknown lock", method: http.MethodGet, url: ops + "/v1/devices/nope", header: oaAuth(), want: http.StatusNotFound})
+		if !bytes.Contains(b, []byte(`"type":"device_not_found"`)) {
+			t.Errorf("unknown lock: %s", b)
+		}
+	}
 
 	// Seam's API, through its fake: a code Seam has, deleted at codewatch's
 	// request, then confirmed by a lookup.

@@ -36,6 +36,8 @@ type OpsStore interface {
 	Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 	ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error)
 	Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error)
+	ListDevices(ctx context.Context, f lifecycle.DeviceFilter) ([]lifecycle.Device, int64, error)
+	GetDevice(ctx context.Context, id string) (*lifecycle.Device, error)
 }
 
 // Ops serves the ops listener: the /v1 status API (bearer token), health,
@@ -79,6 +81,8 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
 	v1.POST("/access_codes/:access_code_id/delete", o.requestDeletion)
 	v1.POST("/access_codes/:access_code_id/reconcile", o.reconcile)
+	v1.GET("/devices", o.listDevices)
+	v1.GET("/devices/:device_id", o.getDevice)
 	v1.GET("/summary", o.summary)
 	v1.GET("/quarantine", o.quarantine)
 	return e

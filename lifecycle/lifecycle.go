@@ -25,6 +25,36 @@ const (
 	accessCodeFamilyPrefix = "access_code."
 )
 
+// The lock's own evidence about a code (docs/lifecycle.md, "Evidence from
+// the lock"). An unlock or refusal that names the code (access_code_id), or
+// carries its PIN on its lock, joins the code's history.
+const (
+	TypeLockUnlocked     = "lock.unlocked"
+	TypeLockAccessDenied = "lock.access_denied"
+	// TypeUnmanagedCreated: a code Seam does not manage appeared on a lock.
+	// With a deleted code's PIN, on its lock, after its deletion: the code
+	// is still there.
+	TypeUnmanagedCreated = "access_code.unmanaged.created"
+	unmanagedPrefix      = "access_code.unmanaged."
+	// TypeUnmanagedFound: codewatch found the deleted code's PIN among the
+	// lock's unmanaged codes (access_codes/unmanaged/list).
+	TypeUnmanagedFound = "codewatch.unmanaged_code_found"
+)
+
+// IsHistoryEvent reports whether an event that names a code joins that
+// code's history: Seam's access_code.* events, codewatch's own, and the
+// lock's unlocks and refusals.
+func IsHistoryEvent(eventType string) bool {
+	return IsAccessCodeEvent(eventType) || eventType == TypeLockUnlocked || eventType == TypeLockAccessDenied
+}
+
+// ownFamily reports whether e is one of the code's own events (as opposed
+// to a lock's event or an unmanaged code's event matched by its PIN): only
+// these set the code's ids.
+func ownFamily(e *Event) bool {
+	return IsAccessCodeEvent(e.Type) && !strings.HasPrefix(e.Type, unmanagedPrefix)
+}
+
 // Event types codewatch records of its own, from Seam's API (source
 // "poll"). They join a code's history beside Seam's events and Fold reads
 // them the same way, so replay and order independence hold for them too.
@@ -93,10 +123,35 @@ const (
 	// ReasonDeleteFailed: the action attempt of codewatch's deletion
 	// request ended in error.
 	ReasonDeleteFailed = "delete_action_failed"
+	// ReasonUsedAfterDeletion: the lock was unlocked with the code after
+	// its deletion. The worst case: critical, outranks everything.
+	ReasonUsedAfterDeletion = "used_after_deletion"
+	// ReasonStillOnLock: the deleted code's PIN is on the lock as an
+	// unmanaged code. Critical.
+	ReasonStillOnLock = "still_on_lock"
 )
 
+// Severities of trouble and alerts.
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+	SeverityInfo     = "info"
+)
+
+// Severity is a reason's: critical when the lock itself shows the deleted
+// code is still there, warning otherwise; "" without a reason.
+func Severity(reason string) string {
+	switch reason {
+	case "":
+		return ""
+	case ReasonUsedAfterDeletion, ReasonStillOnLock:
+		return SeverityCritical
+	}
+	return SeverityWarning
+}
+
 // Reasons lists every troubleshooting reason.
-var Reasons = []string{ReasonOverdue, ReasonDelayed, ReasonFailed, ReasonDeleteFailed}
+var Reasons = []string{ReasonOverdue, ReasonDelayed, ReasonFailed, ReasonDeleteFailed, ReasonUsedAfterDeletion, ReasonStillOnLock}
 
 // Event is one stored Seam event, as the state machine sees it.
 type Event struct {
@@ -109,6 +164,10 @@ type Event struct {
 	ConnectedAccountID string
 	// Source is SourceWebhook or SourcePoll ("" reads as webhook).
 	Source string
+	// PINMatch says the event carries the PIN of the code whose history it
+	// is loaded into (the store compares keyed hashes; the PIN itself never
+	// reaches the domain).
+	PINMatch bool
 	// Details holds the errors and warnings arrays of trouble events, and
 	// the content of codewatch's own events.
 	Details json.RawMessage
@@ -152,6 +211,10 @@ type State struct {
 	// Polls counts the code's lookups in Seam's API since its deletion (or
 	// codewatch's request): reconciliation waits longer after each.
 	Polls int
+	// LockEvidence is the lock's own evidence that the deleted code is still
+	// on it (used_after_deletion, still_on_lock): it outranks every other
+	// trouble, whatever the deletion state says.
+	LockEvidence *Trouble
 }
 
 // MaxReconcileInterval caps the wait between lookups of a code that stays
@@ -271,8 +334,17 @@ func Fold(events []Event) State {
 		attempts = map[string]Event{}
 	)
 	yes, no := true, false
+	// The lock's evidence, judged once the code's deletion and lock are
+	// known (after the loop).
+	var lockEvents []*Event
 	for i := range evs {
 		e := &evs[i]
+		at := e.OccurredAt
+		st.LastEventAt = &at
+		if !ownFamily(e) {
+			lockEvents = append(lockEvents, e)
+			continue
+		}
 		if e.AccessCodeID != "" {
 			st.AccessCodeID = e.AccessCodeID
 		}
@@ -285,8 +357,6 @@ func Fold(events []Event) State {
 		if e.ConnectedAccountID != "" {
 			st.ConnectedAccountID = e.ConnectedAccountID
 		}
-		at := e.OccurredAt
-		st.LastEventAt = &at
 
 		switch e.Type {
 		case TypeCreated:
@@ -368,6 +438,8 @@ func Fold(events []Event) State {
 					trouble = &Trouble{Reason: reason, EventID: e.EventID, OccurredAt: at, Details: pollTroubleDetails(d)}
 				}
 			}
+		case TypeUnmanagedFound:
+			lockEvents = append(lockEvents, e)
 		case TypeAccessCodeGone:
 			if deleted || requested {
 				st.Polls++
@@ -428,7 +500,66 @@ func Fold(events []Event) State {
 	default:
 		st.DeletionState = AwaitingRemoval
 	}
+	// Whatever Seam reported, the lock says the code is still there.
+	if ev := lockEvidence(&st, lockEvents); ev != nil {
+		st.LockEvidence = ev
+		st.OnDevice = &yes
+	}
 	return st
+}
+
+// lockEvidence returns the newest proof, among events, that the deleted
+// code is still on its lock: an unlock with the code after its deletion on
+// its lock (used_after_deletion, which outranks), or its PIN among the lock's
+// unmanaged codes after the deletion (still_on_lock). nil without one.
+func lockEvidence(st *State, events []*Event) *Trouble {
+	if st.DeletedAt == nil {
+		return nil
+	}
+	var used, still *Event
+	for _, e := range events {
+		if !e.OccurredAt.After(*st.DeletedAt) {
+			continue // before the deletion, or at the same instant
+		}
+		onLock := st.DeviceID == "" || e.DeviceID == "" || e.DeviceID == st.DeviceID
+		names := e.AccessCodeID == st.AccessCodeID || (e.AccessCodeID == "" && e.PINMatch)
+		switch e.Type {
+		case TypeLockUnlocked:
+			if names && onLock {
+				used = e // sorted: the newest wins
+			}
+		case TypeUnmanagedCreated:
+			if e.PINMatch && onLock {
+				still = e
+			}
+		case TypeUnmanagedFound:
+			if e.AccessCodeID == st.AccessCodeID {
+				still = e
+			}
+		}
+	}
+	switch {
+	case used != nil:
+		return &Trouble{Reason: ReasonUsedAfterDeletion, EventID: used.EventID, OccurredAt: used.OccurredAt, Details: lockDetails(used)}
+	case still != nil:
+		return &Trouble{Reason: ReasonStillOnLock, EventID: still.EventID, OccurredAt: still.OccurredAt, Details: lockDetails(still)}
+	}
+	return nil
+}
+
+// lockDetails says what the lock reported, for people: the event and how
+// the code was matched. Never the PIN.
+func lockDetails(e *Event) json.RawMessage {
+	match := "access_code_id"
+	if e.AccessCodeID == "" || e.Type == TypeUnmanagedCreated {
+		match = "pin"
+	}
+	if e.Type == TypeUnmanagedFound {
+		match = "unmanaged_list"
+	}
+	b, _ := json.Marshal(map[string]any{"lock_event": map[string]any{"event_id": e.EventID, "event_type": e.Type,
+		"occurred_at": e.OccurredAt, "device_id": e.DeviceID, "matched_by": match}})
+	return b
 }
 
 // sourceOf names the source of an event ("" reads as webhook).
@@ -541,12 +672,14 @@ type Summary struct {
 	// RequestedAt and AttemptID are codewatch's own deletion request's.
 	RequestedAt *time.Time
 	AttemptID   string
+	// LockEvidence outranks the rest (State.LockEvidence).
+	LockEvidence *Trouble
 }
 
 // Summary returns the fields Assess reads.
 func (s State) Summary() Summary {
 	sum := Summary{DeletionState: s.DeletionState, DeletedAt: s.DeletedAt,
-		DeletionEventID: s.DeletionEventID, Trouble: s.Trouble}
+		DeletionEventID: s.DeletionEventID, Trouble: s.Trouble, LockEvidence: s.LockEvidence}
 	if r := s.DeletionRequest; r != nil {
 		at := r.RequestedAt
 		sum.RequestedAt, sum.AttemptID = &at, r.ActionAttemptID
@@ -558,6 +691,10 @@ func (s State) Summary() Summary {
 // failures count at once; a deletion awaiting removal becomes overdue once
 // removalTimeout has passed since the deletion occurred (0 disables it).
 func Assess(s Summary, now time.Time, removalTimeout time.Duration) *Flag {
+	if t := s.LockEvidence; t != nil {
+		// The lock's own evidence, whatever the state: until acknowledged.
+		return &Flag{Reason: t.Reason, Key: t.EventID, Since: t.OccurredAt, Details: t.Details}
+	}
 	switch s.DeletionState {
 	case DeletionRequested:
 		if s.Trouble != nil {

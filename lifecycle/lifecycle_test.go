@@ -144,6 +144,7 @@ func foldStateDiff(a, b State) string {
 	}
 	str("confirmed_by", a.ConfirmedBy, b.ConfirmedBy)
 	str("polls", fmt.Sprint(a.Polls), fmt.Sprint(b.Polls))
+	str("lock_evidence", foldFmtTrouble(a.LockEvidence), foldFmtTrouble(b.LockEvidence))
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	str("deletion_request", js(a.DeletionRequest), js(b.DeletionRequest))
 	str("seam", js(a.Seam), js(b.Seam))
@@ -196,16 +197,21 @@ func foldInvariants(st State, events []Event) []string {
 	if st.DeletedExternally && st.DeletedAt == nil {
 		fail("deleted externally but no deleted_at")
 	}
+	if st.LockEvidence != nil {
+		if st.OnDevice == nil || !*st.OnDevice || st.DeletedAt == nil || !st.LockEvidence.OccurredAt.After(*st.DeletedAt) {
+			fail("lock evidence %s with on_device %s, deleted_at %s", foldFmtTrouble(st.LockEvidence), foldFmtBool(st.OnDevice), foldFmtTime(st.DeletedAt))
+		}
+	}
 	switch st.DeletionState {
 	case Removed:
-		if st.OnDevice == nil || *st.OnDevice {
+		if st.LockEvidence == nil && (st.OnDevice == nil || *st.OnDevice) {
 			fail("removed with on_device %s", foldFmtBool(st.OnDevice))
 		}
 		if st.RemovedFromDeviceAt == nil {
 			fail("removed without removed_from_device_at")
 		}
 	case DeletedNotProgrammed:
-		if st.OnDevice == nil || *st.OnDevice {
+		if st.LockEvidence == nil && (st.OnDevice == nil || *st.OnDevice) {
 			fail("deleted_not_programmed with on_device %s", foldFmtBool(st.OnDevice))
 		}
 		if st.CreatedAt == nil || st.SetOnDeviceAt != nil {
@@ -280,6 +286,9 @@ type foldWant struct {
 	request        *DeletionRequest
 	seam           *SeamView
 	polls          int
+	// lock: the lock's evidence (used_after_deletion, still_on_lock) and
+	// the event that gave it.
+	lockReason, lockEventID string
 }
 
 func (w foldWant) state2() State {
@@ -658,6 +667,15 @@ func foldCheckScenario(t *testing.T, sc foldScenario) {
 					}
 				}
 			}
+			if sc.want.lockReason != "" {
+				for i := range sc.events {
+					if e := &sc.events[i]; e.EventID == sc.want.lockEventID {
+						want.LockEvidence = &Trouble{Reason: sc.want.lockReason, EventID: e.EventID, OccurredAt: e.OccurredAt, Details: lockDetails(e)}
+						b := true
+						want.OnDevice = &b
+					}
+				}
+			}
 			got := Fold(sc.events)
 			if d := foldStateDiff(got, want); d != "" {
 				t.Fatalf("Fold: %s", d)
@@ -852,7 +870,7 @@ func TestFoldStatesAndReasons(t *testing.T) {
 	if fmt.Sprint(States) != fmt.Sprint(want) {
 		t.Fatalf("States %v", States)
 	}
-	if fmt.Sprint(Reasons) != "[removal_overdue removal_delayed failed_to_remove delete_action_failed]" {
+	if fmt.Sprint(Reasons) != "[removal_overdue removal_delayed failed_to_remove delete_action_failed used_after_deletion still_on_lock]" {
 		t.Fatalf("Reasons %v", Reasons)
 	}
 	terminal := map[DeletionState]bool{Removed: true, DeletedNotProgrammed: true}

@@ -35,6 +35,11 @@ type AccessCode struct {
 	// NextReconcileAt is when codewatch will next look the code up in
 	// Seam's API (null: it will not).
 	NextReconcileAt *time.Time `json:"next_reconcile_at"`
+	// TroubleshootingSeverity is the current trouble's: "critical" (the
+	// lock shows the deleted code is still there), "warning", or null.
+	TroubleshootingSeverity *string `json:"troubleshooting_severity"`
+	// LockOnline is the lock's connectivity (null when no event told).
+	LockOnline *bool `json:"lock_online"`
 	// Events is the code's history, oldest first; only a single-code read
 	// fills it.
 	Events []EventRef `json:"events,omitempty"`
@@ -81,11 +86,35 @@ type AlertPayload struct {
 	// it has seen.
 	CreatedAt time.Time `json:"created_at"`
 	Sequence  int64     `json:"sequence"`
+	// Severity: "critical" when the lock itself shows the deleted code is
+	// still there (used_after_deletion, still_on_lock), "warning" for other
+	// trouble, "info" for a resolution.
+	Severity string `json:"severity"`
+	// LockOnline is the lock's connectivity when the alert was raised (null
+	// when no event told).
+	LockOnline *bool `json:"lock_online"`
 }
 
-// NextStep is Seam's troubleshooting guidance for a reason.
-func NextStep(reason string) string {
+// NextStep is the troubleshooting guidance for a reason, on a lock in the
+// given state: an overdue or delayed removal on an offline lock waits for
+// the lock.
+func NextStep(reason string, lock LockStatus) string {
+	if (reason == ReasonOverdue || reason == ReasonDelayed) && lock.Online != nil && !*lock.Online {
+		since := ""
+		if lock.OnlineChangedAt != nil {
+			since = " since " + lock.OnlineChangedAt.UTC().Format(time.RFC3339)
+		}
+		why := ""
+		if lock.ErrorCode != "" {
+			why = " (" + lock.ErrorCode + ")"
+		}
+		return "The lock has been offline" + since + why + ", removal will happen when it reconnects. Check the lock's power and its hub or Wi-Fi; if it stays offline, remove the code at the lock."
+	}
 	switch reason {
+	case ReasonUsedAfterDeletion:
+		return "The lock opened with this code after it was deleted: the code is still on the lock. Remove it at the lock now (the lock maker's app or keypad), check who entered, then acknowledge in codewatch."
+	case ReasonStillOnLock:
+		return "The deleted code's PIN is on the lock as a code Seam does not manage: remove it at the lock now (the lock maker's app or keypad), then acknowledge in codewatch."
 	case ReasonFailed:
 		return "Seam keeps retrying in case the error was temporary. Read the error message, then check in the lock maker's app whether the code is still on the lock (someone may have removed it already). Acknowledge in codewatch once checked."
 	case ReasonDelayed:
@@ -100,7 +129,7 @@ func NextStep(reason string) string {
 
 // NewAlert builds the alert a change calls for. id is the alert's unique id
 // (time-ordered), seq its place among the code's alerts.
-func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *Flag, resolution string) AlertPayload {
+func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *Flag, resolution string, lock LockStatus) AlertPayload {
 	p := AlertPayload{
 		Type:               typ,
 		AlertID:            id,
@@ -113,6 +142,8 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 		Resolution:         resolution,
 		CreatedAt:          now,
 		Sequence:           seq,
+		LockOnline:         lock.Online,
+		Severity:           SeverityInfo,
 	}
 	if st.DeletedAt != nil {
 		p.AgeSeconds = int64(now.Sub(*st.DeletedAt) / time.Second)
@@ -120,7 +151,10 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 	if flag != nil {
 		p.TroubleshootingReason = &flag.Reason
 		p.TroubleshootingDetails = json.RawMessage(TroubleDetails(flag))
-		p.NextStep = NextStep(flag.Reason)
+		p.NextStep = NextStep(flag.Reason, lock)
+		if typ != AlertResolved {
+			p.Severity = Severity(flag.Reason)
+		}
 	}
 	p.Message = AlertMessage(p)
 	return p
@@ -134,6 +168,12 @@ func AlertMessage(p AlertPayload) string {
 	}
 	switch p.Type {
 	case AlertTrouble:
+		switch reason {
+		case ReasonUsedAfterDeletion:
+			return "CRITICAL: deleted access code " + p.AccessCodeID + " still opens the door: the lock was unlocked with it after its deletion"
+		case ReasonStillOnLock:
+			return "CRITICAL: deleted access code " + p.AccessCodeID + " is still on the lock (as a code Seam does not manage)"
+		}
 		if reason == ReasonDeleteFailed {
 			return "Seam could not delete access code " + p.AccessCodeID + ": " + reason
 		}
@@ -293,7 +333,7 @@ func ReasonRank(reason string) int {
 }
 
 // ReasonsByUrgency lists the reasons, most urgent first.
-var ReasonsByUrgency = []string{ReasonFailed, ReasonDeleteFailed, ReasonDelayed, ReasonOverdue}
+var ReasonsByUrgency = []string{ReasonUsedAfterDeletion, ReasonStillOnLock, ReasonFailed, ReasonDeleteFailed, ReasonDelayed, ReasonOverdue}
 
 // MaxListLimit caps a page.
 const MaxListLimit = 500
@@ -312,6 +352,12 @@ type StatusSummary struct {
 	LastEventReceivedAt *time.Time `json:"last_event_received_at"`
 	// OutboxDepth counts alert deliveries not yet made.
 	OutboxDepth int64 `json:"outbox_depth"`
+	// LocksOfflineWithUnconfirmedDeletions counts offline locks that have
+	// codes whose deletion is not confirmed: removals waiting on a lock.
+	LocksOfflineWithUnconfirmedDeletions int64 `json:"locks_offline_with_unconfirmed_deletions"`
+	// CodesUsedAfterDeletion24h counts codes the lock was unlocked with,
+	// after their deletion, in the last 24 hours.
+	CodesUsedAfterDeletion24h int64 `json:"codes_used_after_deletion_24h"`
 }
 
 // QuarantinedDelivery is a verified delivery codewatch could not use.
@@ -338,4 +384,34 @@ type DeliveryEnd struct {
 	Status string
 	// Error says why a delivery was given up.
 	Error string
+}
+
+// Device is a lock as the API shows it.
+type Device struct {
+	DeviceID    string  `json:"device_id"`
+	WorkspaceID *string `json:"workspace_id"`
+	// Online is null when no event told.
+	Online          *bool      `json:"online"`
+	OnlineChangedAt *time.Time `json:"online_changed_at"`
+	// ConnectivityErrorCode is Seam's reason the lock is offline.
+	ConnectivityErrorCode *string    `json:"connectivity_error_code"`
+	ConnectionFlaky       bool       `json:"connection_flaky"`
+	LastEventAt           *time.Time `json:"last_event_at"`
+	// CodesAwaitingRemoval counts the lock's codes whose deletion is
+	// unconfirmed (deletion_requested, awaiting_removal, delayed, failed).
+	CodesAwaitingRemoval        int64 `json:"codes_awaiting_removal"`
+	CodesNeedingTroubleshooting int64 `json:"codes_needing_troubleshooting"`
+	// AccessCodes are the lock's codes, most urgent first; only on a
+	// single-lock read.
+	AccessCodes []AccessCode `json:"access_codes,omitempty"`
+}
+
+// DeviceFilter selects locks.
+type DeviceFilter struct {
+	HasUnconfirmedDeletions *bool
+	Online                  *bool
+	WorkspaceID             string
+	Limit                   int
+	// Cursor is the previous page's next cursor (0: the first page).
+	Cursor int64
 }

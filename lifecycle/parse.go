@@ -91,6 +91,17 @@ func Parse(raw []byte) (Parsed, error) {
 		return p, nil
 	}
 	p.Details = details(fields)
+	if IsDeviceEvent(p.EventType) {
+		// Why a lock went offline (hub_disconnected, ...).
+		var code string
+		if v, ok := fields["error_code"]; ok && json.Unmarshal(v, &code) == nil && code != "" &&
+			len(code) <= MaxIDLength && utf8.ValidString(code) && !strings.ContainsRune(code, 0) {
+			d := map[string]any{}
+			_ = json.Unmarshal(p.Details, &d)
+			d["error_code"] = code
+			p.Details, _ = json.Marshal(d)
+		}
+	}
 	return p, nil
 }
 

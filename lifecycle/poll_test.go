@@ -346,7 +346,7 @@ func TestTroubleDetailsOfAFailedRequest(t *testing.T) {
 	if d["action_attempt_id"] != "aa-1" || e["message"] != "The lock is offline" || d["event_id"] != "a" {
 		t.Fatalf("details %v", d)
 	}
-	a := NewAlert(foldAt(6), "al", 1, AlertTrouble, st, f, "")
+	a := NewAlert(foldAt(6), "al", 1, AlertTrouble, st, f, "", LockStatus{})
 	if a.NextStep == "" || a.Message != "Seam could not delete access code "+foldCodeID+": delete_action_failed" {
 		t.Fatalf("alert %+v", a)
 	}

@@ -8,13 +8,16 @@ ALTER TABLE events ADD COLUMN source text NOT NULL DEFAULT 'webhook';
 ALTER TABLE events ADD CONSTRAINT events_source_check
     CHECK (source IN ('webhook', 'poll')) NOT VALID;
 
--- A code's history now includes codewatch's own events (codewatch.*). The
--- three partial indexes over "history or not" change predicate together;
--- postgres.historySQL spells the same predicate, which queries repeat so the
--- planner can use these indexes.
+-- A code's history now includes codewatch's own events (codewatch.*) and
+-- the lock's unlocks and refusals that name it (lock.unlocked,
+-- lock.access_denied: the lock's own evidence). A code's own events (not the
+-- lock's) are access_code.* and codewatch.*: only they make a code's row, so
+-- a lock's event naming a code codewatch does not keep is pruned like any
+-- event in no code's history. postgres.historySQL and postgres.ownSQL spell
+-- these predicates; queries repeat them so the planner can use the indexes.
 DROP INDEX events_access_code_idx;
 CREATE INDEX events_access_code_idx ON events (access_code_id, occurred_at, event_id)
-    WHERE access_code_id IS NOT NULL AND (event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%');
+    WHERE access_code_id IS NOT NULL AND (event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%' OR event_type IN ('lock.unlocked', 'lock.access_denied'));
 DROP INDEX events_unowned_received_idx;
 CREATE INDEX events_unowned_received_idx ON events (received_at)
     WHERE access_code_id IS NULL OR NOT (event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%');

@@ -49,6 +49,18 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 			}
 			return rs.Err()
 		})
+	// The lock's connectivity, in the same round trip.
+	var lockOnline *bool
+	b.Queue(`SELECT online FROM devices
+		WHERE device_id = (SELECT device_id FROM access_codes WHERE access_code_id = $1)`, id).
+		Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				if err := rs.Scan(&lockOnline); err != nil {
+					return err
+				}
+			}
+			return rs.Err()
+		})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, unavailable(err)
 	}
@@ -59,6 +71,8 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 	if row.Events == nil {
 		row.Events = []lifecycle.EventRef{}
 	}
+	row.LockOnline = lockOnline
+	row.TroubleshootingSeverity = severityOf(row.TroubleshootingReason)
 	return &row.AccessCode, nil
 }
 
@@ -85,8 +99,22 @@ func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]
 	codes := []lifecycle.AccessCode{}
 	if f.Sort == lifecycle.SortRecent {
 		page, next, err := s.listSegment(ctx, f, segRecent, f.Cursor, limit)
-		return append(codes, page...), next, err
+		if err != nil {
+			return nil, nil, err
+		}
+		codes = append(codes, page...)
+		return codes, next, s.fillLocks(ctx, codes)
 	}
+	codes, next, err := s.listUrgent(ctx, f, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	return codes, next, s.fillLocks(ctx, codes)
+}
+
+// listUrgent reads a page in sort=urgency order, segment after segment.
+func (s *Store) listUrgent(ctx context.Context, f lifecycle.ListFilter, limit int) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
+	codes := []lifecycle.AccessCode{}
 	cur := f.Cursor
 	first := segTroubled
 	if cur != nil {
@@ -285,8 +313,10 @@ func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 		}
 		return rs.Err()
 	})
+	// access_codes_needs_idx: codes needing troubleshooting are few (the
+	// lock's evidence can flag a code whose deletion is confirmed).
 	b.Queue(`SELECT troubleshooting_reason, count(*) FROM access_codes
-		WHERE needs_troubleshooting AND ` + unconfirmedSQL + ` GROUP BY 1`).Query(func(rs pgx.Rows) error {
+		WHERE needs_troubleshooting GROUP BY 1`).Query(func(rs pgx.Rows) error {
 		for rs.Next() {
 			var r *string
 			var n int64
@@ -309,6 +339,14 @@ func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.LastEventReceivedAt) })
 	b.Queue(`SELECT count(*) FROM alert_deliveries WHERE status = 'pending'`).
 		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.OutboxDepth) })
+	// devices_offline_idx, access_codes_device_unconfirmed_idx: both few.
+	b.Queue(`SELECT count(*) FROM devices d WHERE d.online = false
+		AND EXISTS (SELECT 1 FROM access_codes c WHERE c.device_id = d.device_id AND c.unconfirmed_since IS NOT NULL)`).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.LocksOfflineWithUnconfirmedDeletions) })
+	// access_codes_used_idx.
+	b.Queue(`SELECT count(*) FROM access_codes
+		WHERE troubleshooting_reason = 'used_after_deletion' AND trouble_since > $1`, s.cfg.Now().Add(-24*time.Hour)).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.CodesUsedAfterDeletion24h) })
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, unavailable(err)
 	}
@@ -351,7 +389,11 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (code *lif
 	}
 	if row.NeedsTroubleshooting {
 		b := &pgx.Batch{}
-		a := newAlert(now, row, lifecycle.AlertResolved, rowState(row), rowFlag(row), "acknowledged")
+		locks, err := s.locksOf(ctx, tx, devicesOf([]*codeRow{row}))
+		if err != nil {
+			return nil, false, unavailable(err)
+		}
+		a := newAlert(now, row, lifecycle.AlertResolved, rowState(row), rowFlag(row), "acknowledged", locks[deref(row.DeviceID)])
 		a.AcknowledgedBy, a.Note = by, note
 		a.Message = lifecycle.AlertMessage(*a)
 		b.Queue(`UPDATE access_codes SET needs_troubleshooting = false,

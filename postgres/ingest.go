@@ -238,21 +238,35 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 			events = append(events, r)
 		}
 	}
-	// The codes touched, each with the ids of its newest event here.
+	// The codes touched, each with the ids of its newest event here. A
+	// lock's event touches a code only if codewatch has it: an unlock by a
+	// code it never heard of makes no row (the code's own first event, if
+	// it comes, reads the unlock from its history).
 	start := map[string]codeIDs{}
 	newest := map[string]*lifecycle.Parsed{}
+	lockOnly := map[string]bool{}
 	for _, r := range events {
 		p := &r.parsed
-		if p.AccessCodeID == "" || !lifecycle.IsAccessCodeEvent(p.EventType) {
+		if p.AccessCodeID == "" || !lifecycle.IsHistoryEvent(p.EventType) {
 			continue
 		}
+		if !lifecycle.IsAccessCodeEvent(p.EventType) {
+			if _, own := start[p.AccessCodeID]; !own {
+				lockOnly[p.AccessCodeID] = true
+			}
+			continue
+		}
+		delete(lockOnly, p.AccessCodeID)
 		if n := newest[p.AccessCodeID]; n == nil || later(p, n) {
 			newest[p.AccessCodeID] = p
 			start[p.AccessCodeID] = codeIDs{nonEmpty(p.WorkspaceID), nonEmpty(p.DeviceID), nonEmpty(p.ConnectedAccountID)}
 		}
 	}
-	codes := make([]string, 0, len(start))
+	codes := make([]string, 0, len(start)+len(lockOnly))
 	for id := range start {
+		codes = append(codes, id)
+	}
+	for id := range lockOnly {
 		codes = append(codes, id)
 	}
 	sort.Strings(codes)
@@ -274,6 +288,10 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		queueLockCodes(b, codes, start, rows)
 		queueLoadEvents(b, codes, evs)
 	}
+	// Locks: rows for those named, connectivity refolded (after the codes'
+	// row locks: the lock order).
+	dw := newDeviceWork(events)
+	dw.queue(b, codes, start)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -302,16 +320,20 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 
 	final := &pgx.Batch{}
 	var flags []string
+	devices := dw.fold()
 	if len(codes) > 0 {
-		if len(rows) != len(codes) {
-			// Retention deleted a row between our insert and our lock.
-			return nil, nil, nil, errRowVanished
+		for id := range start {
+			if rows[id] == nil {
+				// Retention deleted a row between our insert and our lock.
+				return nil, nil, nil, errRowVanished
+			}
 		}
 		var err error
-		if final, flags, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs)); err != nil {
+		if final, flags, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs, dw.locks)); err != nil {
 			return nil, nil, nil, err
 		}
 	}
+	queueWriteDevices(final, now, devices)
 
 	for _, r := range events {
 		if _, done := results[r]; done {

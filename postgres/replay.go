@@ -25,7 +25,7 @@ func (s *Store) Replay(ctx context.Context, batchSize int, progress func(ReplayP
 	qctx, cancel := s.timeout(ctx)
 	defer cancel()
 	if err := s.pool.QueryRow(qctx, `SELECT count(DISTINCT access_code_id) FROM events
-		WHERE access_code_id IS NOT NULL AND `+historySQL).Scan(&p.Total); err != nil {
+		WHERE access_code_id IS NOT NULL AND `+historySQL+` AND `+ownEventSQL).Scan(&p.Total); err != nil {
 		return p, unavailable(err)
 	}
 	last := ""
@@ -50,13 +50,17 @@ func (s *Store) Replay(ctx context.Context, batchSize int, progress func(ReplayP
 	}
 }
 
+// ownEventSQL keeps a code's own events (not a lock's): only they make a
+// code's row. Beside historySQL, it keeps events_access_code_idx usable.
+const ownEventSQL = `event_type NOT IN ('lock.unlocked', 'lock.access_denied')`
+
 // replayIDs returns the next batchSize codes with events, after last.
 func (s *Store) replayIDs(ctx context.Context, last string, batchSize int) ([]string, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	// Served by events_access_code_idx, whose predicate this repeats.
 	rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
-		WHERE access_code_id IS NOT NULL AND `+historySQL+`
+		WHERE access_code_id IS NOT NULL AND `+historySQL+` AND `+ownEventSQL+`
 			AND access_code_id > $1
 		ORDER BY 1 LIMIT $2`, customPlan, last, batchSize)
 	if err != nil {
@@ -86,7 +90,15 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, unavailable(err)
 	}
-	changes := s.recompute(now, rows, evs)
+	list := make([]*codeRow, 0, len(rows))
+	for _, r := range rows {
+		list = append(list, r)
+	}
+	locks, err := s.locksOf(ctx, tx, devicesOf(list))
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	changes := s.recompute(now, rows, evs, locks)
 	changed := 0
 	for _, c := range changes {
 		if c.old.DeletionState != c.st.DeletionState || c.old.NeedsTroubleshooting != c.needs {

@@ -20,14 +20,14 @@ const (
 		WHERE access_code_id = ANY($1) AND access_code_id IS NOT NULL AND ` + historySQL
 	// events_code_other_idx: other events that name a pruned code.
 	pruneCodeOtherSQL = `DELETE FROM events
-		WHERE access_code_id = ANY($1) AND access_code_id IS NOT NULL AND NOT ` + historySQL
+		WHERE access_code_id = ANY($1) AND access_code_id IS NOT NULL AND NOT ` + ownSQL
 	pruneAlertsSQL = `DELETE FROM alerts WHERE access_code_id = ANY($1)`
 	pruneCodesSQL  = `DELETE FROM access_codes WHERE access_code_id = ANY($1)`
 	// events_unowned_received_idx: events in no code's history that
 	// arrived before the horizon, unless they name a code still kept.
 	pruneUnownedSQL = `DELETE FROM events WHERE id IN (
 		SELECT e.id FROM events e
-		WHERE (e.access_code_id IS NULL OR NOT ` + historySQL + `) AND e.received_at < $1
+		WHERE (e.access_code_id IS NULL OR NOT ` + ownSQL + `) AND e.received_at < $1
 			AND NOT EXISTS (SELECT 1 FROM access_codes c WHERE c.access_code_id = e.access_code_id)
 		ORDER BY e.received_at LIMIT $2)`
 	// quarantine_received_idx.

@@ -119,7 +119,7 @@ func TestPruneRetention(t *testing.T) {
 	troubled := seamevent.NewID() // failed, then removed: two alerts
 	retIngest(t, s, clock, troubled, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeFailedToRemove, lifecycle.TypeRemovedFromDevice)
 	notProgrammed := seamevent.NewID()
-	retIngest(t, s, clock, notProgrammed, lifecycle.TypeCreated, lifecycle.TypeDeleted, "lock.unlocked")
+	retIngest(t, s, clock, notProgrammed, lifecycle.TypeCreated, lifecycle.TypeDeleted, "lock.locked")
 	awaiting := seamevent.NewID()
 	retIngest(t, s, clock, awaiting, lifecycle.TypeCreated, lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted)
 	failed := seamevent.NewID()

@@ -204,8 +204,18 @@ type codeIDs struct{ workspace, device, account *string }
 // (from start, when given) so that the update that follows changes no indexed
 // column when it need not, and can be HOT.
 func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows map[string]*codeRow) {
-	ws, dev, acct := mk(len(ids)), mk(len(ids)), mk(len(ids))
-	for i, id := range ids {
+	create := ids
+	if start != nil {
+		// Only codes with an event of their own get a row.
+		create = make([]string, 0, len(start))
+		for _, id := range ids {
+			if _, ok := start[id]; ok {
+				create = append(create, id)
+			}
+		}
+	}
+	ws, dev, acct := mk(len(create)), mk(len(create)), mk(len(create))
+	for i, id := range create {
 		c := start[id]
 		ws[i], dev[i], acct[i] = c.workspace, c.device, c.account
 	}
@@ -213,7 +223,7 @@ func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows m
 	b.Queue(`INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id)
 		SELECT id, ws, dev, acct FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
 			AS t(id, ws, dev, acct) ORDER BY id
-		ON CONFLICT (access_code_id) DO NOTHING`, ids, ws, dev, acct)
+		ON CONFLICT (access_code_id) DO NOTHING`, create, ws, dev, acct)
 	// LockRows sits above the sort: rows are locked in access_code_id order.
 	b.Queue(`SELECT `+codeColumns+` FROM access_codes
 		WHERE access_code_id = ANY($1) ORDER BY access_code_id FOR UPDATE`, ids).
@@ -263,19 +273,19 @@ type change struct {
 }
 
 // recompute folds each locked code's events and decides its new row.
-func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]lifecycle.Event) []change {
+func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]lifecycle.Event, locks map[string]lifecycle.LockStatus) []change {
 	out := make([]change, 0, len(rows))
 	for id, old := range rows {
 		st := lifecycle.Fold(evs[id])
 		st.AccessCodeID = id
 		flag := lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout)
-		out = append(out, s.decide(now, old, st, flag))
+		out = append(out, s.decide(now, old, st, flag, locks[st.DeviceID]))
 	}
 	return out
 }
 
 // decide applies flag to a code whose fold is st.
-func (s *Store) decide(now time.Time, old *codeRow, st lifecycle.State, flag *lifecycle.Flag) change {
+func (s *Store) decide(now time.Time, old *codeRow, st lifecycle.State, flag *lifecycle.Flag, lock lifecycle.LockStatus) change {
 	needs := lifecycle.NeedsTroubleshooting(flag, deref(old.acknowledgedKey))
 	c := change{old: old, st: st, flag: flag, needs: needs}
 	newKey := ""
@@ -283,16 +293,16 @@ func (s *Store) decide(now time.Time, old *codeRow, st lifecycle.State, flag *li
 		newKey = flag.Key
 	}
 	if t := lifecycle.Transition(old.NeedsTroubleshooting, deref(old.troubleKey), needs, newKey); t != "" {
-		c.alert = newAlert(now, old, t, st, flag, lifecycle.Resolution(st, t))
+		c.alert = newAlert(now, old, t, st, flag, lifecycle.Resolution(st, t), lock)
 	}
 	return c
 }
 
 // newAlert numbers a code's next alert. The caller holds the code's row lock
 // and writes alert_seq back in the same transaction.
-func newAlert(now time.Time, old *codeRow, typ string, st lifecycle.State, flag *lifecycle.Flag, resolution string) *lifecycle.AlertPayload {
+func newAlert(now time.Time, old *codeRow, typ string, st lifecycle.State, flag *lifecycle.Flag, resolution string, lock lifecycle.LockStatus) *lifecycle.AlertPayload {
 	old.alertSeq++
-	a := lifecycle.NewAlert(now, ids.NewTimeOrdered(now), old.alertSeq, typ, st, flag, resolution)
+	a := lifecycle.NewAlert(now, ids.NewTimeOrdered(now), old.alertSeq, typ, st, flag, resolution, lock)
 	return &a
 }
 
@@ -512,12 +522,18 @@ func rowState(r *codeRow) lifecycle.State {
 	}
 }
 
-// historySQL selects the events of a code's history: Seam's access_code.*
-// and codewatch's own. It is the predicate of events_access_code_idx (and,
+// historySQL selects the events of a code's history
+// (lifecycle.IsHistoryEvent): Seam's access_code.*, codewatch's own, and the
+// lock's unlocks and refusals. It is the predicate of events_access_code_idx (and,
 // negated, of events_unowned_received_idx and events_code_other_idx;
 // migration 00006): queries repeat it exactly so the planner can prove the
 // index applies.
-const historySQL = `(event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%')`
+const historySQL = `(event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%' OR event_type IN ('lock.unlocked', 'lock.access_denied'))`
+
+// ownSQL selects a code's own events (lifecycle.IsAccessCodeEvent), which
+// alone make its row. Negated, it is the predicate of
+// events_unowned_received_idx and events_code_other_idx (retention).
+const ownSQL = `(event_type LIKE 'access_code.%' OR event_type LIKE 'codewatch.%')`
 
 // rowFlag is the stored row's current trouble.
 func rowFlag(r *codeRow) *lifecycle.Flag {

@@ -144,10 +144,14 @@ func (s *Store) sweepOverdue(ctx context.Context, q overdueQuery, now, cutoff, f
 	if err != nil {
 		return 0, 0, last, unavailable(err)
 	}
+	locks, err := s.locksOf(ctx, tx, devicesOf(rows))
+	if err != nil {
+		return 0, 0, last, unavailable(err)
+	}
 	changes := make([]change, 0, len(rows))
 	for _, r := range rows {
 		st := rowState(r)
-		changes = append(changes, s.decide(now, r, st, lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout)))
+		changes = append(changes, s.decide(now, r, st, lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout), locks[st.DeviceID]))
 	}
 	flags, err := s.writeFlags(ctx, tx, now, changes)
 	if err != nil {
@@ -205,10 +209,10 @@ func (s *Store) remind(ctx context.Context, now, cutoff time.Time) (int, error) 
 		return 0, unavailable(err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	// Only unconfirmed deletions can have trouble, and they are few:
-	// access_codes_unconfirmed_idx serves this scan.
+	// Codes needing troubleshooting are few: access_codes_needs_idx
+	// serves this scan.
 	rows, err := lockRows(ctx, tx, `SELECT `+codeColumns+` FROM access_codes
-		WHERE `+unconfirmedSQL+` AND needs_troubleshooting AND last_alert_at < $1
+		WHERE needs_troubleshooting AND last_alert_at < $1
 		ORDER BY last_alert_at LIMIT $2
 		FOR UPDATE SKIP LOCKED`, customPlan, cutoff, sweepBatch)
 	if err != nil || len(rows) == 0 {
@@ -216,8 +220,12 @@ func (s *Store) remind(ctx context.Context, now, cutoff time.Time) (int, error) 
 	}
 	ids, seq := make([]string, 0, len(rows)), make([]int64, 0, len(rows))
 	alerts := make([]*lifecycle.AlertPayload, 0, len(rows))
+	locks, err := s.locksOf(ctx, tx, devicesOf(rows))
+	if err != nil {
+		return 0, unavailable(err)
+	}
 	for _, r := range rows {
-		alerts = append(alerts, newAlert(now, r, lifecycle.AlertReminder, rowState(r), rowFlag(r), ""))
+		alerts = append(alerts, newAlert(now, r, lifecycle.AlertReminder, rowState(r), rowFlag(r), "", locks[deref(r.DeviceID)]))
 		ids, seq = append(ids, r.AccessCodeID), append(seq, r.alertSeq)
 	}
 	b := &pgx.Batch{}

@@ -1,0 +1,388 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/codewatch/codewatch/lifecycle"
+)
+
+// deviceWork is what one ingest batch does to locks: rows to create for the
+// locks its events name, connectivity to refold, and the status of the
+// locks of the codes it touches (for their alerts).
+type deviceWork struct {
+	// named are the locks the batch's events name (rows created if new).
+	named []string
+	// refold: locks with new device.* events, and accounts with new
+	// connected_account.* events (all their locks).
+	devices, accounts []string
+	// Filled by the batch.
+	locked map[string]*deviceRow
+	evs    map[string][]lifecycle.Event // by device
+	acct   map[string][]lifecycle.Event // by account
+	locks  map[string]lifecycle.LockStatus
+}
+
+type deviceRow struct {
+	lifecycle.DeviceState
+	id int64
+}
+
+func newDeviceWork(events []*request) *deviceWork {
+	w := &deviceWork{locked: map[string]*deviceRow{}, evs: map[string][]lifecycle.Event{},
+		acct: map[string][]lifecycle.Event{}, locks: map[string]lifecycle.LockStatus{}}
+	named, devs, accts := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, r := range events {
+		p := &r.parsed
+		switch {
+		case lifecycle.IsAccountEvent(p.EventType) && lifecycle.IsDeviceEvent(p.EventType) && p.ConnectedAccountID != "":
+			accts[p.ConnectedAccountID] = true
+		case lifecycle.IsDeviceEvent(p.EventType) && p.DeviceID != "":
+			devs[p.DeviceID] = true
+			named[p.DeviceID] = true
+		case p.DeviceID != "":
+			// Every lock an event names is listed, reported or not.
+			named[p.DeviceID] = true
+		}
+	}
+	w.named, w.devices, w.accounts = sortedKeys(named), sortedKeys(devs), sortedKeys(accts)
+	return w
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// refolds reports whether the batch changes any lock's connectivity.
+func (w *deviceWork) refolds() bool { return len(w.devices)+len(w.accounts) > 0 }
+
+// queue adds the batch's lock work after the codes' locks (the lock order:
+// access_codes rows, then devices rows, each in id order). codes are the
+// codes the batch touches.
+func (w *deviceWork) queue(b *pgx.Batch, codes []string, ids map[string]codeIDs) {
+	if len(w.named) > 0 {
+		ws, acct := mk(len(w.named)), mk(len(w.named))
+		byDev := map[string]codeIDs{}
+		for _, c := range ids {
+			if c.device != nil {
+				byDev[*c.device] = c
+			}
+		}
+		for i, d := range w.named {
+			ws[i], acct[i] = byDev[d].workspace, byDev[d].account
+		}
+		// ORDER BY: new rows are inserted, and so locked, in id order.
+		b.Queue(`INSERT INTO devices (device_id, workspace_id, connected_account_id)
+			SELECT d, w, a FROM unnest($1::text[], $2::text[], $3::text[]) AS t(d, w, a) ORDER BY d
+			ON CONFLICT (device_id) DO NOTHING`, w.named, ws, acct)
+	}
+	if w.refolds() {
+		// The locks to refold, locked in device_id order; an account's
+		// locks are found through devices_account_idx.
+		const which = `device_id = ANY($1) OR connected_account_id = ANY($2)`
+		b.Queue(`SELECT device_id, id, COALESCE(connected_account_id, '') FROM devices WHERE `+which+`
+			ORDER BY device_id FOR UPDATE`, w.devices, w.accounts).Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				r := &deviceRow{}
+				if err := rs.Scan(&r.DeviceID, &r.id, &r.ConnectedAccountID); err != nil {
+					return err
+				}
+				w.locked[r.DeviceID] = r
+			}
+			return rs.Err()
+		})
+		// Read after the lock: the last transaction to lock a device sees
+		// every event committed before it (events_device_idx,
+		// events_account_idx).
+		b.Queue(`SELECT device_id, connected_account_id, event_id, event_type,
+				COALESCE(occurred_at, created_at, received_at), COALESCE(workspace_id, ''), details
+			FROM events
+			WHERE event_type LIKE 'device.%' AND device_id IS NOT NULL
+				AND device_id IN (SELECT device_id FROM devices WHERE `+which+`)
+			UNION ALL
+			SELECT NULL, connected_account_id, event_id, event_type,
+				COALESCE(occurred_at, created_at, received_at), COALESCE(workspace_id, ''), details
+			FROM events
+			WHERE event_type LIKE 'connected_account.%' AND connected_account_id IS NOT NULL
+				AND connected_account_id IN (SELECT connected_account_id FROM devices WHERE `+which+`)`,
+			w.devices, w.accounts).Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				var dev, acct *string
+				var e lifecycle.Event
+				var details []byte
+				if err := rs.Scan(&dev, &acct, &e.EventID, &e.Type, &e.OccurredAt, &e.WorkspaceID, &details); err != nil {
+					return err
+				}
+				e.Details = details
+				if acct != nil {
+					e.ConnectedAccountID = *acct
+				}
+				if dev != nil {
+					e.DeviceID = *dev
+					w.evs[*dev] = append(w.evs[*dev], e)
+				} else if acct != nil {
+					w.acct[*acct] = append(w.acct[*acct], e)
+				}
+			}
+			return rs.Err()
+		})
+	}
+	if len(codes) > 0 {
+		// The connectivity of the touched codes' locks, for their alerts.
+		b.Queue(`SELECT device_id, online, online_changed_at, COALESCE(connectivity_error_code, '')
+			FROM devices WHERE device_id IN (SELECT device_id FROM access_codes WHERE access_code_id = ANY($1))`, codes).
+			Query(func(rs pgx.Rows) error {
+				for rs.Next() {
+					var d string
+					var l lifecycle.LockStatus
+					if err := rs.Scan(&d, &l.Online, &l.OnlineChangedAt, &l.ErrorCode); err != nil {
+						return err
+					}
+					w.locks[d] = l
+				}
+				return rs.Err()
+			})
+	}
+}
+
+// fold refolds the locked locks (each with its own events and its
+// account's) and updates the lock statuses the batch's alerts see.
+func (w *deviceWork) fold() []lifecycle.DeviceState {
+	out := make([]lifecycle.DeviceState, 0, len(w.locked))
+	for id, r := range w.locked {
+		evs := w.evs[id]
+		acct := r.ConnectedAccountID
+		for _, e := range evs {
+			if e.ConnectedAccountID != "" {
+				acct = e.ConnectedAccountID
+			}
+		}
+		if acct != "" {
+			evs = append(evs, w.acct[acct]...)
+		}
+		st := lifecycle.FoldDevice(evs)
+		st.DeviceID = id
+		if st.ConnectedAccountID == "" {
+			st.ConnectedAccountID = acct
+		}
+		out = append(out, st)
+		w.locks[id] = st.Lock()
+	}
+	return out
+}
+
+// queueWriteDevices writes refolded locks.
+func queueWriteDevices(b *pgx.Batch, now time.Time, states []lifecycle.DeviceState) {
+	if len(states) == 0 {
+		return
+	}
+	n := len(states)
+	ids, ws, acct, code := make([]string, n), mk(n), mk(n), mk(n)
+	online, flaky := make([]*bool, n), make([]bool, n)
+	changed, last := mkt(n), mkt(n)
+	for i, st := range states {
+		ids[i], ws[i], acct[i] = st.DeviceID, nonEmpty(st.WorkspaceID), nonEmpty(st.ConnectedAccountID)
+		online[i], changed[i], code[i] = st.Online, st.OnlineChangedAt, nonEmpty(st.ConnectivityErrorCode)
+		flaky[i], last[i] = st.Flaky, st.LastEventAt
+	}
+	// The ids only ever fill in: a lock's events may lack them.
+	b.Queue(`UPDATE devices d SET
+			workspace_id = COALESCE(u.ws, d.workspace_id),
+			connected_account_id = COALESCE(u.acct, d.connected_account_id),
+			online = u.online, online_changed_at = u.changed, connectivity_error_code = u.code,
+			flaky = u.flaky, last_event_at = u.last, updated_at = $9
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::timestamptz[], $6::text[],
+			$7::bool[], $8::timestamptz[]) AS u(id, ws, acct, online, changed, code, flaky, last)
+		WHERE d.device_id = u.id`, ids, ws, acct, online, changed, code, flaky, last, now)
+}
+
+// deviceColumns is a devices row as the API reads it, with its counts
+// (access_codes_device_unconfirmed_idx, access_codes_device_troubled_idx).
+const deviceColumns = `d.device_id, d.workspace_id, d.online, d.online_changed_at,
+	d.connectivity_error_code, d.flaky, d.last_event_at, d.id,
+	(SELECT count(*) FROM access_codes c WHERE c.device_id = d.device_id AND c.unconfirmed_since IS NOT NULL),
+	(SELECT count(*) FROM access_codes c WHERE c.device_id = d.device_id AND c.needs_troubleshooting)`
+
+func scanDevice(row pgx.Row) (*lifecycle.Device, int64, error) {
+	var d lifecycle.Device
+	var id int64
+	err := row.Scan(&d.DeviceID, &d.WorkspaceID, &d.Online, &d.OnlineChangedAt, &d.ConnectivityErrorCode,
+		&d.ConnectionFlaky, &d.LastEventAt, &id, &d.CodesAwaitingRemoval, &d.CodesNeedingTroubleshooting)
+	return &d, id, err
+}
+
+var errDeviceNotFound = &lifecycle.Error{Code: lifecycle.ENotFound, Message: "Could not find a device with device_id"}
+
+// GetDevice returns a lock with its access codes (most urgent first, up to
+// lifecycle.MaxListLimit).
+func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, error) {
+	qctx, cancel := s.timeout(ctx)
+	defer cancel()
+	d, _, err := scanDevice(s.pool.QueryRow(qctx, `SELECT `+deviceColumns+` FROM devices d WHERE d.device_id = $1`, id))
+	cancel()
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errDeviceNotFound
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	codes, _, err := s.ListAccessCodes(ctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.MaxListLimit})
+	if err != nil {
+		return nil, err
+	}
+	d.AccessCodes = codes
+	return d, nil
+}
+
+// ListDevices returns a page of locks, newest first by when codewatch first
+// heard of them, and the cursor of the next page (0: none).
+func (s *Store) ListDevices(ctx context.Context, f lifecycle.DeviceFilter) ([]lifecycle.Device, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	limit := f.Limit
+	if limit <= 0 || limit > lifecycle.MaxListLimit {
+		limit = 100
+	}
+	var where []string
+	args := []any{customPlan}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + itoa(len(args)-1)
+	}
+	if f.Cursor > 0 {
+		where = append(where, "d.id < "+arg(f.Cursor))
+	}
+	if f.Online != nil {
+		if *f.Online {
+			where = append(where, "d.online")
+		} else {
+			where = append(where, "d.online = false") // devices_offline_idx
+		}
+	}
+	if f.WorkspaceID != "" {
+		where = append(where, "d.workspace_id = "+arg(f.WorkspaceID))
+	}
+	if f.HasUnconfirmedDeletions != nil {
+		exists := `EXISTS (SELECT 1 FROM access_codes c WHERE c.device_id = d.device_id AND c.unconfirmed_since IS NOT NULL)`
+		if *f.HasUnconfirmedDeletions {
+			where = append(where, exists)
+		} else {
+			where = append(where, "NOT "+exists)
+		}
+	}
+	q := `SELECT ` + deviceColumns + ` FROM devices d`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY d.id DESC LIMIT " + arg(limit+1)
+	rs, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	defer rs.Close()
+	out := []lifecycle.Device{}
+	var next, last int64
+	for rs.Next() {
+		d, id, err := scanDevice(rs)
+		if err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if len(out) == limit {
+			next = last
+			break
+		}
+		out = append(out, *d)
+		last = id
+	}
+	if err := rs.Err(); err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return out, next, nil
+}
+
+// locksOf returns the lock status of each of devices.
+func (s *Store) locksOf(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, devices []string) (map[string]lifecycle.LockStatus, error) {
+	out := map[string]lifecycle.LockStatus{}
+	if len(devices) == 0 {
+		return out, nil
+	}
+	rs, err := q.Query(ctx, `SELECT device_id, online, online_changed_at, COALESCE(connectivity_error_code, '')
+		FROM devices WHERE device_id = ANY($1)`, devices)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var d string
+		var l lifecycle.LockStatus
+		if err := rs.Scan(&d, &l.Online, &l.OnlineChangedAt, &l.ErrorCode); err != nil {
+			return nil, err
+		}
+		out[d] = l
+	}
+	return out, rs.Err()
+}
+
+// fillLocks sets each code's lock_online and troubleshooting_severity.
+func (s *Store) fillLocks(ctx context.Context, codes []lifecycle.AccessCode) error {
+	var devs []string
+	seen := map[string]bool{}
+	for i := range codes {
+		codes[i].TroubleshootingSeverity = severityOf(codes[i].TroubleshootingReason)
+		if d := codes[i].DeviceID; d != nil && !seen[*d] {
+			seen[*d] = true
+			devs = append(devs, *d)
+		}
+	}
+	locks, err := s.locksOf(ctx, s.pool, devs)
+	if err != nil {
+		return unavailable(err)
+	}
+	for i := range codes {
+		if d := codes[i].DeviceID; d != nil {
+			codes[i].LockOnline = locks[*d].Online
+		}
+	}
+	return nil
+}
+
+func severityOf(reason *string) *string {
+	if reason == nil {
+		return nil
+	}
+	s := lifecycle.Severity(*reason)
+	return &s
+}
+
+func itoa(n int) string {
+	const digits = "0123456789"
+	if n < 10 {
+		return digits[n : n+1]
+	}
+	return itoa(n/10) + digits[n%10:n%10+1]
+}
+
+// devicesOf lists the locks of rows.
+func devicesOf(rows []*codeRow) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if d := deref(r.DeviceID); d != "" && !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
