@@ -67,7 +67,7 @@ func lockScenarios() []foldScenario {
 			events: []Event{set, del, unlockEv("u1", 20, foldCodeID), unlockEv("u2", 25, foldCodeID)}, want: used(25, "u2")},
 		{name: "an unmanaged code with its PIN after the deletion: still_on_lock",
 			events: []Event{set, del, unmanagedCreated("m", 20, true)},
-			want: func() foldWant { w := awaiting(20); w.lockReason, w.lockEventID = ReasonStillOnLock, "m"; return w }()},
+			want:   func() foldWant { w := awaiting(20); w.lockReason, w.lockEventID = ReasonStillOnLock, "m"; return w }()},
 		{name: "an unmanaged code with another PIN: nothing",
 			events: []Event{set, del, unmanagedCreated("m", 20, false)}, want: awaiting(20)},
 		{name: "an unmanaged code with its PIN before the deletion: nothing",
@@ -83,7 +83,7 @@ func lockScenarios() []foldScenario {
 			events: []Event{set, del, unlockEv("u", 15, foldCodeID), unmanagedCreated("m", 20, true)}, want: used(20, "u")},
 		{name: "never deleted, used: nothing",
 			events: []Event{set, unlockEv("u", 20, foldCodeID)},
-			want: foldWant{state: Active, onDevice: "true", set: foldP(1), last: foldP(20)}},
+			want:   foldWant{state: Active, onDevice: "true", set: foldP(1), last: foldP(20)}},
 	}
 }
 
