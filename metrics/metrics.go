@@ -135,6 +135,10 @@ var (
 		"Alert deliveries not yet made.", nil, nil)
 	descLast = prometheus.NewDesc("codewatch_last_webhook_received_timestamp_seconds",
 		"Unix time the newest stored event was received (0 when none).", nil, nil)
+	descUsed = prometheus.NewDesc("codewatch_codes_used_after_deletion_24h",
+		"Access codes the lock was unlocked with after their deletion, in the last 24 hours.", nil, nil)
+	descOfflineLocks = prometheus.NewDesc("codewatch_locks_offline_with_unconfirmed_deletions",
+		"Offline locks with access codes whose deletion is unconfirmed.", nil, nil)
 	descUp = prometheus.NewDesc("codewatch_database_up",
 		"1 when the state gauges could be read from the database.", nil, nil)
 )
@@ -150,7 +154,7 @@ type stateCollector struct {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCodes, descTrouble, descOldest, descOutbox, descLast, descUp} {
+	for _, d := range []*prometheus.Desc{descCodes, descTrouble, descOldest, descOutbox, descLast, descUsed, descOfflineLocks, descUp} {
 		ch <- d
 	}
 }
@@ -190,4 +194,6 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		last = float64(sum.LastEventReceivedAt.Unix())
 	}
 	ch <- prometheus.MustNewConstMetric(descLast, prometheus.GaugeValue, last)
+	ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(sum.CodesUsedAfterDeletion24h))
+	ch <- prometheus.MustNewConstMetric(descOfflineLocks, prometheus.GaugeValue, float64(sum.LocksOfflineWithUnconfirmedDeletions))
 }

@@ -102,6 +102,8 @@ func TestAlertRulesHaveRunbooks(t *testing.T) {
 		"codewatch_alerts_sent_total", "codewatch_alerts_failed_total",
 		"codewatch_outbox_depth", "codewatch_last_webhook_received_timestamp_seconds",
 		"codewatch_database_up", "codewatch_alerts_given_up_total", "codewatch_job_errors_total",
+		"codewatch_flagged_total", "codewatch_codes_used_after_deletion_24h",
+		"codewatch_locks_offline_with_unconfirmed_deletions",
 	}
 	n := 0
 	for _, g := range rules.Groups {
