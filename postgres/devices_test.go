@@ -36,7 +36,9 @@ func (e *swEnv) device(id string) *lifecycle.Device {
 // and their account's events, in any order; codes show it.
 func TestDevices(t *testing.T) {
 	e := newSwEnv(t, 30*time.Minute)
-	at := func(m int) string { return e.clock.Now().Add(time.Duration(m) * time.Minute).UTC().Format(time.RFC3339Nano) }
+	at := func(m int) string {
+		return e.clock.Now().Add(time.Duration(m) * time.Minute).UTC().Format(time.RFC3339Nano)
+	}
 	lockA, lockB, lockC, acct := seamevent.NewID(), seamevent.NewID(), seamevent.NewID(), seamevent.NewID()
 	code := seamevent.NewID()
 	// A code on lock A, deleted: lock A exists, connectivity unknown.
@@ -125,4 +127,3 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("alert: %+v", as)
 	}
 }
-
