@@ -263,3 +263,20 @@ func TestSeamMessagesReadsStoredTroubleDetails(t *testing.T) {
 		}
 	}
 }
+
+// A deleted code used at the lock cannot be mistaken for routine trouble.
+func TestSlackTextCritical(t *testing.T) {
+	used, failed := lifecycle.ReasonUsedAfterDeletion, lifecycle.ReasonFailed
+	crit := alert.SlackText(&lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AccessCodeID: "c", DeviceID: "d",
+		TroubleshootingReason: &used, Severity: lifecycle.SeverityCritical, AlertID: "a1"})
+	warn := alert.SlackText(&lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AccessCodeID: "c", DeviceID: "d",
+		TroubleshootingReason: &failed, Severity: lifecycle.SeverityWarning, AlertID: "a2"})
+	for _, want := range []string{"CRITICAL", "<!channel>", "the door was opened with it after its deletion", "`used_after_deletion`"} {
+		if !strings.Contains(crit, want) {
+			t.Errorf("critical text lacks %q:\n%s", want, crit)
+		}
+	}
+	if strings.Contains(warn, "CRITICAL") || strings.Contains(warn, "<!channel>") {
+		t.Errorf("warning text looks critical:\n%s", warn)
+	}
+}

@@ -559,7 +559,9 @@ func newSlackRecorder(t testing.TB, path string) *alertRecorder {
 			a.Reason = g[1]
 		}
 		switch {
-		case strings.HasPrefix(m.Text, ":rotating_light:"):
+		case strings.HasPrefix(m.Text, ":rotating_light:") && strings.Contains(m.Text, "(still unresolved)"):
+			a.Type = lifecycle.AlertReminder // critical
+		case strings.HasPrefix(m.Text, ":rotating_light:"), strings.HasPrefix(m.Text, ":warning:"):
 			a.Type = lifecycle.AlertTrouble
 		case strings.HasPrefix(m.Text, ":white_check_mark:"):
 			a.Type = lifecycle.AlertResolved
