@@ -52,6 +52,11 @@ type Config struct {
 	TrustedProxies     []*net.IPNet
 	DataDir            string
 	NoMigrate          bool
+	// PublicURL is where people reach the ops listener (the console), e.g.
+	// https://codewatch-ops.example.com behind a TLS proxy; nil when unset.
+	PublicURL *url.URL
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -90,6 +95,8 @@ var Vars = []Var{
 	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)", false},
 	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address", false},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live", false},
+	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
+	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
 	// Read by no command yet; secret the day one does.
 	{"SEAM_API_KEY", "", "", "Seam API key", true},
 	{"CODEWATCH_DATA_KEYS", "", "", "keys that encrypt stored data", true},
@@ -219,6 +226,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		{"CODEWATCH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false, true},
 		{"CODEWATCH_SHUTDOWN_DRAIN", &c.ShutdownDrain, true, true},
 		{"CODEWATCH_RETENTION", &c.Retention, true, true},
+		{"CODEWATCH_SESSION_TTL", &c.SessionTTL, false, true},
 	} {
 		v, err := ParseDuration(get(d.env))
 		switch {
@@ -265,6 +273,16 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		}
 		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			bad(u.env, errors.New("must be an http or https URL"))
+		}
+	}
+	if v := get("CODEWATCH_PUBLIC_URL"); v != "" {
+		p, err := url.Parse(v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil ||
+			(p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
+			bad("CODEWATCH_PUBLIC_URL", fmt.Errorf("must be an http or https URL with no path, like https://codewatch-ops.example.com, got %q", v))
+		} else {
+			p.Path = ""
+			c.PublicURL = p
 		}
 	}
 	if c.AlertWebhookURL != "" {

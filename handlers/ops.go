@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"crypto/subtle"
-	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -51,6 +50,9 @@ type Ops struct {
 	Available func() error
 	// TrustedProxies may set X-Forwarded-For (CODEWATCH_TRUSTED_PROXIES).
 	TrustedProxies []*net.IPNet
+	// Console, when set, serves the ops console under /console (signed in
+	// with the same Tokens).
+	Console *Console
 }
 
 // NewOpsServer returns the ops router. Every route is listed here.
@@ -59,7 +61,10 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
-	e.GET("/", statusPage)
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, consolePrefix+"/") })
+	if o.Console != nil {
+		registerConsole(e, o)
+	}
 
 	v1 := e.Group("/v1", o.authenticate, gate(o.Available))
 	v1.GET("/access_codes", o.listAccessCodes)
@@ -363,13 +368,4 @@ func (o *Ops) quarantine(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": cursorOut(next), "ok": true})
-}
-
-//go:embed status.html
-var statusHTML []byte
-
-// statusPage is a small page for ops staff; it reads the /v1 API with the
-// token they type, so it needs none itself.
-func statusPage(c echo.Context) error {
-	return c.HTMLBlob(http.StatusOK, statusHTML)
 }

@@ -179,6 +179,9 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	if f.DeviceID != "" {
 		where = append(where, "device_id = "+arg(f.DeviceID))
 	}
+	if f.Reason != "" {
+		where = append(where, "troubleshooting_reason = "+arg(f.Reason))
+	}
 	const deletedKey = "COALESCE(deleted_at, 'infinity'::timestamptz)"
 	var order string
 	switch seg {

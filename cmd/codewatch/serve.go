@@ -206,6 +206,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	ops := handlers.NewOpsServer(&handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
 		TrustedProxies: cfg.TrustedProxies,
+		Console:        &handlers.Console{Store: store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL},
 	})
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
