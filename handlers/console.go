@@ -416,7 +416,7 @@ func (k *console) code(c echo.Context) error {
 			d.Actions = append(d.Actions, a)
 		}
 	}
-	return k.render(c, http.StatusOK, "code", k.page(c, id, "", true, d))
+	return k.render(c, http.StatusOK, "code", k.page(c, id, "codes", true, d))
 }
 
 func (k *console) acknowledge(c echo.Context) error {
