@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/device"
 	"github.com/chromedp/chromedp/kb"
@@ -248,6 +250,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	db := pgtest.NewURL(t)
 	env := newServeEnv(t, db)
 	env["CODEWATCH_OPS_TOKEN"] = "alice:" + randomHex(12)
+	env["CODEWATCH_SESSION_TTL"] = "90m"
 	s := startServer(t, "serve", env)
 	console := s.Ops + "/console/"
 	// An unusual PIN of 8 digits: no id or time on a page holds it by chance.
@@ -312,6 +315,22 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		if who := b.text(".who"); !strings.Contains(who, "alice") {
 			t.Errorf("signed in as %q, want alice (the token's name)", who)
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{console}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var session *network.Cookie
+		for _, c := range cookies.Cookies {
+			if c.Name == "codewatch_session" {
+				session = c
+			}
+		}
+		if session == nil || !session.HTTPOnly || session.SameSite != network.CookieSameSiteStrict ||
+			math.Abs(session.Expires-float64(time.Now().Add(90*time.Minute).Unix())) > 60 {
+			t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, expiring in CODEWATCH_SESSION_TTL (90m)", session)
 		}
 	})
 
