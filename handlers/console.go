@@ -55,7 +55,8 @@ type CodeAction struct {
 	Label string
 	// Help is one sentence beside the button saying what it does.
 	Help string
-	// Confirm, when set, is asked before the form is sent (a deletion).
+	// Confirm, when set, is the label of a checkbox that must be ticked
+	// for the action to run (a deletion), e.g. "Yes, delete this code".
 	Confirm string
 	// Danger styles the button as destructive.
 	Danger bool
@@ -460,6 +461,10 @@ func (k *console) action(c echo.Context) error {
 		return echo.ErrNotFound
 	}
 	a := k.Actions[i]
+	if a.Confirm != "" && c.FormValue("confirm") != "yes" {
+		k.setFlash(c, "error", a.Label+": nothing done; tick “"+a.Confirm+"” to confirm.")
+		return c.Redirect(http.StatusSeeOther, codeURL(id))
+	}
 	by := sessionOf(c).Name
 	msg, err := a.Do(c.Request().Context(), id, by)
 	switch {

@@ -58,7 +58,8 @@ func TestCodePageOptionalParts(t *testing.T) {
 		"Deletion requested by codewatch", "<strong>bob</strong>", "<code>aa-9</code>", "<strong>error</strong>", "Lock refused",
 		"<dt>Lock name</dt><dd>Front door</dd>",
 		`action="/console/codes/ac-1/actions/reconcile"`, ">Reconcile now</button>", "Ask Seam&#39;s API now.",
-		`action="/console/codes/ac-1/actions/delete" class="action" data-confirm="Delete ac-1 in Seam?"`,
+		`action="/console/codes/ac-1/actions/delete" class="action">`,
+		`<label class="check"><input type="checkbox" name="confirm" value="yes" required> Delete ac-1 in Seam?</label>`,
 		`<button type="submit" class="danger">Request deletion</button>`,
 		`<input type="hidden" name="csrf" value="csrf-token">`,
 	} {

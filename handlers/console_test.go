@@ -645,7 +645,7 @@ func TestConsoleCodeActions(t *testing.T) {
 			calls = append(calls, "reconcile "+id+" "+by)
 			return "Asked Seam about " + id, nil
 		}},
-		{Name: "delete", Label: "Request deletion", Danger: true,
+		{Name: "delete", Label: "Request deletion", Danger: true, Confirm: "Yes, delete it in Seam",
 			Shown: func(c *lifecycle.AccessCode) bool { return c.DeletionState == lifecycle.Active },
 			Do: func(context.Context, string, string) (string, error) {
 				return "", errors.New("Seam answered 502")
@@ -673,6 +673,10 @@ func TestConsoleCodeActions(t *testing.T) {
 		t.Error("the action's message is not shown")
 	}
 	b.post("/console/codes/"+code+"/actions/delete", url.Values{"csrf": {token}})
+	if p := b.get("/console/codes/" + code); !strings.Contains(p.Body, "Request deletion: nothing done; tick") {
+		t.Error("an action needing confirmation ran without it")
+	}
+	b.post("/console/codes/"+code+"/actions/delete", url.Values{"csrf": {token}, "confirm": {"yes"}})
 	if p := b.get("/console/codes/" + code); !strings.Contains(p.Body, "Request deletion failed: Seam answered 502") {
 		t.Error("the action's failure is not shown")
 	}

@@ -1,6 +1,5 @@
 // codewatch console: small enhancements; every page works without them.
 //  - times: exact times on hover in the reader's own time zone;
-//  - forms with data-confirm ask first;
 //  - live pages (body[data-refresh]) fetch themselves every few seconds and
 //    swap in the parts marked data-live, keeping scroll, focus, open
 //    <details> and any text selection; they say when they last updated,
@@ -20,11 +19,6 @@
       t.title = full.format(d) + (zone ? ' (' + zone + ')' : '');
     });
   }
-
-  document.addEventListener('submit', function (e) {
-    var msg = e.target.getAttribute('data-confirm');
-    if (msg && !window.confirm(msg)) e.preventDefault();
-  });
 
   localize(document);
 
