@@ -89,12 +89,11 @@ type Console struct {
 // console is the running console.
 type console struct {
 	*Console
-	keys      []sessionKey
-	tokens    []string // the token values, in the order of keys
-	ck        cookies
-	logger    *slog.Logger
-	available func() error
-	pages     *pages
+	keys   []sessionKey
+	tokens []string // the token values, in the order of keys
+	ck     cookies
+	logger *slog.Logger
+	pages  *pages
 }
 
 // registerConsole adds the console's routes to the ops router.
@@ -110,7 +109,7 @@ func registerConsole(e *echo.Echo, o *Ops) {
 		cfg.Refresh = 5 * time.Second
 	}
 	k := &console{Console: &cfg, keys: deriveSessionKeys(o.Tokens), ck: cookies{publicURL: cfg.PublicURL},
-		logger: o.Logger, available: o.Available, pages: mustParsePages(cfg.Now)}
+		logger: o.Logger, pages: mustParsePages(cfg.Now)}
 	for _, t := range o.Tokens {
 		k.tokens = append(k.tokens, t.Value)
 	}

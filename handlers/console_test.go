@@ -36,7 +36,7 @@ const (
 
 // consoleEnv is an ops listener with the console, on a test database.
 type consoleEnv struct {
-	t     *testing.T
+	t     testing.TB
 	pool  *pgxpool.Pool
 	store *postgres.Store
 	clock *clocktest.Clock
@@ -45,7 +45,7 @@ type consoleEnv struct {
 	ops   *handlers.Ops
 }
 
-func newConsoleEnv(t *testing.T, cfg handlers.Console, tokens ...handlers.Token) *consoleEnv {
+func newConsoleEnv(t testing.TB, cfg handlers.Console, tokens ...handlers.Token) *consoleEnv {
 	t.Helper()
 	pool := pgtest.New(t)
 	e := &consoleEnv{t: t, pool: pool, clock: clocktest.New(time.Now().UTC().Truncate(time.Second)), logs: &syncbuf.Buffer{}}
@@ -86,7 +86,7 @@ func (e *consoleEnv) troubled(device string) string {
 // browserish is an HTTP client with a cookie jar that does not follow
 // redirects, sending what a browser sends with a form.
 type browserish struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 	jar  *cookiejar.Jar

@@ -144,8 +144,17 @@ func (s *Store) CountDeliveries(ctx context.Context) (map[string]int64, *time.Ti
 		}
 		return rs.Err()
 	})
-	b.Queue(`SELECT min(a.created_at) FROM alert_deliveries d JOIN alerts a USING (alert_id)
-		WHERE d.status = 'pending'`).QueryRow(func(r pgx.Row) error { return r.Scan(&oldest) })
+	// Alert ids are time-ordered (UUIDv7): the smallest pending one is the
+	// oldest, found without joining every pending delivery to its alert.
+	b.Queue(`SELECT a.created_at FROM alerts a WHERE a.alert_id =
+		(SELECT d.alert_id FROM alert_deliveries d WHERE d.status = 'pending' ORDER BY d.alert_id LIMIT 1)`).
+		QueryRow(func(r pgx.Row) error {
+			err := r.Scan(&oldest)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, unavailable(err)
 	}
