@@ -9,7 +9,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -756,17 +755,7 @@ func (k *console) errorPage(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var ae *apiError
-	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &ae):
-	case errors.As(err, &he):
-		ae = newError(he.Code, echoType(he.Code), http.StatusText(he.Code))
-	case lifecycle.ErrorCode(err) != "":
-		ae = fromDomain(err)
-	default:
-		ae = newError(http.StatusInternalServerError, "internal_error", "internal error")
-	}
+	ae := asAPIError(err)
 	rid := c.Response().Header().Get(echo.HeaderXRequestID)
 	d := errorData{Status: ae.Status, RequestID: rid, Message: ae.Message}
 	switch {
