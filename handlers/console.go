@@ -89,7 +89,6 @@ type Console struct {
 type console struct {
 	*Console
 	keys   []sessionKey
-	tokens []string // the token values, in the order of keys
 	ck     cookies
 	logger *slog.Logger
 	pages  *pages
@@ -109,9 +108,6 @@ func registerConsole(e *echo.Echo, o *Ops) {
 	}
 	k := &console{Console: &cfg, keys: deriveSessionKeys(o.Tokens), ck: cookies{publicURL: cfg.PublicURL},
 		logger: o.Logger, pages: mustParsePages(cfg.Now)}
-	for _, t := range o.Tokens {
-		k.tokens = append(k.tokens, t.Value)
-	}
 
 	// Console errors are pages, not JSON.
 	apiErrors := e.HTTPErrorHandler
@@ -238,8 +234,8 @@ func (k *console) signin(c echo.Context) error {
 	token := strings.TrimSpace(c.FormValue("token"))
 	// Every token is compared, in constant time, as the API does.
 	var match *sessionKey
-	for i, t := range k.tokens {
-		if token != "" && constantTimeEqual(token, t) {
+	for i, t := range k.keys {
+		if token != "" && constantTimeEqual(token, t.token) {
 			match = &k.keys[i]
 		}
 	}
@@ -276,7 +272,7 @@ func (k *console) takeFlash(c echo.Context) *flash {
 	k.ck.set(c, flashCookie, "", consolePrefix+"/", 0)
 	s := sessionOf(c)
 	var f flash
-	if s == nil || !open(s.key, "flash", v, &f) || f.SID != s.ID {
+	if s == nil || !unseal(s.key, "flash", v, &f) || f.SID != s.ID {
 		return nil
 	}
 	return &f

@@ -47,10 +47,10 @@ const (
 	liveHeader = "X-Codewatch-Live"
 )
 
-// sessionKey is the key that signs the sessions of one ops token.
+// sessionKey is one ops token and the key that signs its sessions.
 type sessionKey struct {
-	name string
-	key  []byte
+	name, token string
+	key         []byte
 }
 
 func deriveSessionKeys(tokens []Token) []sessionKey {
@@ -58,7 +58,7 @@ func deriveSessionKeys(tokens []Token) []sessionKey {
 	for i, t := range tokens {
 		m := hmac.New(sha256.New, []byte(t.Value))
 		m.Write([]byte("codewatch console session key v1"))
-		out[i] = sessionKey{name: t.Name, key: m.Sum(nil)}
+		out[i] = sessionKey{name: t.Name, token: t.Value, key: m.Sum(nil)}
 	}
 	return out
 }
@@ -96,8 +96,8 @@ func seal(key []byte, purpose string, v any) string {
 	return p + "." + b64.EncodeToString(mac(key, purpose, p))
 }
 
-// open checks a sealed value against key and decodes it into v.
-func open(key []byte, purpose, sealed string, v any) bool {
+// unseal checks a sealed value against key and decodes it into v.
+func unseal(key []byte, purpose, sealed string, v any) bool {
 	p, sig, ok := strings.Cut(sealed, ".")
 	if !ok {
 		return false
@@ -125,7 +125,7 @@ func readSession(keys []sessionKey, value string, now time.Time) *session {
 	}
 	for _, k := range keys {
 		var s session
-		if open(k.key, "session", value, &s) && s.Name == k.name && s.ID != "" &&
+		if unseal(k.key, "session", value, &s) && s.Name == k.name && s.ID != "" &&
 			now.Unix() < s.ExpiresAt && s.IssuedAt <= now.Add(time.Minute).Unix() {
 			s.key = k.key
 			return &s
