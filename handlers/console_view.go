@@ -327,6 +327,11 @@ var eventLabels = map[string]string{
 	"lock.unlocked":                             "Lock unlocked",
 	"lock.locked":                               "Lock locked",
 	"lock.access_denied":                        "Lock refused the code",
+	// codewatch's own evidence from Seam's API (issue 11, source "poll").
+	"codewatch.deletion_requested":    "Deletion requested by codewatch",
+	"codewatch.action_attempt":        "Seam's deletion attempt ended",
+	"codewatch.access_code_polled":    "Seam's API still has it",
+	"codewatch.access_code_not_found": "Seam's API no longer has it",
 }
 
 func eventLabel(t string) string {
@@ -342,9 +347,10 @@ func eventClass(t string) string {
 	switch {
 	case strings.Contains(t, "failed") || strings.Contains(t, "delay"):
 		return "trouble"
-	case t == "access_code.removed_from_device" || t == "access_code.deleted_external_to_seam":
+	case t == "access_code.removed_from_device" || t == "access_code.deleted_external_to_seam" ||
+		t == "codewatch.access_code_not_found":
 		return "confirm"
-	case t == "access_code.deleted":
+	case t == "access_code.deleted" || t == "codewatch.deletion_requested":
 		return "deletion"
 	case strings.HasPrefix(t, "lock."):
 		return "lock"
