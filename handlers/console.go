@@ -320,9 +320,8 @@ func (k *console) triage(c echo.Context) error {
 		}
 	}
 	d.Waiting = max(0, d.Waiting-sum.NeedsTroubleshooting)
-	now := k.Now()
 	for i := range codes {
-		d.Codes = append(d.Codes, newCodeView(&codes[i], now))
+		d.Codes = append(d.Codes, newCodeView(&codes[i]))
 	}
 	if next != nil && !d.Filtered {
 		d.More = sum.NeedsTroubleshooting - int64(len(codes))
@@ -355,9 +354,8 @@ func (k *console) codes(c echo.Context) error {
 		return err
 	}
 	d := codesData{Filter: f, States: lifecycle.States}
-	now := k.Now()
 	for i := range codes {
-		d.Codes = append(d.Codes, newCodeView(&codes[i], now))
+		d.Codes = append(d.Codes, newCodeView(&codes[i]))
 	}
 	if cur := listCursorOut(next, lf.Sort); cur != nil {
 		d.Next = f.url(*cur)
@@ -375,7 +373,6 @@ type codeData struct {
 	Alerts    []alertView
 	Actions   []CodeAction
 	CanAck    bool
-	NextStep  string
 	Truncated int
 }
 
@@ -400,8 +397,7 @@ func (k *console) code(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	now := k.Now()
-	d := codeData{Code: newCodeView(code, now), Evidence: ev, Alerts: alertViews(deliveries),
+	d := codeData{Code: newCodeView(code), Evidence: ev, Alerts: alertViews(deliveries),
 		CanAck: code.NeedsTroubleshooting, Truncated: ev.Total - len(ev.Events)}
 	for _, e := range ev.Events {
 		d.Timeline = append(d.Timeline, newEventView(e))

@@ -31,14 +31,14 @@ func TestCodePageOptionalParts(t *testing.T) {
 		return buf.String()
 	}
 
-	bare := render(newCodeView(code, now), nil)
+	bare := render(newCodeView(code), nil)
 	for _, absent := range []string{"sev-", "lock-online", "lock-offline", "Seam's API", "Deletion requested by codewatch", "/actions/", "by polling"} {
 		if strings.Contains(bare, absent) {
 			t.Errorf("a code without the optional parts shows %q", absent)
 		}
 	}
 
-	v := newCodeView(code, now)
+	v := newCodeView(code)
 	v.Severity = "critical"
 	v.Lock.Status = "offline"
 	v.ConfirmedBy = "poll"

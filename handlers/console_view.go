@@ -539,7 +539,7 @@ type codeView struct {
 // and lock_online (issue 12) into Severity and Lock.Status, confirmed_by and
 // the seam block and deletion request (issue 11) into ConfirmedBy, Seam
 // and Request.
-func newCodeView(c *lifecycle.AccessCode, now time.Time) codeView {
+func newCodeView(c *lifecycle.AccessCode) codeView {
 	v := codeView{AccessCode: c, URL: codeURL(c.AccessCodeID)}
 	if c.TroubleshootingReason != nil {
 		v.Reason = *c.TroubleshootingReason
@@ -567,7 +567,8 @@ func maskedJSON(body []byte) (text string, note string) {
 		buf.Write(masked)
 	}
 	if buf.Len() > rawLimit {
-		return buf.String()[:rawLimit], fmt.Sprintf("The first %d KiB of %d KiB.", rawLimit>>10, buf.Len()>>10)
+		// Cut on a character boundary.
+		return strings.ToValidUTF8(buf.String()[:rawLimit], ""), fmt.Sprintf("The first %d KiB of %d KiB.", rawLimit>>10, buf.Len()>>10)
 	}
 	return buf.String(), ""
 }
