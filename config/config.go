@@ -59,6 +59,11 @@ type Config struct {
 	SeamDeviceDeletesPerMinute int
 	ReconcileAfter             time.Duration
 	StartupBackfill            time.Duration
+	// PublicURL is where people reach the ops listener (the console), e.g.
+	// https://codewatch-ops.example.com behind a TLS proxy; nil when unset.
+	PublicURL *url.URL
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -103,6 +108,8 @@ var Vars = []Var{
 	{"CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "seam-device-deletes-per-minute", "20", "deletions per lock per minute (Seam's limit)", false},
 	{"CODEWATCH_RECONCILE_AFTER", "reconcile-after", "10m", "look an unconfirmed deletion up in Seam's API once its newest evidence is this old, then at doubling intervals up to 6h (0: never)", false},
 	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest stored one, at most this far back (0: off; at most 7d)", false},
+	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
+	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
 	// Read by no command yet; secret the day one does.
 	{"CODEWATCH_DATA_KEYS", "", "", "keys that encrypt stored data", true},
 }
@@ -233,6 +240,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		{"CODEWATCH_RETENTION", &c.Retention, true, true},
 		{"CODEWATCH_RECONCILE_AFTER", &c.ReconcileAfter, true, true},
 		{"CODEWATCH_STARTUP_BACKFILL", &c.StartupBackfill, true, true},
+		{"CODEWATCH_SESSION_TTL", &c.SessionTTL, false, true},
 	} {
 		v, err := ParseDuration(get(d.env))
 		switch {
@@ -279,6 +287,16 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		}
 		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			bad(u.env, errors.New("must be an http or https URL"))
+		}
+	}
+	if v := get("CODEWATCH_PUBLIC_URL"); v != "" {
+		p, err := url.Parse(v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil ||
+			(p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
+			bad("CODEWATCH_PUBLIC_URL", fmt.Errorf("must be an http or https URL with no path, like https://codewatch-ops.example.com, got %q", v))
+		} else {
+			p.Path = ""
+			c.PublicURL = p
 		}
 	}
 	if c.AlertWebhookURL != "" {

@@ -304,6 +304,8 @@ type ListFilter struct {
 	NeedsTroubleshooting *bool
 	WorkspaceID          string
 	DeviceID             string
+	// Reason selects codes whose troubleshooting_reason is this one.
+	Reason string
 	// Sort is SortUrgency (the default) or SortRecent.
 	Sort  string
 	Limit int

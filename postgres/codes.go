@@ -213,6 +213,9 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	if f.DeviceID != "" {
 		where = append(where, "device_id = "+arg(f.DeviceID))
 	}
+	if f.Reason != "" {
+		where = append(where, "troubleshooting_reason = "+arg(f.Reason))
+	}
 	// Troubled codes sort by when their deletion began.
 	const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestamptz)"
 	var order string

@@ -111,7 +111,7 @@ codewatch (development mode: local Postgres in %s)
   webhook URL:     %s
   webhook secret:  %s
   ops API:         %s/v1/summary   (Authorization: Bearer %s)
-  status page:     %s/
+  console:         %s/console/   (sign in with the same token)
   try:             go run ./cmd/codewatch send access_code.deleted --access-code-id %s
 
 `, dir, boundTo(pub, "webhooks"), boundTo(ops, "ops"), st.WebhookURL, st.WebhookSecret, st.OpsURL, st.OpsToken, st.OpsURL, exampleID())

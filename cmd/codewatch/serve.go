@@ -220,9 +220,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	opsCfg := &handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
 		TrustedProxies: cfg.TrustedProxies,
+		Console:        &handlers.Console{Store: store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL},
 	}
 	if sy != nil {
 		opsCfg.Seam = sy
+		opsCfg.Console.Actions = seamActions(sy)
 	}
 	ops := handlers.NewOpsServer(opsCfg)
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -328,6 +330,40 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return runErr
 	}
 	return nil
+}
+
+// seamActions are the console's buttons that call Seam's API: the same
+// calls as POST /v1/access_codes/{id}/reconcile and .../delete.
+func seamActions(sy *seamsync.Service) []handlers.CodeAction {
+	return []handlers.CodeAction{
+		{Name: "reconcile", Label: "Reconcile now",
+			Help: "Look the code up in Seam's API now: a 404 after the deletion confirms it; Seam's errors and warnings are shown.",
+			Do: func(ctx context.Context, id, _ string) (string, error) {
+				ctx, cancel := context.WithTimeout(ctx, 50*time.Second)
+				defer cancel()
+				c, err := sy.ReconcileNow(ctx, id)
+				if err != nil {
+					return "", err
+				}
+				return "Looked up in Seam: the code is " + string(c.DeletionState) + ".", nil
+			}},
+		{Name: "delete", Label: "Request deletion", Danger: true, Confirm: "Yes, ask Seam to delete this code",
+			Help: "Ask Seam to delete the code from its lock; codewatch follows the deletion until the lock confirms it.",
+			Shown: func(c *lifecycle.AccessCode) bool {
+				return c.DeletedAt == nil && c.DeletionState != lifecycle.DeletionRequested
+			},
+			Do: func(ctx context.Context, id, by string) (string, error) {
+				c, err := sy.RequestDeletion(ctx, id, by)
+				if err != nil {
+					return "", err
+				}
+				attempt := ""
+				if c.DeletionRequest != nil {
+					attempt = " (action attempt " + c.DeletionRequest.ActionAttemptID + ")"
+				}
+				return "Deletion requested" + attempt + ": the code is " + string(c.DeletionState) + ".", nil
+			}},
+	}
 }
 
 // reconcileScanEvery is how often, at most, the leader looks for lookups due.
