@@ -472,7 +472,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("searching an access code id opened %s", u)
 		}
 		search(strings.ToUpper(lockB))
-		if u := b.url(); !strings.Contains(u, "/console/codes?device_id="+lockB) {
+		if u := b.url(); !strings.HasSuffix(u, "/console/locks/"+lockB) {
 			t.Errorf("searching a device id opened %s", u)
 		}
 		var listed []string
