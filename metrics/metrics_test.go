@@ -100,7 +100,7 @@ func TestEventTypeLabel(t *testing.T) {
 	for in, want := range map[string]string{
 		"access_code.deleted": "access_code.deleted", "lock.locked": "lock.locked",
 		"device.connection_became_flaky": "device.connection_became_flaky",
-		"": "unknown", "DROP TABLE": "other", "a.b.c.d.e.f": "other",
+		"":                               "unknown", "DROP TABLE": "other", "a.b.c.d.e.f": "other",
 		"access_code.delted": "other", "access_code.x1": "other", "made.up": "other",
 	} {
 		if got := metrics.EventTypeLabel(in); got != want {
