@@ -25,6 +25,10 @@ type AccessCode struct {
 	AcknowledgedAt         *time.Time      `json:"acknowledged_at"`
 	AcknowledgedBy         *string         `json:"acknowledged_by"`
 	AcknowledgementNote    *string         `json:"acknowledgement_note"`
+	// PinHint is what people may see of the code's PIN: "••" and its last
+	// two digits, from the newest event that carried the PIN; only a
+	// single-code read fills it, and only when an event carried one.
+	PinHint *string `json:"pin_hint,omitempty"`
 	// Events is the code's history, oldest first; only a single-code read
 	// fills it.
 	Events []EventRef `json:"events,omitempty"`
@@ -36,6 +40,8 @@ type EventRef struct {
 	EventType  string    `json:"event_type"`
 	OccurredAt time.Time `json:"occurred_at"`
 	ReceivedAt time.Time `json:"received_at"`
+	// PinHint is the hint ("••34") of the PIN the event carried, if any.
+	PinHint *string `json:"pin_hint,omitempty"`
 }
 
 // AlertPayload is the body of an alert, as stored in the outbox and sent to
@@ -287,8 +293,12 @@ type QuarantinedDelivery struct {
 	Reason     string    `json:"reason"`
 	ReceivedAt time.Time `json:"received_at"`
 	SizeBytes  int       `json:"size_bytes"`
-	// Body is the raw body when it is valid UTF-8, for a quick look.
+	// Body is the body with every PIN masked (••34), for a quick look;
+	// nil when it is not valid UTF-8 or cannot be opened.
 	Body *string `json:"body"`
+	// BodyUnavailable says why a stored body cannot be opened (its data
+	// key is no longer configured).
+	BodyUnavailable *string `json:"body_unavailable,omitempty"`
 }
 
 // SweepResult counts what one sweep did.

@@ -30,14 +30,14 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 			return err
 		})
 	var events []lifecycle.EventRef
-	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at
+	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at, pin_hint
 		FROM events
 		WHERE access_code_id = $1 AND event_type LIKE 'access_code.%'
 		ORDER BY 3, event_id`, id).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
 				var e lifecycle.EventRef
-				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt); err != nil {
+				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.PinHint); err != nil {
 					return err
 				}
 				events = append(events, e)
@@ -54,6 +54,7 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 	if row.Events == nil {
 		row.Events = []lifecycle.EventRef{}
 	}
+	row.PinHint = currentPinHint(row.Events)
 	return &row.AccessCode, nil
 }
 

@@ -6,6 +6,8 @@
 //	codewatch send EVENT_TYPE ...   send a signed test event
 //	codewatch replay                recompute every code's state
 //	codewatch quarantine retry      re-ingest quarantined deliveries
+//	codewatch rekey                 re-encrypt stored bodies under the first data key
+//	codewatch keys generate [ID]    print a new data key
 //	codewatch version               what was built, from which commit
 package main
 
@@ -67,6 +69,8 @@ usage:
                                            send a signed Seam test event
   codewatch replay [--batch N]             recompute every code's state from stored events
   codewatch quarantine retry [--reason R]  store quarantined deliveries this version can use
+  codewatch rekey [--batch N]              re-encrypt stored bodies under the first data key
+  codewatch keys generate [ID]             print a new data key for CODEWATCH_DATA_KEYS
   codewatch version                        print the version, commit and Go version
   codewatch help [COMMAND]                 print this, or a command's flags
 
@@ -81,6 +85,8 @@ func commands() map[string]command {
 		"send":       send,
 		"replay":     replay,
 		"quarantine": quarantine,
+		"rekey":      rekey,
+		"keys":       keys,
 		"version":    version,
 	}
 }
