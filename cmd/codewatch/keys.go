@@ -131,7 +131,7 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 	}})
 	pr.end()
 	if res.Resealed != nil {
-		fmt.Fprintf(stdout, "rekey: re-encrypted %d events and %d quarantined bodies in %s\n",
+		fmt.Fprintf(stdout, "rekey: re-encrypted %d events and %d quarantined deliveries in %s\n",
 			res.Resealed["events"], res.Resealed["quarantine"], time.Since(start).Round(time.Millisecond))
 	}
 	if err != nil && len(res.Unreadable) == 0 {
@@ -150,6 +150,7 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 func describeUsage(usage map[string]map[string]int64, kr *datakeys.Keyring) string {
 	var b strings.Builder
 	used := map[string]bool{}
+	var tables []string
 	for _, table := range []string{"events", "quarantine"} {
 		ids := make([]string, 0, len(usage[table]))
 		for id := range usage[table] {
@@ -168,8 +169,9 @@ func describeUsage(usage map[string]map[string]int64, kr *datakeys.Keyring) stri
 		if len(parts) == 0 {
 			parts = []string{"none"}
 		}
-		fmt.Fprintf(&b, "stored %s bodies: %s\n", table, strings.Join(parts, ", "))
+		tables = append(tables, table+": "+strings.Join(parts, ", "))
 	}
+	fmt.Fprintf(&b, "stored bodies per key: %s\n", strings.Join(tables, "; "))
 	var unused, left []string
 	for _, id := range kr.IDs()[1:] {
 		if !used[id] {
