@@ -159,9 +159,12 @@ func TestSinkErrorsDoNotLeakSlackWebhookPath(t *testing.T) {
 	_, alertID := o.fail()
 
 	var row deliveryRow
-	// The attempt is counted before the send and its error recorded after:
-	// wait for the error.
-	o.waitFor("a failed attempt", func() bool { row = o.delivery(alertID, "slack"); return row.LastError != nil })
+	// An attempt is counted before the send and its error recorded after:
+	// wait for both.
+	o.waitFor("a failed attempt", func() bool {
+		row = o.delivery(alertID, "slack")
+		return row.Attempts > 0 && row.LastError != nil
+	})
 	if row.Status != "pending" || row.LastError == nil || !strings.Contains(*row.LastError, "500") {
 		t.Fatalf("after a 500: %+v, want pending with the status recorded", row)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -64,6 +65,9 @@ type Config struct {
 	PublicURL *url.URL
 	// SessionTTL is how long a console sign-in lasts.
 	SessionTTL time.Duration
+	// DataKeys seal stored bodies (CODEWATCH_DATA_KEYS); nil when unset,
+	// which only development mode accepts (it keeps a key of its own).
+	DataKeys *datakeys.Keyring
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -101,6 +105,7 @@ var Vars = []Var{
 	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "1", "concurrent ingest transactions; concurrent webhooks share them (group commit)", false},
 	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)", false},
 	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address", false},
+	{"CODEWATCH_DATA_KEYS", "data-keys", "", "keys that encrypt stored webhook bodies and key PIN hashes: id:base64key, comma-separated, the first encrypts (codewatch keys generate makes one); required with DATABASE_URL", true},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live", false},
 	{"SEAM_API_KEY", "seam-api-key", "", "Seam API key: deletions, lookups and backfill use Seam's API (unset: all off)", true},
 	{"SEAM_API_URL", "seam-api-url", "https://connect.getseam.com", "Seam's API", false},
@@ -110,8 +115,6 @@ var Vars = []Var{
 	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest stored one, at most this far back (0: off; at most 7d)", false},
 	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
 	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
-	// Read by no command yet; secret the day one does.
-	{"CODEWATCH_DATA_KEYS", "", "", "keys that encrypt stored data", true},
 }
 
 // Secret reports whether the variable env holds a secret (Var.Secret).
@@ -315,6 +318,13 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
 		bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
 	}
+	if v := get("CODEWATCH_DATA_KEYS"); v != "" {
+		kr, err := ParseDataKeys(v)
+		if err != nil {
+			bad("CODEWATCH_DATA_KEYS", err)
+		}
+		c.DataKeys = kr
+	}
 	if v := get("CODEWATCH_TRUSTED_PROXIES"); v != "" {
 		nets, err := ParseCIDRs(v)
 		if err != nil {
@@ -340,6 +350,17 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		return nil, errs[0]
 	}
 	return c, nil
+}
+
+// ParseDataKeys reads CODEWATCH_DATA_KEYS (datakeys.Parse). Its errors never
+// quote key material; the "datakeys: " prefix is dropped, since the caller
+// names the variable.
+func ParseDataKeys(s string) (*datakeys.Keyring, error) {
+	kr, err := datakeys.Parse(s)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "datakeys: "))
+	}
+	return kr, nil
 }
 
 // ParseCIDRs reads "10.0.0.0/8, 192.168.1.7": networks, or single addresses.

@@ -611,7 +611,11 @@ func newEventView(e lifecycle.EvidenceEvent) eventView {
 	if lag := e.ReceivedAt.Sub(e.OccurredAt); lag >= time.Second {
 		v.Lag = lag
 	}
-	v.RawJSON, v.RawNote = maskedJSON(e.Raw)
+	if e.RawUnavailable != "" {
+		v.RawNote = "The stored " + e.RawUnavailable + "."
+	} else {
+		v.RawJSON, v.RawNote = maskedJSON(e.Raw)
+	}
 	v.Raw = nil // only the masked copy reaches a template
 	return v
 }

@@ -498,9 +498,16 @@ func TestOpenAPILive(t *testing.T) {
 	if _, b := c.do(notJSON); !oaBodyIs(b, `{"ok":true,"quarantined":true}`) {
 		t.Errorf("not json: %s", b)
 	}
-	notUTF8 := oaSigned(t, "webhook not utf-8", hook, secret, seamevent.NewMessageID(), time.Now(), []byte{0xff, 0xfe, '{'}, http.StatusOK)
+	// JSON with a string that is not UTF-8: shown as null.
+	notUTF8 := oaSigned(t, "webhook not utf-8", hook, secret, seamevent.NewMessageID(), time.Now(), []byte("{\"event_id\":\"\xff\xfe\"}"), http.StatusOK)
 	notUTF8.req = oaReqSkip
 	c.do(notUTF8)
+	// An access_code event without its access_code_id, carrying a PIN:
+	// shown with the PIN masked.
+	withPIN := oaSigned(t, "webhook quarantined with a PIN", hook, secret, seamevent.NewMessageID(), time.Now(),
+		[]byte(`{"event_id":"`+seamevent.NewID()+`","event_type":"access_code.set_on_device","code":"4821"}`), http.StatusOK)
+	withPIN.req = oaReqSkip
+	c.do(withPIN)
 
 	unsigned := oaCall{name: "webhook without signature", method: http.MethodPost, url: hook,
 		body: oaEvent(t, "access_code.created", active, base), want: http.StatusUnauthorized, req: oaReqSkip}
@@ -674,7 +681,9 @@ func TestOpenAPILive(t *testing.T) {
 		}
 	}
 
-	// Quarantine, with paging and a body that is not UTF-8 (null).
+	// Quarantine, with paging, PINs masked, a body that is not JSON (a
+	// notice, never its bytes) and one that is not UTF-8 (null); newest
+	// first.
 	{
 		_, b := c.do(oaCall{name: "quarantine", method: http.MethodGet, url: ops + "/v1/quarantine", header: oaAuth(), want: http.StatusOK})
 		var r struct {
@@ -684,7 +693,8 @@ func TestOpenAPILive(t *testing.T) {
 			NextCursor *string `json:"next_cursor"`
 		}
 		oaJSON(t, b, &r)
-		if len(r.Q) != 2 || r.Q[0].Body != nil || r.Q[1].Body == nil || *r.Q[1].Body != "not json" || r.NextCursor != nil {
+		if len(r.Q) != 3 || r.Q[0].Body == nil || !strings.Contains(*r.Q[0].Body, `"code":"••21"`) || strings.Contains(string(b), "4821") ||
+			r.Q[1].Body != nil || r.Q[2].Body == nil || *r.Q[2].Body != `{"masked":"body is not JSON"}` || r.NextCursor != nil {
 			t.Errorf("quarantine: %s", b)
 		}
 		_, b = c.do(oaCall{name: "quarantine page 1", method: http.MethodGet, url: ops + "/v1/quarantine?limit=1", header: oaAuth(), want: http.StatusOK})

@@ -21,9 +21,12 @@ type EvidenceEvent struct {
 	DeviceID   string
 	// Details holds Seam's errors and warnings, when the event has any.
 	Details json.RawMessage
-	// Raw is the body exactly as received. It holds the door code's PIN:
-	// show it only through datakeys.MaskPINs.
+	// Raw is the body exactly as received, opened. It holds the door code's
+	// PIN: show it only through datakeys.MaskPINs.
 	Raw []byte
+	// RawUnavailable says why the body cannot be opened (its key is not
+	// configured, or it does not authenticate); Raw is nil then.
+	RawUnavailable string
 }
 
 // Evidence is a code's timeline: its newest events, oldest first, and how

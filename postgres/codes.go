@@ -31,7 +31,7 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 		})
 	var events []lifecycle.EventRef
 	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at,
-			source, details
+			source, details, pin_hint
 		FROM events
 		WHERE access_code_id = $1 AND `+historySQL+`
 		ORDER BY 3, event_id`, id).
@@ -39,7 +39,7 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 			for rs.Next() {
 				var e lifecycle.EventRef
 				var details []byte
-				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details); err != nil {
+				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details, &e.PinHint); err != nil {
 					return err
 				}
 				if details != nil {
@@ -73,6 +73,7 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 	}
 	row.LockOnline = lockOnline
 	row.TroubleshootingSeverity = severityOf(row.TroubleshootingReason)
+	row.PinHint = currentPinHint(row.Events)
 	return &row.AccessCode, nil
 }
 

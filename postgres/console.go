@@ -26,7 +26,7 @@ func (s *Store) CodeEvidence(ctx context.Context, id string, limit int) (*lifecy
 	}
 	const cols = `event_id, event_type, source,
 		COALESCE(occurred_at, created_at, received_at) AS at, received_at,
-		COALESCE(device_id, '') AS device_id, details, raw`
+		COALESCE(device_id, '') AS device_id, details, raw, message_id, key_id`
 	b := &pgx.Batch{}
 	ev := &lifecycle.Evidence{Events: []lifecycle.EvidenceEvent{}}
 	// The history (events_access_code_idx), then the rest that names the
@@ -37,10 +37,19 @@ func (s *Store) CodeEvidence(ctx context.Context, id string, limit int) (*lifecy
 		ORDER BY at DESC, event_id DESC LIMIT $2`, id, limit).Query(func(rs pgx.Rows) error {
 		for rs.Next() {
 			var e lifecycle.EvidenceEvent
-			var details []byte
+			var details, raw []byte
+			var msgID string
+			var keyID *string
 			if err := rs.Scan(&e.EventID, &e.EventType, &e.Source, &e.OccurredAt, &e.ReceivedAt,
-				&e.DeviceID, &details, &e.Raw); err != nil {
+				&e.DeviceID, &details, &raw, &msgID, &keyID); err != nil {
 				return err
+			}
+			// Bodies are sealed at rest: opened here, masked before shown.
+			body, err := OpenBody(s.cfg.Keys, tableEvents, msgID, keyID, raw)
+			if err != nil {
+				e.RawUnavailable = "body " + openError(err)
+			} else {
+				e.Raw = body
 			}
 			if details != nil {
 				e.Details = details

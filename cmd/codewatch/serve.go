@@ -110,6 +110,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(cfg.OpsTokens) == 0 {
 		return &exitError{2, errors.New("CODEWATCH_OPS_TOKEN: required (a bearer token of at least 16 characters for the ops API)")}
 	}
+	if cfg.DataKeys == nil {
+		return &exitError{2, errors.New("CODEWATCH_DATA_KEYS: required with DATABASE_URL (id:base64key of 32 bytes, e.g. from 'codewatch keys generate'; it encrypts the stored webhook bodies)")}
+	}
 	verifier, err := verify.New(cfg.WebhookSecrets, nil)
 	if err != nil {
 		return &exitError{2, fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)}
@@ -161,6 +164,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ReconcileAfter: cfg.ReconcileAfter,
 		Sinks:          alert.SinkNames(sinks),
 		Workers:        cfg.IngestWorkers,
+		Keys:           cfg.DataKeys,
 		Logger:         logger,
 		OnFlag: func(reason string) {
 			m.Flagged.WithLabelValues(reason).Inc()
@@ -244,6 +248,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	startc := make(chan error, 1)
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
+	// Bodies stored in clear by a version before encryption are sealed in
+	// the background once serving (sealClearBodies); stopped at shutdown.
+	sealCtx, stopSealing := context.WithCancel(bg)
+	defer stopSealing()
+	var sealing sync.WaitGroup
 	go func() {
 		err := waitForDatabase(startCtx, migr, !cfg.NoMigrate, logger, setNotReady)
 		if err == nil {
@@ -252,7 +261,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				started.Store(true)
 				logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 					"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens),
-					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String())
+					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String(),
+					"data_keys", cfg.DataKeys)
+				sealing.Go(func() { sealClearBodies(sealCtx, store, logger) })
 				startSeam(bg, sy, worker, cfg, logger)
 			}
 		}
@@ -307,6 +318,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			})
 		}
 		wg.Wait()
+		stopSealing()
+		sealing.Wait()
 		if started.Load() {
 			store.Close()
 			if err := worker.Stop(sctx); err != nil {
@@ -467,6 +480,37 @@ func waitForDatabase(ctx context.Context, migr *migrations.Migrator, migrate boo
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// sealClearBodies seals the bodies that a version before encryption stored
+// in clear (key_id NULL), in the background, in small batches that ingest
+// does not wait on; replicas starting together share the work (SKIP LOCKED).
+// It logs only when there is something to do. A failure is logged, not
+// fatal: the rows stay readable, and the next start or `codewatch rekey`
+// seals them.
+func sealClearBodies(ctx context.Context, store *postgres.Store, logger *slog.Logger) {
+	start := time.Now()
+	announced := false
+	tables := map[string]bool{}
+	res, err := store.Rekey(ctx, postgres.RekeyOptions{OnlyClear: true, BatchSize: 100,
+		Progress: func(p postgres.RekeyProgress) {
+			if !tables[p.Table] {
+				tables[p.Table], announced = true, true
+				logger.Info("sealing bodies stored in clear before encryption", "table", p.Table, "rows", p.Total)
+			}
+		}})
+	switch {
+	case ctx.Err() != nil:
+		if announced {
+			logger.Info("sealing bodies stored in clear: stopped; the next start continues", "events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"])
+		}
+	case err != nil:
+		logger.Warn("sealing bodies stored in clear failed; they stay readable; run codewatch rekey", "error", oneLine(err.Error()),
+			"events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"])
+	case announced:
+		logger.Info("bodies stored in clear are sealed", "events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"],
+			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 }
 
