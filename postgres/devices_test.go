@@ -127,3 +127,51 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("alert: %+v", as)
 	}
 }
+
+// A lock's report by PIN (no access_code_id) is matched with the deleted
+// code on the same lock by keyed hash, whichever arrives first.
+func TestLockReportsMatchedByPIN(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	at := func(m int) string { return e.clock.Now().Add(time.Duration(m) * time.Minute).UTC().Format(time.RFC3339Nano) }
+	lock, other := seamevent.NewID(), seamevent.NewID()
+	code, early := seamevent.NewID(), seamevent.NewID()
+	// The unlock arrives before the code's own events.
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeLockUnlocked, "device_id": lock, "code": "480913", "method": "keycode", "occurred_at": at(-5)})
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeSetOnDevice, "access_code_id": code, "device_id": lock, "code": "480913", "occurred_at": at(-60)})
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeDeleted, "access_code_id": code, "device_id": lock, "code": "480913", "occurred_at": at(-30)})
+	c := e.get(code)
+	if !c.NeedsTroubleshooting || *c.TroubleshootingReason != lifecycle.ReasonUsedAfterDeletion {
+		t.Fatalf("unlock by PIN before the code's events: %+v %v", c.TroubleshootingReason, c.NeedsTroubleshooting)
+	}
+	// After the deletion: another PIN, the same PIN on another lock, the
+	// same PIN before the deletion: nothing.
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeSetOnDevice, "access_code_id": early, "device_id": lock, "code": "775511", "occurred_at": at(-60)})
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeDeleted, "access_code_id": early, "device_id": lock, "code": "775511", "occurred_at": at(-30)})
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeLockUnlocked, "device_id": lock, "code": "111111", "occurred_at": at(-4)})
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeLockUnlocked, "device_id": other, "code": "775511", "occurred_at": at(-4)})
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeLockUnlocked, "device_id": lock, "code": "775511", "occurred_at": at(-40)})
+	if c := e.get(early); c.NeedsTroubleshooting {
+		t.Fatalf("nothing should flag it: %+v", c.TroubleshootingReason)
+	}
+	// Its PIN on the lock as an unmanaged code, after the deletion.
+	e.sendRaw(map[string]any{"event_type": lifecycle.TypeUnmanagedCreated, "access_code_id": seamevent.NewID(), "device_id": lock, "code": "775511", "occurred_at": at(-2)})
+	c = e.get(early)
+	if !c.NeedsTroubleshooting || *c.TroubleshootingReason != lifecycle.ReasonStillOnLock || *c.TroubleshootingSeverity != "critical" {
+		t.Fatalf("unmanaged with its PIN: %+v", c.TroubleshootingReason)
+	}
+	// The PIN is nowhere in the code's record.
+	b, _ := json.Marshal(e.get(code))
+	if strings.Contains(string(b), "480913") {
+		t.Fatalf("PIN in the record: %s", b)
+	}
+	// Replay agrees.
+	if _, err := e.pool.Exec(e.ctx, `UPDATE access_codes SET troubleshooting_reason = NULL, trouble_key = NULL, needs_troubleshooting = false`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Replay(e.ctx, 100, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.get(code); *c.TroubleshootingReason != lifecycle.ReasonUsedAfterDeletion {
+		t.Fatalf("after replay: %+v", c.TroubleshootingReason)
+	}
+}

@@ -270,6 +270,25 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 			start[p.AccessCodeID] = codeIDs{nonEmpty(p.WorkspaceID), nonEmpty(p.DeviceID), nonEmpty(p.ConnectedAccountID)}
 		}
 	}
+	// A lock's report by PIN touches the codes on its lock with that PIN
+	// (one more round trip, only for such reports).
+	var reports []*request
+	for _, r := range events {
+		if pinReport(&r.parsed) {
+			reports = append(reports, r)
+		}
+	}
+	if len(reports) > 0 {
+		matched, err := s.pinMatchedCodes(ctx, tx, reports)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, id := range matched {
+			if _, own := start[id]; !own {
+				lockOnly[id] = true
+			}
+		}
+	}
 	codes := make([]string, 0, len(start)+len(lockOnly))
 	for id := range start {
 		codes = append(codes, id)
@@ -295,6 +314,7 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 	if len(codes) > 0 {
 		queueLockCodes(b, codes, start, rows)
 		queueLoadEvents(b, codes, evs)
+		queueLoadPINReports(b, codes, evs)
 	}
 	// Locks: rows for those named, connectivity refolded (after the codes'
 	// row locks: the lock order).

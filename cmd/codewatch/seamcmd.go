@@ -80,7 +80,7 @@ func (f *seamFlags) open(ctx context.Context, getenv func(string) string, stderr
 	store.Start()
 	return &seamEnv{
 		store: store,
-		sync:  seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger}),
+		sync:  seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: kr, Logger: logger}),
 		done:  func() { store.Close(); done() },
 	}, nil
 }

@@ -179,7 +179,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 		}
-		sy = seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger})
+		sy = seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: cfg.DataKeys, Logger: logger})
 	}
 	worker, err := newJobClient(pool, store, cfg, sinks, sy, m, logger)
 	if err != nil {
