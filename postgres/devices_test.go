@@ -132,7 +132,9 @@ func TestDevices(t *testing.T) {
 // code on the same lock by keyed hash, whichever arrives first.
 func TestLockReportsMatchedByPIN(t *testing.T) {
 	e := newSwEnv(t, 30*time.Minute)
-	at := func(m int) string { return e.clock.Now().Add(time.Duration(m) * time.Minute).UTC().Format(time.RFC3339Nano) }
+	at := func(m int) string {
+		return e.clock.Now().Add(time.Duration(m) * time.Minute).UTC().Format(time.RFC3339Nano)
+	}
 	lock, other := seamevent.NewID(), seamevent.NewID()
 	code, early := seamevent.NewID(), seamevent.NewID()
 	// The unlock arrives before the code's own events.
