@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/pgtest"
+	"github.com/codewatch/codewatch/internal/seamfake"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
@@ -58,6 +62,7 @@ type pinProof struct {
 	sender  *seamevent.Sender
 	webhook *rawSink
 	slack   *rawSink
+	fake    *seamfake.Fake
 
 	mu      sync.Mutex
 	outputs []pinOutput
@@ -83,8 +88,8 @@ func (p *pinProof) record(path, what string, data []byte) {
 // codewatch answers or prints on the way; the proof then scans all of it,
 // together with what the sinks received, the service's log and a pg_dump.
 //
-// More paths go here as codewatch grows them (the Seam API backfill, the
-// console's pages): one entry each, in the order they can run.
+// More paths go here as codewatch grows them: one entry each, in the order
+// they can run.
 type pinPath struct {
 	name string
 	run  func(t *testing.T, p *pinProof)
@@ -95,6 +100,9 @@ var pinPaths = []pinPath{
 	{"quarantine", pinQuarantine},
 	{"alerts", pinAlerts},
 	{"ops API", pinOpsAPI},
+	{"lock evidence", pinLockEvidence},
+	{"Seam API", pinSeamAPI},
+	{"console", pinConsole},
 	{"quarantine retry", pinQuarantineRetry},
 	{"replay", pinReplay},
 	{"rekey", pinRekey},
@@ -118,6 +126,11 @@ func TestPINNeverInClear(t *testing.T) {
 	if p.keys, err = datakeys.Parse(p.env["CODEWATCH_DATA_KEYS"]); err != nil {
 		t.Fatal(err)
 	}
+	p.fake = seamfake.Start(t)
+	for k, v := range seamEnvFor(p.fake) {
+		p.env[k] = v
+	}
+	p.env["CODEWATCH_RECONCILE_AFTER"] = "0" // lookups only when asked
 	p.s = startServer(t, "serve", p.env)
 	p.sender = &seamevent.Sender{URL: p.s.webhookURL(), Secret: p.s.Secret}
 
@@ -437,4 +450,125 @@ func (r *rawSink) bodies() [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([][]byte(nil), r.got...)
+}
+
+// pinLockEvidence: the deleted overdue code's PIN used at its lock with no
+// access_code_id (matched on keyed hashes), and refused there: a critical
+// alert to every sink, the code and its lock in the API.
+func pinLockEvidence(t *testing.T, p *pinProof) {
+	code := p.codes["overdue"]
+	unlock := proofEvent(t, lifecycle.TypeLockUnlocked, code, time.Now(), map[string]any{"method": "keycode"})
+	var m map[string]any
+	_ = json.Unmarshal(unlock, &m)
+	delete(m, "access_code_id")
+	unlock, _ = json.Marshal(m)
+	p.send(t, "lock evidence", seamevent.NewMessageID(), unlock)
+	p.send(t, "lock evidence", seamevent.NewMessageID(), proofEvent(t, lifecycle.TypeLockAccessDenied, code, time.Now(), nil))
+	var out json.RawMessage
+	p.s.api(http.MethodGet, "/v1/access_codes/"+code, p.s.Token, nil, &out)
+	p.record("lock evidence", "the used code", out)
+	if !bytes.Contains(out, []byte(`"troubleshooting_reason":"used_after_deletion"`)) {
+		t.Fatalf("the unlock by PIN was not matched: %s", out)
+	}
+	p.s.api(http.MethodGet, "/v1/devices/"+seamevent.DeviceIDFor(code), p.s.Token, nil, &out)
+	p.record("lock evidence", "its lock", out)
+	defer func() {
+		if t.Failed() {
+			for _, b := range p.webhook.bodies() {
+				if i := bytes.IndexByte(b, '{'); i >= 0 {
+					b = b[i:]
+				}
+				t.Logf("webhook sink: %.400s", b)
+			}
+		}
+	}()
+	waitFor(t, 20*time.Second, "the critical alert at both sinks", func() bool {
+		return regexp.MustCompile(`"severity":\s*"critical"`).Match(bytes.Join(p.webhook.bodies(), nil)) &&
+			bytes.Contains(bytes.Join(p.slack.bodies(), nil), []byte("CRITICAL"))
+	})
+}
+
+// pinSeamAPI: events read back from Seam's API (backfill), a deletion
+// requested and a lookup that reads the lock's unmanaged codes, all with the
+// PIN in what Seam answers.
+func pinSeamAPI(t *testing.T, p *pinProof) {
+	ctx := context.Background()
+	dev := p.fake.Devices[0]
+	env := append(p.cliEnv(p.env["CODEWATCH_DATA_KEYS"]), envList(seamEnvFor(p.fake))...)
+	run := func(args ...string) cliResult {
+		t.Helper()
+		res := runCLI(t, env, args...)
+		p.record("Seam API", "codewatch "+strings.Join(args, " "), []byte(res.Stdout+res.Stderr))
+		if res.Code != 0 {
+			t.Fatalf("codewatch %s: exit %d\n%s%s", strings.Join(args, " "), res.Code, res.Stdout, res.Stderr)
+		}
+		return res
+	}
+	// A code Seam has, with the PIN: its events backfilled, then deleted.
+	code, err := p.fake.CreateAccessCode(ctx, dev, proofPIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.fake.AddEvent(ctx, map[string]any{"event_type": lifecycle.TypeSetOnDevice, "access_code_id": code,
+		"device_id": dev, "code": proofPIN}); err != nil {
+		t.Fatal(err)
+	}
+	run("backfill", "--since", "1h")
+	run("delete", code)
+	run("backfill", "--since", "1h") // Seam's access_code.deleted, with the PIN
+	// The lock kept the PIN as an unmanaged code; the lookup finds it.
+	if _, err := p.fake.CreateUnmanagedAccessCode(ctx, dev, "kept", proofPIN); err != nil {
+		t.Fatal(err)
+	}
+	run("reconcile", code)
+	var out json.RawMessage
+	p.s.api(http.MethodGet, "/v1/access_codes/"+code, p.s.Token, nil, &out)
+	p.record("Seam API", "the code after the lookup", out)
+	if !bytes.Contains(out, []byte(`"troubleshooting_reason":"still_on_lock"`)) {
+		t.Fatalf("the PIN among the unmanaged codes was not found: %s", out)
+	}
+	p.codes["seam"] = code
+}
+
+// pinConsole: every console page a person can open, signed in.
+func pinConsole(t *testing.T, p *pinProof) {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string) []byte {
+		t.Helper()
+		resp, err := c.Get(p.s.Ops + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		p.record("console", "GET "+path, b)
+		return b
+	}
+	signin := get("/console/signin")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(signin)
+	if m == nil {
+		t.Fatalf("no CSRF field on the sign-in page")
+	}
+	resp, err := c.PostForm(p.s.Ops+"/console/signin", url.Values{"csrf": {string(m[1])}, "token": {p.s.Token}, "next": {"/console/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", resp.StatusCode)
+	}
+	for _, path := range []string{"/console/", "/console/codes", "/console/codes?sort=recent", "/console/quarantine",
+		"/console/alerts", "/console/locks",
+		"/console/codes/" + p.codes["failed"], "/console/codes/" + p.codes["overdue"], "/console/codes/" + p.codes["seam"],
+		"/console/locks/" + seamevent.DeviceIDFor(p.codes["overdue"])} {
+		get(path)
+	}
+	// The raw JSON is one click away, masked: the hint, never the PIN.
+	if page := get("/console/codes/" + p.codes["overdue"]); !bytes.Contains(page, []byte("••64")) {
+		t.Errorf("the code's page shows no masked body")
+	}
 }
