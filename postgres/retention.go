@@ -76,8 +76,11 @@ func (s *Store) pruneCodes(ctx context.Context, cutoff time.Time, deleted func(s
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	// SKIP LOCKED: a code being ingested right now is left for next time.
 	// Ingest notices a row deleted under it and retries (errRowVanished).
+	// A terminal code can still need troubleshooting (its lock reported it
+	// after its deletion): kept until someone acknowledges.
 	rs, err := tx.Query(ctx, `SELECT access_code_id FROM access_codes
-		WHERE terminal_at < $1 ORDER BY terminal_at LIMIT $2 FOR UPDATE SKIP LOCKED`, customPlan, cutoff, pruneBatch)
+		WHERE terminal_at < $1 AND NOT needs_troubleshooting
+		ORDER BY terminal_at LIMIT $2 FOR UPDATE SKIP LOCKED`, customPlan, cutoff, pruneBatch)
 	if err != nil {
 		return 0, unavailable(err)
 	}
