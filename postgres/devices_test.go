@@ -177,3 +177,32 @@ func TestLockReportsMatchedByPIN(t *testing.T) {
 		t.Fatalf("after replay: %+v", c.TroubleshootingReason)
 	}
 }
+
+// A removed code the lock used after its deletion is kept by retention
+// until someone acknowledges it.
+func TestRetentionKeepsACodeUsedAfterDeletion(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	code, lock := seamevent.NewID(), seamevent.NewID()
+	t0 := e.clock.Now()
+	for i, typ := range []string{lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted, lifecycle.TypeRemovedFromDevice, lifecycle.TypeLockUnlocked} {
+		e.sendRaw(map[string]any{"event_type": typ, "access_code_id": code, "device_id": lock,
+			"occurred_at": t0.Add(time.Duration(i) * time.Minute).UTC().Format(time.RFC3339Nano)})
+	}
+	if c := e.get(code); c.DeletionState != lifecycle.Removed || !c.NeedsTroubleshooting {
+		t.Fatalf("setup: %s %v", c.DeletionState, c.NeedsTroubleshooting)
+	}
+	e.clock.Advance(100 * 24 * time.Hour)
+	if _, err := e.store.Prune(e.ctx, 90*24*time.Hour, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.get(code) // still there
+	if _, _, err := e.store.Acknowledge(e.ctx, code, "ops", "removed at the keypad"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Prune(e.ctx, 90*24*time.Hour, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.GetAccessCode(e.ctx, code); lifecycle.ErrorCode(err) != lifecycle.ENotFound {
+		t.Fatalf("acknowledged and terminal for 100 days, still kept: %v", err)
+	}
+}
