@@ -223,12 +223,15 @@ func scanDevice(row pgx.Row) (*lifecycle.Device, int64, error) {
 
 var errDeviceNotFound = &lifecycle.Error{Code: lifecycle.ENotFound, Message: "Could not find a device with device_id"}
 
+// getDeviceSQL reads one lock by its primary key, with its counts.
+const getDeviceSQL = `SELECT ` + deviceColumns + ` FROM devices d WHERE d.device_id = $1`
+
 // GetDevice returns a lock with its access codes (most urgent first, up to
 // lifecycle.MaxListLimit).
 func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, error) {
 	qctx, cancel := s.timeout(ctx)
 	defer cancel()
-	d, _, err := scanDevice(s.pool.QueryRow(qctx, `SELECT `+deviceColumns+` FROM devices d WHERE d.device_id = $1`, id))
+	d, _, err := scanDevice(s.pool.QueryRow(qctx, getDeviceSQL, id))
 	cancel()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errDeviceNotFound

@@ -1,0 +1,251 @@
+// Package benchseed fills a migrated codewatch database with a realistic
+// portfolio at scale, fast (set-based SQL, two connections at once): the
+// read benchmark's million codes (test/bench -reads) and the plan tests'
+// smaller copy (postgres), so both plan the same distribution.
+//
+// The portfolio, per 10,000 codes: 5,500 removed, 4,140 active, 200
+// deleted_not_programmed, 100 awaiting removal (deleted in the last 90
+// minutes), 10 deletion requests pending, and 50 in trouble or acknowledged:
+// 20 removal_overdue, 8 removal_delayed, 4 failed_to_remove, 3
+// delete_action_failed, 1 used_after_deletion and 1 still_on_lock (both
+// removed), 13 overdue and acknowledged. Codes are spread over Devices locks
+// at random, locks over Workspaces workspaces; 2% of locks are offline.
+// Each code has the events that brought it there (about 3.1 per code), each
+// with a Seam-like raw body of about 400 bytes.
+package benchseed
+
+import (
+	"context"
+	"crypto/md5"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options size the portfolio.
+type Options struct {
+	Codes      int
+	Devices    int
+	Workspaces int
+	// NoEvents seeds codes and locks only.
+	NoEvents bool
+}
+
+// Report says what Seed did.
+type Report struct {
+	Codes, Events, Devices int64
+	CodesTook, EventsTook  time.Duration
+	VacuumTook             time.Duration
+}
+
+// CodeID is the access_code_id of the g-th seeded code (1-based).
+func CodeID(g int) string { return md5UUID(fmt.Sprintf("code-%d", g)) }
+
+// DeviceID is the device_id of the d-th seeded lock (0-based).
+func DeviceID(d int) string { return md5UUID(fmt.Sprintf("device-%d", d)) }
+
+// Seed inserts the portfolio into an empty database, then vacuums and
+// analyzes the tables (as autovacuum would have long since) and
+// checkpoints, so that the writes of seeding do not land in a measurement.
+func Seed(ctx context.Context, pool *pgxpool.Pool, o Options) (*Report, error) {
+	if o.Codes < 2 || o.Devices < 1 || o.Workspaces < 1 {
+		return nil, fmt.Errorf("benchseed: need codes ≥ 2, devices ≥ 1, workspaces ≥ 1, got %+v", o)
+	}
+	r := &Report{}
+	t := time.Now()
+	if err := halves(ctx, pool, codesSQL, 1, int64(o.Codes), o.Devices, o.Workspaces); err != nil {
+		return nil, fmt.Errorf("seed access_codes: %w", err)
+	}
+	if _, err := pool.Exec(ctx, devicesSQL, o.Devices, o.Workspaces); err != nil {
+		return nil, fmt.Errorf("seed devices: %w", err)
+	}
+	r.CodesTook = time.Since(t)
+	if !o.NoEvents {
+		t = time.Now()
+		var lo, hi int64
+		if err := pool.QueryRow(ctx, `SELECT min(id), max(id) FROM access_codes`).Scan(&lo, &hi); err != nil {
+			return nil, err
+		}
+		if err := halves(ctx, pool, eventsSQL, lo, hi); err != nil {
+			return nil, fmt.Errorf("seed events: %w", err)
+		}
+		r.EventsTook = time.Since(t)
+	}
+	t = time.Now()
+	for _, q := range []string{`VACUUM (ANALYZE) access_codes`, `VACUUM (ANALYZE) events`, `VACUUM (ANALYZE) devices`,
+		`VACUUM (ANALYZE) code_counts`, `CHECKPOINT`} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			return nil, fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	r.VacuumTook = time.Since(t)
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM access_codes), (SELECT count(*) FROM events),
+		(SELECT count(*) FROM devices)`).Scan(&r.Codes, &r.Events, &r.Devices); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// halves runs q over [from, to] in two halves at once: the machine has two
+// cores to fill.
+func halves(ctx context.Context, pool *pgxpool.Pool, q string, from, to int64, extra ...any) error {
+	half := from + (to-from)/2
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, r := range [][2]int64{{from, half}, {half + 1, to}} {
+		wg.Go(func() {
+			_, errs[i] = pool.Exec(ctx, q, append([]any{r[0], r[1]}, extra...)...)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// codesSQL inserts codes g in [$1, $2] on $3 locks in $4 workspaces. The
+// kind of code g is fixed by (g * 5761) % 10000, a permutation of the
+// residues, so every 10,000 consecutive codes hold exactly the proportions
+// above; its lock is a hash of g, independent of its kind.
+const codesSQL = `
+INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id,
+	deletion_state, on_device, needs_troubleshooting, troubleshooting_reason,
+	troubleshooting_details, trouble_key, trouble_since, acknowledged_key, acknowledged_at,
+	acknowledged_by, acknowledgement_note, deletion_event_id,
+	created_at, set_on_device_at, deleted_at, removed_from_device_at,
+	last_event_at, terminal_at, last_alert_at, updated_at, alert_seq, confirmed_by, unconfirmed_since)
+SELECT md5('code-' || g)::uuid::text,
+	md5('ws-' || (d % $4))::uuid::text,
+	md5('device-' || d)::uuid::text,
+	md5('acct-' || (d % $4))::uuid::text,
+	CASE k WHEN 'removed' THEN 'removed' WHEN 'used' THEN 'removed' WHEN 'onlock' THEN 'removed'
+		WHEN 'dnp' THEN 'deleted_not_programmed'
+		WHEN 'recent' THEN 'awaiting_removal' WHEN 'overdue' THEN 'awaiting_removal' WHEN 'acked' THEN 'awaiting_removal'
+		WHEN 'requested' THEN 'deletion_requested' WHEN 'actionfailed' THEN 'deletion_requested'
+		WHEN 'delayed' THEN 'delayed' WHEN 'failed' THEN 'failed' ELSE 'active' END,
+	k NOT IN ('removed', 'dnp'),
+	k IN ('overdue', 'delayed', 'failed', 'actionfailed', 'used', 'onlock'),
+	CASE k WHEN 'overdue' THEN 'removal_overdue' WHEN 'acked' THEN 'removal_overdue'
+		WHEN 'delayed' THEN 'removal_delayed' WHEN 'failed' THEN 'failed_to_remove'
+		WHEN 'actionfailed' THEN 'delete_action_failed' WHEN 'used' THEN 'used_after_deletion'
+		WHEN 'onlock' THEN 'still_on_lock' END,
+	CASE WHEN k IN ('overdue', 'acked', 'delayed', 'failed', 'actionfailed', 'used', 'onlock') THEN
+		'{"access_code_errors":[],"access_code_warnings":[],"device_errors":[],"device_warnings":[]}'::jsonb END,
+	CASE WHEN k IN ('overdue', 'acked') THEN 'overdue:' || del_id
+		WHEN k IN ('delayed', 'failed', 'actionfailed', 'used', 'onlock') THEN md5('trouble-' || g)::uuid::text END,
+	CASE WHEN k IN ('overdue', 'acked') THEN deleted + interval '2 hours'
+		WHEN k IN ('delayed', 'failed') THEN deleted + interval '5 minutes'
+		WHEN k = 'actionfailed' THEN requested + interval '1 minute'
+		WHEN k IN ('used', 'onlock') THEN deleted + interval '1 day' END,
+	CASE WHEN k = 'acked' THEN 'overdue:' || del_id END,
+	CASE WHEN k = 'acked' THEN deleted + interval '3 hours' END,
+	CASE WHEN k = 'acked' THEN 'ops' END,
+	CASE WHEN k = 'acked' THEN 'lock offline, visit booked' END,
+	CASE WHEN deleted IS NOT NULL THEN del_id END,
+	created,
+	CASE WHEN k <> 'dnp' THEN created + interval '1 minute' END,
+	deleted,
+	removed,
+	greatest(created + interval '1 minute', deleted, removed, requested),
+	CASE WHEN k IN ('removed', 'used', 'onlock') THEN removed WHEN k = 'dnp' THEN deleted END,
+	CASE WHEN k IN ('overdue', 'delayed', 'failed', 'actionfailed', 'used', 'onlock') THEN now() - interval '1 hour' END,
+	now(),
+	CASE WHEN k IN ('overdue', 'acked', 'delayed', 'failed', 'actionfailed', 'used', 'onlock') THEN 1 ELSE 0 END,
+	CASE WHEN k IN ('removed', 'used', 'onlock') THEN 'webhook' END,
+	CASE WHEN k IN ('recent', 'overdue', 'acked', 'delayed', 'failed') THEN deleted
+		WHEN k IN ('requested', 'actionfailed') THEN requested END
+FROM (
+	SELECT g, k, d, created, md5('deletion-' || g)::uuid::text AS del_id,
+		CASE
+			WHEN k IN ('removed', 'used', 'onlock') THEN created + ((g % 20) + 1) * interval '1 hour'
+			WHEN k = 'dnp' THEN created + interval '5 minutes'
+			WHEN k = 'recent' THEN now() - (g % 5400) * interval '1 second'
+			WHEN k IN ('overdue', 'acked') THEN now() - interval '3 hours' - (g % 2880) * interval '1 minute'
+			WHEN k IN ('delayed', 'failed') THEN now() - interval '10 minutes' - (g % 3000) * interval '1 minute'
+		END AS deleted,
+		CASE WHEN k IN ('removed', 'used', 'onlock')
+			THEN created + ((g % 20) + 1) * interval '1 hour' + ((g % 10) + 1) * interval '1 minute' END AS removed,
+		CASE WHEN k IN ('requested', 'actionfailed') THEN now() - (g % 600) * interval '1 second' - interval '10 minutes' END AS requested
+	FROM (
+		SELECT g, abs(hashint8(g)) % $3 AS d,
+			now() - ((g % 90) + 2) * interval '1 day' - (g % 86400) * interval '1 second' AS created,
+			CASE
+				WHEN h < 5500 THEN 'removed'
+				WHEN h < 5700 THEN 'dnp'
+				WHEN h < 5800 THEN 'recent'
+				WHEN h < 5810 THEN 'requested'
+				WHEN h < 5830 THEN 'overdue'
+				WHEN h < 5838 THEN 'delayed'
+				WHEN h < 5842 THEN 'failed'
+				WHEN h < 5845 THEN 'actionfailed'
+				WHEN h < 5846 THEN 'used'
+				WHEN h < 5847 THEN 'onlock'
+				WHEN h < 5860 THEN 'acked'
+				ELSE 'active'
+			END AS k
+		FROM (SELECT g, (g * 5761) % 10000 AS h FROM generate_series($1::bigint, $2::bigint) AS g) a
+	) b
+) c`
+
+// devicesSQL inserts $1 locks in $2 workspaces; one in 50 is offline.
+const devicesSQL = `
+INSERT INTO devices (device_id, workspace_id, connected_account_id, online, online_changed_at,
+	connectivity_error_code, last_event_at)
+SELECT md5('device-' || d)::uuid::text, md5('ws-' || (d % $2))::uuid::text, md5('acct-' || (d % $2))::uuid::text,
+	d % 50 <> 3,
+	now() - (d % 1000) * interval '1 minute',
+	CASE WHEN d % 50 = 3 THEN 'device_disconnected' END,
+	now() - (d % 1000) * interval '1 minute'
+FROM generate_series(0, $1 - 1) AS d
+ON CONFLICT (device_id) DO NOTHING`
+
+// eventsSQL inserts the events of the codes with id in [$1, $2], from their
+// rows: created and set on the lock, codewatch's request and its failed
+// action attempt, Seam's deletion, delay or failure, removal, and an unlock
+// after the deletion.
+const eventsSQL = `
+INSERT INTO events (message_id, event_id, event_type, workspace_id, occurred_at, created_at,
+	access_code_id, device_id, connected_account_id, details, raw, received_at, source)
+SELECT 'msg_seed' || c.id || '_' || e.n,
+	md5(c.access_code_id || '/' || e.n)::uuid::text,
+	e.type, c.workspace_id, e.at, e.at, c.access_code_id, c.device_id, c.connected_account_id,
+	e.details,
+	convert_to(json_build_object(
+		'event_id', md5(c.access_code_id || '/' || e.n)::uuid::text,
+		'event_type', e.type,
+		'workspace_id', c.workspace_id,
+		'access_code_id', c.access_code_id,
+		'device_id', c.device_id,
+		'connected_account_id', c.connected_account_id,
+		'created_at', e.at,
+		'occurred_at', e.at)::text, 'UTF8'),
+	e.at + interval '2 seconds',
+	CASE WHEN e.type LIKE 'codewatch.%' THEN 'poll' ELSE 'webhook' END
+FROM access_codes c
+CROSS JOIN LATERAL (VALUES
+	(1, 'access_code.created', c.created_at, NULL::jsonb),
+	(2, 'access_code.set_on_device', c.set_on_device_at, NULL),
+	(3, 'codewatch.deletion_requested', CASE WHEN c.deletion_state = 'deletion_requested' THEN c.unconfirmed_since END,
+		'{"action_attempt_id":"00000000-0000-4000-8000-000000000001","requested_by":"ops"}'::jsonb),
+	(4, 'codewatch.action_attempt', CASE WHEN c.troubleshooting_reason = 'delete_action_failed' THEN c.unconfirmed_since + interval '1 minute' END,
+		'{"action_attempt_id":"00000000-0000-4000-8000-000000000001","status":"error","error":{"type":"device_offline","message":"Device is offline"}}'::jsonb),
+	(5, 'access_code.deleted', c.deleted_at, NULL),
+	(6, 'access_code.delay_in_removing_from_device', CASE WHEN c.deletion_state = 'delayed' THEN c.deleted_at + interval '5 minutes' END,
+		'{"access_code_errors":[],"access_code_warnings":[{"warning_code":"delay_in_removing_from_device","message":"Delay in removing code from device."}],"device_errors":[],"device_warnings":[]}'::jsonb),
+	(7, 'access_code.failed_to_remove_from_device', CASE WHEN c.deletion_state = 'failed' THEN c.deleted_at + interval '5 minutes' END,
+		'{"access_code_errors":[{"error_code":"failed_to_remove_from_device","message":"Failed to remove code from device."}],"access_code_warnings":[],"device_errors":[],"device_warnings":[]}'::jsonb),
+	(8, 'access_code.removed_from_device', c.removed_from_device_at, NULL),
+	(9, 'lock.unlocked', CASE WHEN c.troubleshooting_reason = 'used_after_deletion' THEN c.deleted_at + interval '1 day' END, NULL)
+) AS e(n, type, at, details)
+WHERE c.id BETWEEN $1 AND $2 AND e.at IS NOT NULL`
+
+// md5UUID is Postgres' md5(s)::uuid::text.
+func md5UUID(s string) string {
+	h := fmt.Sprintf("%x", md5.Sum([]byte(s)))
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
