@@ -306,11 +306,17 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 			where = append(where, "id < "+arg(after.ID))
 		}
 	}
-	sel := `SELECT ` + codeColumns + `, ` + rankSQL() + ` AS rank FROM access_codes`
+	cols := codeColumns + `, ` + rankSQL() + ` AS rank`
+	// Merging branches needs their order keys as output columns.
+	merged := order
+	if seg == segTroubled && len(states) > 1 {
+		cols += `, ` + deletedKey + ` AS deleted_key`
+		merged = "rank, deleted_key, id"
+	}
 	page := arg(limit + 1)
 	branch := func(extra ...string) string {
 		w := append(slices.Clone(where), extra...)
-		q := sel
+		q := `SELECT ` + cols + ` FROM access_codes`
 		if len(w) > 0 {
 			q += " WHERE " + strings.Join(w, " AND ")
 		}
@@ -326,7 +332,8 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 	for i, st := range states {
 		branches[i] = "(" + branch("deletion_state = "+arg(string(st))) + ")"
 	}
-	return `SELECT * FROM (` + strings.Join(branches, " UNION ALL ") + `) page ORDER BY ` + order + ` LIMIT ` + page, args
+	return `SELECT ` + codeColumns + `, rank FROM (` + strings.Join(branches, " UNION ALL ") + `) page
+		ORDER BY ` + merged + ` LIMIT ` + page, args
 }
 
 // cursorTime is a cursor's deletion time as the query compares it: a code
