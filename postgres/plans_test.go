@@ -186,7 +186,9 @@ func TestReadPlans(t *testing.T) {
 	a, b = list(lifecycle.ListFilter{Sort: lifecycle.SortRecent, States: []lifecycle.DeletionState{lifecycle.Active, lifecycle.Removed}})
 	checkPlans(t, "sort=recent, two states", a, b, inOrder())
 
-	a, b = both(func(s *postgres.Store) ([]postgres.Plan, error) { return s.ExplainGetAccessCode(ctx, benchseed.CodeID(11)) })
+	a, b = both(func(s *postgres.Store) ([]postgres.Plan, error) {
+		return s.ExplainGetAccessCode(ctx, benchseed.CodeID(11))
+	})
 	checkPlans(t, "one code", a, b,
 		planCheck{uses: []string{"access_codes_pkey"}},
 		planCheck{uses: []string{"events_access_code_idx"}}, // a code's few events, sorted
