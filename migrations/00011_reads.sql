@@ -12,17 +12,22 @@
 -- updated in place, so ingest is never serialised behind it), and the sum
 -- read in any snapshot is exactly that snapshot's count. A periodic job
 -- (postgres.CompactCounts) folds the rows into one per key, so a read sums a
--- few dozen rows at most, plus the changes of the last few seconds.
+-- few dozen rows at most, plus the changes of the last few seconds, and
+-- vacuums it, so a read passes over few dead rows. It has no index: every
+-- read and every fold reads all of it (a few pages), and an index would
+-- cost each appended row a write.
 CREATE TABLE code_counts (
     deletion_state         text    NOT NULL,
     needs_troubleshooting  boolean NOT NULL,
     -- the reason when needs_troubleshooting, NULL otherwise
     troubleshooting_reason text,
     n                      bigint  NOT NULL
+) WITH (
+    -- Should the fold's own VACUUM be refused (a database user that does
+    -- not own the table), autovacuum still clears it after 1,000 changes.
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000
 );
--- Summing the rows per key reads this index in key order (no sort) and
--- never the table (n is in the index); rows are only appended and folded.
-CREATE INDEX code_counts_key_idx ON code_counts (deletion_state, needs_troubleshooting, troubleshooting_reason) INCLUDE (n);
 
 -- +goose StatementBegin
 CREATE FUNCTION code_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$

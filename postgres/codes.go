@@ -18,6 +18,11 @@ import (
 func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.AccessCode, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	done, err := s.admitRead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	b, result := getCodeBatch(id)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, unavailable(err)
@@ -103,6 +108,16 @@ const unconfirmedSQL = `unconfirmed_since IS NOT NULL`
 func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	done, err := s.admitRead(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	return s.listAccessCodes(ctx, f)
+}
+
+// listAccessCodes is ListAccessCodes within a read's turn.
+func (s *Store) listAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	limit := f.Limit
 	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
@@ -114,13 +129,15 @@ func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]
 			return nil, nil, err
 		}
 		codes = append(codes, page...)
-		return codes, next, s.fillLocks(ctx, codes)
+		fillSeverity(codes)
+		return codes, next, nil
 	}
 	codes, next, err := s.listUrgent(ctx, f, limit)
 	if err != nil {
 		return nil, nil, err
 	}
-	return codes, next, s.fillLocks(ctx, codes)
+	fillSeverity(codes)
+	return codes, next, nil
 }
 
 // listUrgent reads a page in sort=urgency order, segment after segment.
@@ -204,6 +221,11 @@ func rankSQL() string {
 // by it after their reason's rank.
 const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestamptz)"
 
+// lockOnlineSQL is a listed code's lock_online, read with the page (devices'
+// primary key, once per row the page returns: Postgres computes it after the
+// LIMIT, or after a sort of the few rows a small index gave).
+const lockOnlineSQL = `(SELECT d.online FROM devices d WHERE d.device_id = access_codes.device_id) AS lock_online`
+
 // troubledOrder is the troubled segment's order. access_codes_troubled_idx
 // and access_codes_troubled_state_idx (migration 00011) index exactly these
 // expressions, so a page is read in index order; TestListPlans fails when
@@ -222,10 +244,12 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	var last lifecycle.ListCursor
 	for rs.Next() {
 		var rank int
-		c, err := scanCodeExtra(rs, &rank)
+		var lockOnline *bool
+		c, err := scanCodeExtra(rs, &rank, &lockOnline)
 		if err != nil {
 			return nil, nil, unavailable(err)
 		}
+		c.LockOnline = lockOnline
 		if len(page) == limit {
 			return page, &last, rs.Err()
 		}
@@ -246,7 +270,8 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 
 // segmentQuery is the SQL and arguments that read one segment's page: up to
 // limit+1 codes (one more than the page tells whether there is a next page)
-// after cursor, each row codeColumns and its reason's rank.
+// after cursor, each row codeColumns, its reason's rank and its lock's
+// connectivity (lockOnlineSQL).
 //
 // Each segment's order is an index's (see the cases). A deletion_state
 // filter reads each state listed from an index that leads with the state
@@ -306,7 +331,12 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 			where = append(where, "id < "+arg(after.ID))
 		}
 	}
-	cols := codeColumns + `, ` + rankSQL() + ` AS rank`
+	lock := lockOnlineSQL
+	if f.DeviceID != "" {
+		// One lock: read once (an InitPlan), not once per row.
+		lock = `(SELECT d.online FROM devices d WHERE d.device_id = ` + arg(f.DeviceID) + `) AS lock_online`
+	}
+	cols := codeColumns + `, ` + rankSQL() + ` AS rank, ` + lock
 	// Merging branches needs their order keys as output columns.
 	merged := order
 	if seg == segTroubled && len(states) > 1 {
@@ -332,7 +362,7 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 	for i, st := range states {
 		branches[i] = "(" + branch("deletion_state = "+arg(string(st))) + ")"
 	}
-	return `SELECT ` + codeColumns + `, rank FROM (` + strings.Join(branches, " UNION ALL ") + `) page
+	return `SELECT ` + codeColumns + `, rank, lock_online FROM (` + strings.Join(branches, " UNION ALL ") + `) page
 		ORDER BY ` + merged + ` LIMIT ` + page, args
 }
 

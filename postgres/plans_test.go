@@ -41,7 +41,8 @@ func checkPlans(t *testing.T, what string, plans, ordered []postgres.Plan, check
 	}
 	for i, p := range plans {
 		c := checks[i]
-		bad := strings.Contains(p.Plan, "Seq Scan")
+		// code_counts is read whole on purpose (a few pages).
+		bad := strings.Contains(strings.ReplaceAll(p.Plan, "Seq Scan on code_counts", ""), "Seq Scan")
 		for _, u := range c.uses {
 			if !strings.Contains(p.Plan, u) {
 				bad = true
@@ -92,7 +93,8 @@ func plansEnv(t *testing.T) (free, ordered *postgres.Store, ctx context.Context)
 	}
 	free = open(nil)
 	ordered = open(map[string]string{"enable_sort": "off", "enable_bitmapscan": "off"})
-	if _, err := benchseed.Seed(ctx, free.Pool(), benchseed.Options{Codes: 20_000, Devices: 100, Workspaces: 5}); err != nil {
+	if _, err := benchseed.Seed(ctx, free.Pool(), benchseed.Options{Codes: 20_000, Devices: 100, Workspaces: 5,
+		Compact: func(ctx context.Context) error { _, err := free.CompactCounts(ctx); return err }}); err != nil {
 		t.Fatal(err)
 	}
 	return free, ordered, ctx
@@ -130,7 +132,7 @@ func TestReadPlans(t *testing.T) {
 
 	a, b := both(func(s *postgres.Store) ([]postgres.Plan, error) { return s.ExplainSummary(ctx) })
 	checkPlans(t, "summary", a, b,
-		inOrder("code_counts_key_idx"),
+		planCheck{uses: []string{"Seq Scan on code_counts"}},
 		planCheck{uses: []string{"access_codes_unconfirmed_since_idx"}},
 		planCheck{uses: []string{"events_pkey"}},
 		planCheck{uses: []string{"alert_deliveries_pending_idx"}},

@@ -11,7 +11,11 @@
 // removed), 13 overdue and acknowledged. Codes are spread over Devices locks
 // at random, locks over Workspaces workspaces; 2% of locks are offline.
 // Each code has the events that brought it there (about 3.1 per code), each
-// with a Seam-like raw body of about 400 bytes.
+// with a Seam-like raw body of about 400 bytes. Codes were created 2 to 82
+// days ago, so none is old enough for the default retention (90 days) to
+// prune while a benchmark runs; deletions awaiting removal are at most 90
+// minutes old (run the service with a removal timeout above that, or the
+// sweeper flags them while it runs).
 package benchseed
 
 import (
@@ -31,6 +35,10 @@ type Options struct {
 	Workspaces int
 	// NoEvents seeds codes and locks only.
 	NoEvents bool
+	// Compact, when set, is called after the inserts and before the
+	// vacuum: the trigger of migration 00011 appended a change per code to
+	// code_counts (postgres.Store.CompactCounts folds them).
+	Compact func(context.Context) error
 }
 
 // Report says what Seed did.
@@ -45,6 +53,13 @@ func CodeID(g int) string { return md5UUID(fmt.Sprintf("code-%d", g)) }
 
 // DeviceID is the device_id of the d-th seeded lock (0-based).
 func DeviceID(d int) string { return md5UUID(fmt.Sprintf("device-%d", d)) }
+
+// WorkspaceID and AccountID are the workspace and connected account of the
+// d-th lock of a portfolio in workspaces workspaces.
+func WorkspaceID(d, workspaces int) string { return md5UUID(fmt.Sprintf("ws-%d", d%workspaces)) }
+
+// AccountID: see WorkspaceID.
+func AccountID(d, workspaces int) string { return md5UUID(fmt.Sprintf("acct-%d", d%workspaces)) }
 
 // Seed inserts the portfolio into an empty database, then vacuums and
 // analyzes the tables (as autovacuum would have long since) and
@@ -72,6 +87,11 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, o Options) (*Report, error) {
 			return nil, fmt.Errorf("seed events: %w", err)
 		}
 		r.EventsTook = time.Since(t)
+	}
+	if o.Compact != nil {
+		if err := o.Compact(ctx); err != nil {
+			return nil, fmt.Errorf("compact counts: %w", err)
+		}
 	}
 	t = time.Now()
 	for _, q := range []string{`VACUUM (ANALYZE) access_codes`, `VACUUM (ANALYZE) events`, `VACUUM (ANALYZE) devices`,
@@ -173,7 +193,7 @@ FROM (
 		CASE WHEN k IN ('requested', 'actionfailed') THEN now() - (g % 600) * interval '1 second' - interval '10 minutes' END AS requested
 	FROM (
 		SELECT g, abs(hashint8(g)) % $3 AS d,
-			now() - ((g % 90) + 2) * interval '1 day' - (g % 86400) * interval '1 second' AS created,
+			now() - ((g % 80) + 2) * interval '1 day' - (g % 86400) * interval '1 second' AS created,
 			CASE
 				WHEN h < 5500 THEN 'removed'
 				WHEN h < 5700 THEN 'dnp'
