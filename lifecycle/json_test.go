@@ -113,7 +113,7 @@ func BenchmarkAppendCodesJSON(b *testing.B) {
 			DeviceID: str("b2c5d123-c7da-44be-ac72-4ad4ca56dbd8"), ConnectedAccountID: str("9792ea0f-b48d-4fff-9d10-bb08bc1ca16a"),
 			DeletionState: AwaitingRemoval, OnDevice: &yes, NeedsTroubleshooting: true, TroubleshootingReason: str(ReasonOverdue),
 			TroubleshootingDetails: json.RawMessage(`{"device_errors": [], "device_warnings": [], "access_code_errors": [], "access_code_warnings": []}`),
-			CreatedAt: &at, SetOnDeviceAt: &at, DeletedAt: &at, LastEventAt: &at, UpdatedAt: at,
+			CreatedAt:              &at, SetOnDeviceAt: &at, DeletedAt: &at, LastEventAt: &at, UpdatedAt: at,
 			TroubleshootingSeverity: str("warning"), LockOnline: &yes}
 	}
 	b.Run("AppendJSON", func(b *testing.B) {
