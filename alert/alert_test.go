@@ -159,7 +159,12 @@ func TestSinkErrorsDoNotLeakSlackWebhookPath(t *testing.T) {
 	_, alertID := o.fail()
 
 	var row deliveryRow
-	o.waitFor("a failed attempt", func() bool { row = o.delivery(alertID, "slack"); return row.Attempts > 0 })
+	// An attempt is counted before the send and its error recorded after:
+	// wait for both.
+	o.waitFor("a failed attempt", func() bool {
+		row = o.delivery(alertID, "slack")
+		return row.Attempts > 0 && row.LastError != nil
+	})
 	if row.Status != "pending" || row.LastError == nil || !strings.Contains(*row.LastError, "500") {
 		t.Fatalf("after a 500: %+v, want pending with the status recorded", row)
 	}
@@ -261,5 +266,22 @@ func TestSeamMessagesReadsStoredTroubleDetails(t *testing.T) {
 		if got := alert.SeamMessages(json.RawMessage(empty)); len(got) != 0 {
 			t.Errorf("SeamMessages(%q) = %q, want none", empty, got)
 		}
+	}
+}
+
+// A deleted code used at the lock cannot be mistaken for routine trouble.
+func TestSlackTextCritical(t *testing.T) {
+	used, failed := lifecycle.ReasonUsedAfterDeletion, lifecycle.ReasonFailed
+	crit := alert.SlackText(&lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AccessCodeID: "c", DeviceID: "d",
+		TroubleshootingReason: &used, Severity: lifecycle.SeverityCritical, AlertID: "a1"})
+	warn := alert.SlackText(&lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AccessCodeID: "c", DeviceID: "d",
+		TroubleshootingReason: &failed, Severity: lifecycle.SeverityWarning, AlertID: "a2"})
+	for _, want := range []string{"CRITICAL", "<!channel>", "the door was opened with it after its deletion", "`used_after_deletion`"} {
+		if !strings.Contains(crit, want) {
+			t.Errorf("critical text lacks %q:\n%s", want, crit)
+		}
+	}
+	if strings.Contains(warn, "CRITICAL") || strings.Contains(warn, "<!channel>") {
+		t.Errorf("warning text looks critical:\n%s", warn)
 	}
 }

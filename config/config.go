@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -59,6 +60,14 @@ type Config struct {
 	SeamDeviceDeletesPerMinute int
 	ReconcileAfter             time.Duration
 	StartupBackfill            time.Duration
+	// PublicURL is where people reach the ops listener (the console), e.g.
+	// https://codewatch-ops.example.com behind a TLS proxy; nil when unset.
+	PublicURL *url.URL
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration
+	// DataKeys seal stored bodies (CODEWATCH_DATA_KEYS); nil when unset,
+	// which only development mode accepts (it keeps a key of its own).
+	DataKeys *datakeys.Keyring
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -96,6 +105,7 @@ var Vars = []Var{
 	{"CODEWATCH_INGEST_WORKERS", "ingest-workers", "1", "concurrent ingest transactions; concurrent webhooks share them (group commit)", false},
 	{"CODEWATCH_UNVERIFIED_BUDGET", "unverified-budget", "32MiB", "memory for webhook bodies not yet verified, all requests together (past it: 503 with Retry-After)", false},
 	{"CODEWATCH_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs (or addresses) of proxies whose X-Forwarded-For is believed for logged client addresses; unset: the socket's address", false},
+	{"CODEWATCH_DATA_KEYS", "data-keys", "", "keys that encrypt stored webhook bodies and key PIN hashes: id:base64key, comma-separated, the first encrypts (codewatch keys generate makes one); required with DATABASE_URL", true},
 	{"CODEWATCH_DATA_DIR", "data-dir", ".codewatch", "where the development Postgres and secrets live", false},
 	{"SEAM_API_KEY", "seam-api-key", "", "Seam API key: deletions, lookups and backfill use Seam's API (unset: all off)", true},
 	{"SEAM_API_URL", "seam-api-url", "https://connect.getseam.com", "Seam's API", false},
@@ -103,8 +113,8 @@ var Vars = []Var{
 	{"CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "seam-device-deletes-per-minute", "20", "deletions per lock per minute (Seam's limit)", false},
 	{"CODEWATCH_RECONCILE_AFTER", "reconcile-after", "10m", "look an unconfirmed deletion up in Seam's API once its newest evidence is this old, then at doubling intervals up to 6h (0: never)", false},
 	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest stored one, at most this far back (0: off; at most 7d)", false},
-	// Read by no command yet; secret the day one does.
-	{"CODEWATCH_DATA_KEYS", "", "", "keys that encrypt stored data", true},
+	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
+	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
 }
 
 // Secret reports whether the variable env holds a secret (Var.Secret).
@@ -233,6 +243,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		{"CODEWATCH_RETENTION", &c.Retention, true, true},
 		{"CODEWATCH_RECONCILE_AFTER", &c.ReconcileAfter, true, true},
 		{"CODEWATCH_STARTUP_BACKFILL", &c.StartupBackfill, true, true},
+		{"CODEWATCH_SESSION_TTL", &c.SessionTTL, false, true},
 	} {
 		v, err := ParseDuration(get(d.env))
 		switch {
@@ -281,6 +292,16 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 			bad(u.env, errors.New("must be an http or https URL"))
 		}
 	}
+	if v := get("CODEWATCH_PUBLIC_URL"); v != "" {
+		p, err := url.Parse(v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil ||
+			(p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
+			bad("CODEWATCH_PUBLIC_URL", fmt.Errorf("must be an http or https URL with no path, like https://codewatch-ops.example.com, got %q", v))
+		} else {
+			p.Path = ""
+			c.PublicURL = p
+		}
+	}
 	if c.AlertWebhookURL != "" {
 		if _, err := verify.ParseSecrets(c.AlertWebhookSecret); err != nil || strings.Contains(c.AlertWebhookSecret, ",") {
 			bad("CODEWATCH_ALERT_WEBHOOK_SECRET", errors.New("one whsec_ secret is required with CODEWATCH_ALERT_WEBHOOK_URL"))
@@ -296,6 +317,13 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 	}
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
 		bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
+	}
+	if v := get("CODEWATCH_DATA_KEYS"); v != "" {
+		kr, err := ParseDataKeys(v)
+		if err != nil {
+			bad("CODEWATCH_DATA_KEYS", err)
+		}
+		c.DataKeys = kr
 	}
 	if v := get("CODEWATCH_TRUSTED_PROXIES"); v != "" {
 		nets, err := ParseCIDRs(v)
@@ -322,6 +350,17 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		return nil, errs[0]
 	}
 	return c, nil
+}
+
+// ParseDataKeys reads CODEWATCH_DATA_KEYS (datakeys.Parse). Its errors never
+// quote key material; the "datakeys: " prefix is dropped, since the caller
+// names the variable.
+func ParseDataKeys(s string) (*datakeys.Keyring, error) {
+	kr, err := datakeys.Parse(s)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "datakeys: "))
+	}
+	return kr, nil
 }
 
 // ParseCIDRs reads "10.0.0.0/8, 192.168.1.7": networks, or single addresses.

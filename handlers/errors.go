@@ -82,20 +82,7 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		var ae *apiError
-		var he *echo.HTTPError
-		switch {
-		case errors.As(err, &ae):
-		case errors.As(err, &he):
-			ae = newError(he.Code, echoType(he.Code), http.StatusText(he.Code))
-			if m, ok := he.Message.(string); ok && m != "" {
-				ae.Message = m
-			}
-		case lifecycle.ErrorCode(err) != "":
-			ae = fromDomain(err)
-		default:
-			ae = newError(http.StatusInternalServerError, "internal_error", "internal error")
-		}
+		ae := asAPIError(err)
 		rid := c.Response().Header().Get(echo.HeaderXRequestID)
 		switch {
 		case ae.Status == http.StatusServiceUnavailable:
@@ -119,6 +106,26 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		_ = c.JSON(ae.Status, body)
 	}
+}
+
+// asAPIError is any error as the client sees it: ours, Echo's own (404,
+// 405), a domain error, or an internal error.
+func asAPIError(err error) *apiError {
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &he):
+		ae = newError(he.Code, echoType(he.Code), http.StatusText(he.Code))
+		if m, ok := he.Message.(string); ok && m != "" {
+			ae.Message = m
+		}
+		return ae
+	case lifecycle.ErrorCode(err) != "":
+		return fromDomain(err)
+	}
+	return newError(http.StatusInternalServerError, "internal_error", "internal error")
 }
 
 func echoType(status int) string {

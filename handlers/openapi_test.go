@@ -52,12 +52,6 @@ const (
 	oaOpsURL    = "http://127.0.0.1:9090"
 )
 
-func init() {
-	// The status page is text/html; kin-openapi decodes only text/plain
-	// as text out of the box.
-	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
-}
-
 func oaLoadSpec(t *testing.T) *openapi3.T {
 	t.Helper()
 	loader := openapi3.NewLoader()
@@ -106,11 +100,12 @@ func oaSpecListeners(t *testing.T, doc *openapi3.T) map[string][]string {
 var oaEchoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
 
 // oaEchoRoutes lists the routes an echo server registered, in the spec's
-// notation. Group catch-alls (echo.RouteNotFound) are not routes.
+// notation. Group catch-alls (echo.RouteNotFound) are not routes, and the
+// console's HTML pages (under /console) are not part of the API.
 func oaEchoRoutes(e *echo.Echo) []string {
 	var out []string
 	for _, r := range e.Routes() {
-		if r.Method == echo.RouteNotFound {
+		if r.Method == echo.RouteNotFound || r.Path == "/console" || strings.HasPrefix(r.Path, "/console/") {
 			continue
 		}
 		path := r.Path
@@ -207,7 +202,7 @@ func oaStart(t *testing.T, secret string, fake *seamfake.Fake) *oaService {
 	})
 	s.opsE = handlers.NewOpsServer(&handlers.Ops{
 		Store: store, Tokens: []handlers.Token{{Name: "oncall", Value: oaToken}},
-		Metrics: m, Logger: logger, Ready: ready, Seam: sy,
+		Metrics: m, Logger: logger, Ready: ready, Seam: sy, Console: &handlers.Console{Store: store},
 	})
 	s.public = httptest.NewServer(s.publicE)
 	t.Cleanup(s.public.Close)
@@ -271,7 +266,9 @@ func (c *oaChecker) do(cl oaCall) (http.Header, []byte) {
 		return req
 	}
 
-	resp, err := http.DefaultClient.Do(newReq())
+	// Redirects are answers to check, not to follow.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Do(newReq())
 	if err != nil {
 		t.Fatalf("%s: %s %s: %v", cl.name, cl.method, cl.url, err)
 	}
@@ -387,7 +384,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	got := map[string][]string{
 		"public": oaEchoRoutes(handlers.NewPublicServer(&handlers.Public{Metrics: m, Logger: logger})),
-		"ops":    oaEchoRoutes(handlers.NewOpsServer(&handlers.Ops{Metrics: m, Logger: logger})),
+		"ops":    oaEchoRoutes(handlers.NewOpsServer(&handlers.Ops{Metrics: m, Logger: logger, Console: &handlers.Console{}})),
 	}
 	for _, l := range []string{"public", "ops"} {
 		if !slices.Equal(got[l], spec[l]) {
@@ -501,9 +498,16 @@ func TestOpenAPILive(t *testing.T) {
 	if _, b := c.do(notJSON); !oaBodyIs(b, `{"ok":true,"quarantined":true}`) {
 		t.Errorf("not json: %s", b)
 	}
-	notUTF8 := oaSigned(t, "webhook not utf-8", hook, secret, seamevent.NewMessageID(), time.Now(), []byte{0xff, 0xfe, '{'}, http.StatusOK)
+	// JSON with a string that is not UTF-8: shown as null.
+	notUTF8 := oaSigned(t, "webhook not utf-8", hook, secret, seamevent.NewMessageID(), time.Now(), []byte("{\"event_id\":\"\xff\xfe\"}"), http.StatusOK)
 	notUTF8.req = oaReqSkip
 	c.do(notUTF8)
+	// An access_code event without its access_code_id, carrying a PIN:
+	// shown with the PIN masked.
+	withPIN := oaSigned(t, "webhook quarantined with a PIN", hook, secret, seamevent.NewMessageID(), time.Now(),
+		[]byte(`{"event_id":"`+seamevent.NewID()+`","event_type":"access_code.set_on_device","code":"4821"}`), http.StatusOK)
+	withPIN.req = oaReqSkip
+	c.do(withPIN)
 
 	unsigned := oaCall{name: "webhook without signature", method: http.MethodPost, url: hook,
 		body: oaEvent(t, "access_code.created", active, base), want: http.StatusUnauthorized, req: oaReqSkip}
@@ -538,8 +542,8 @@ func TestOpenAPILive(t *testing.T) {
 	if _, b := c.do(oaCall{name: "metrics", method: http.MethodGet, url: ops + "/metrics", want: http.StatusOK}); !bytes.Contains(b, []byte("codewatch_webhooks_received_total")) {
 		t.Errorf("metrics: no codewatch_webhooks_received_total in\n%.500s", b)
 	}
-	if h, _ := c.do(oaCall{name: "status page", method: http.MethodGet, url: ops + "/", want: http.StatusOK}); !strings.HasPrefix(h.Get("Content-Type"), "text/html") {
-		t.Errorf("status page Content-Type %q", h.Get("Content-Type"))
+	if h, _ := c.do(oaCall{name: "console", method: http.MethodGet, url: ops + "/", want: http.StatusSeeOther}); h.Get("Location") != "/console/" {
+		t.Errorf("/ redirects to %q, want the console", h.Get("Location"))
 	}
 
 	// Every /v1 route refuses a request without a valid token.
@@ -677,7 +681,9 @@ func TestOpenAPILive(t *testing.T) {
 		}
 	}
 
-	// Quarantine, with paging and a body that is not UTF-8 (null).
+	// Quarantine, with paging, PINs masked, a body that is not JSON (a
+	// notice, never its bytes) and one that is not UTF-8 (null); newest
+	// first.
 	{
 		_, b := c.do(oaCall{name: "quarantine", method: http.MethodGet, url: ops + "/v1/quarantine", header: oaAuth(), want: http.StatusOK})
 		var r struct {
@@ -687,7 +693,8 @@ func TestOpenAPILive(t *testing.T) {
 			NextCursor *string `json:"next_cursor"`
 		}
 		oaJSON(t, b, &r)
-		if len(r.Q) != 2 || r.Q[0].Body != nil || r.Q[1].Body == nil || *r.Q[1].Body != "not json" || r.NextCursor != nil {
+		if len(r.Q) != 3 || r.Q[0].Body == nil || !strings.Contains(*r.Q[0].Body, `"code":"••21"`) || strings.Contains(string(b), "4821") ||
+			r.Q[1].Body != nil || r.Q[2].Body == nil || *r.Q[2].Body != `{"masked":"body is not JSON"}` || r.NextCursor != nil {
 			t.Errorf("quarantine: %s", b)
 		}
 		_, b = c.do(oaCall{name: "quarantine page 1", method: http.MethodGet, url: ops + "/v1/quarantine?limit=1", header: oaAuth(), want: http.StatusOK})

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"crypto/subtle"
-	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -56,6 +55,9 @@ type Ops struct {
 	// Seam requests deletions and lookups from Seam's API; nil when
 	// SEAM_API_KEY is not set (those routes then answer 501).
 	Seam SeamOps
+	// Console, when set, serves the ops console under /console (signed in
+	// with the same Tokens).
+	Console *Console
 }
 
 // SeamOps is what the ops API asks of Seam's API (seamsync.Service).
@@ -73,7 +75,10 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
-	e.GET("/", statusPage)
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, consolePrefix+"/") })
+	if o.Console != nil {
+		registerConsole(e, o)
+	}
 
 	v1 := e.Group("/v1", o.authenticate, gate(o.Available))
 	v1.GET("/access_codes", o.listAccessCodes)
@@ -395,15 +400,6 @@ func (o *Ops) quarantine(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": cursorOut(next), "ok": true})
-}
-
-//go:embed status.html
-var statusHTML []byte
-
-// statusPage is a small page for ops staff; it reads the /v1 API with the
-// token they type, so it needs none itself.
-func statusPage(c echo.Context) error {
-	return c.HTMLBlob(http.StatusOK, statusHTML)
 }
 
 var errSeamOff = lifecycle.Errorf(lifecycle.ESeamOff, "SEAM_API_KEY is not set: codewatch cannot call Seam's API")

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
@@ -34,6 +35,7 @@ type pubEnv struct {
 	srv     *httptest.Server
 	pool    *pgxpool.Pool
 	store   *postgres.Store
+	keys    *datakeys.Keyring
 	metrics *metrics.Metrics
 	logs    *syncBuffer
 }
@@ -49,7 +51,8 @@ func newPubEnvBudget(t testing.TB, pool *pgxpool.Pool, budget *handlers.Budget) 
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger, TxTimeout: 3 * time.Second})
+	keys := storetest.Keys(t)
+	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger, TxTimeout: 3 * time.Second, Keys: keys})
 	store.Start()
 	v, err := verify.New([]string{pubSecret}, nil)
 	if err != nil {
@@ -61,7 +64,40 @@ func newPubEnvBudget(t testing.TB, pool *pgxpool.Pool, budget *handlers.Budget) 
 	srv.Config.MaxHeaderBytes = 64 << 10 // as serve sets it
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); store.Close() })
-	return &pubEnv{srv: srv, pool: pool, store: store, metrics: m, logs: logs}
+	return &pubEnv{srv: srv, pool: pool, store: store, keys: keys, metrics: m, logs: logs}
+}
+
+// storedBodies returns the bodies stored (opened) in table's rows whose
+// message id is msgID or, with prefix, starts with msgID + "#".
+func (e *pubEnv) storedBodies(t testing.TB, table, msgID string, prefix bool) [][]byte {
+	t.Helper()
+	rs, err := e.pool.Query(context.Background(), `SELECT message_id, key_id, raw FROM `+table+`
+		WHERE message_id = $1 OR ($2 AND starts_with(message_id, $1 || '#'))`, msgID, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var out [][]byte
+	for rs.Next() {
+		var m string
+		var keyID *string
+		var raw []byte
+		if err := rs.Scan(&m, &keyID, &raw); err != nil {
+			t.Fatal(err)
+		}
+		if keyID == nil || *keyID != e.keys.PrimaryID() {
+			t.Fatalf("%s row %s is not sealed under the data key (key_id %v)", table, m, keyID)
+		}
+		body, err := postgres.OpenBody(e.keys, table, m, keyID, raw)
+		if err != nil {
+			t.Fatalf("%s row %s: %v", table, m, err)
+		}
+		out = append(out, body)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func (e *pubEnv) url() string { return e.srv.URL + "/webhooks/seam" }
@@ -149,10 +185,11 @@ func TestWebhookStoresVerifiedEvent(t *testing.T) {
 		msg, eid, typ, ws, ac, dev, ca string
 		occ, cre                       time.Time
 		raw                            []byte
+		keyID                          *string
 	)
 	err := env.pool.QueryRow(context.Background(), `SELECT message_id, event_id, event_type, workspace_id,
-		access_code_id, device_id, connected_account_id, occurred_at, created_at, raw FROM events`).
-		Scan(&msg, &eid, &typ, &ws, &ac, &dev, &ca, &occ, &cre, &raw)
+		access_code_id, device_id, connected_account_id, occurred_at, created_at, key_id, raw FROM events`).
+		Scan(&msg, &eid, &typ, &ws, &ac, &dev, &ca, &occ, &cre, &keyID, &raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +200,17 @@ func TestWebhookStoresVerifiedEvent(t *testing.T) {
 	if !occ.Equal(time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)) || !cre.Equal(time.Date(2026, 6, 1, 10, 0, 1, 0, time.UTC)) {
 		t.Fatalf("times %v %v", occ, cre)
 	}
-	if !bytes.Equal(raw, body) {
-		t.Fatalf("raw body changed:\n%s\n%s", raw, body)
+	// Stored sealed (never the PIN in clear), and opened it is the body
+	// exactly as received.
+	if bytes.Contains(raw, []byte("4821")) || bytes.Contains(raw, []byte("brand_new_field")) {
+		t.Fatalf("the stored body is readable: %q", raw)
+	}
+	opened, err := postgres.OpenBody(env.keys, "events", msg, keyID, raw)
+	if err != nil {
+		t.Fatalf("open the stored body (key_id %v): %v", keyID, err)
+	}
+	if !bytes.Equal(opened, body) {
+		t.Fatalf("raw body changed:\n%s\n%s", opened, body)
 	}
 	if got := testutil.ToFloat64(env.metrics.WebhooksReceived.WithLabelValues("access_code.deleted", "stored")); got != 1 {
 		t.Fatalf("stored metric %v", got)
@@ -307,12 +353,12 @@ func TestWebhookResponses(t *testing.T) {
 				t.Fatalf("got %d %v", status, out)
 			}
 			var reason string
-			var raw []byte
-			if err := env.pool.QueryRow(context.Background(), `SELECT reason, raw FROM quarantine WHERE message_id = $1`, msg).Scan(&reason, &raw); err != nil {
+			if err := env.pool.QueryRow(context.Background(), `SELECT reason FROM quarantine WHERE message_id = $1`, msg).Scan(&reason); err != nil {
 				t.Fatal(err)
 			}
-			if !strings.HasPrefix(reason, c.reason) || !bytes.Equal(raw, c.body) {
-				t.Fatalf("reason %q (want %s...), raw kept: %v", reason, c.reason, bytes.Equal(raw, c.body))
+			bodies := env.storedBodies(t, "quarantine", msg, false)
+			if !strings.HasPrefix(reason, c.reason) || len(bodies) != 1 || !bytes.Equal(bodies[0], c.body) {
+				t.Fatalf("reason %q (want %s...), raw kept: %v", reason, c.reason, len(bodies) == 1 && bytes.Equal(bodies[0], c.body))
 			}
 			// Svix retrying it is a duplicate, not a second row.
 			status, out = env.post(t, c.body, signed(t, msg, c.body))

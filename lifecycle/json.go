@@ -74,6 +74,10 @@ func (c *AccessCode) AppendJSON(b []byte) []byte {
 	b = appendStringPtr(b, c.TroubleshootingSeverity)
 	b = append(b, `,"lock_online":`...)
 	b = appendBoolPtr(b, c.LockOnline)
+	if c.PinHint != nil {
+		b = append(b, `,"pin_hint":`...)
+		b = appendString(b, *c.PinHint)
+	}
 	if len(c.Events) > 0 {
 		b = append(b, `,"events":`...)
 		b = appendValue(b, c.Events)

@@ -40,6 +40,10 @@ type AccessCode struct {
 	TroubleshootingSeverity *string `json:"troubleshooting_severity"`
 	// LockOnline is the lock's connectivity (null when no event told).
 	LockOnline *bool `json:"lock_online"`
+	// PinHint is what people may see of the code's PIN: "••" and its last
+	// two digits, from the newest event that carried the PIN; only a
+	// single-code read fills it, and only when an event carried one.
+	PinHint *string `json:"pin_hint,omitempty"`
 	// Events is the code's history, oldest first; only a single-code read
 	// fills it.
 	Events []EventRef `json:"events,omitempty"`
@@ -57,6 +61,8 @@ type EventRef struct {
 	// Details is what the event says of trouble (Seam's errors and
 	// warnings arrays) or, for codewatch's own events, their content.
 	Details json.RawMessage `json:"details,omitempty"`
+	// PinHint is the hint ("••34") of the PIN the event carried, if any.
+	PinHint *string `json:"pin_hint,omitempty"`
 }
 
 // AlertPayload is the body of an alert, as stored in the outbox and sent to
@@ -304,6 +310,8 @@ type ListFilter struct {
 	NeedsTroubleshooting *bool
 	WorkspaceID          string
 	DeviceID             string
+	// Reason selects codes whose troubleshooting_reason is this one.
+	Reason string
 	// Sort is SortUrgency (the default) or SortRecent.
 	Sort  string
 	Limit int
@@ -369,8 +377,12 @@ type QuarantinedDelivery struct {
 	Reason     string    `json:"reason"`
 	ReceivedAt time.Time `json:"received_at"`
 	SizeBytes  int       `json:"size_bytes"`
-	// Body is the raw body when it is valid UTF-8, for a quick look.
+	// Body is the body with every PIN masked (••34), for a quick look;
+	// nil when it is not valid UTF-8 or cannot be opened.
 	Body *string `json:"body"`
+	// BodyUnavailable says why a stored body cannot be opened (its data
+	// key is no longer configured).
+	BodyUnavailable *string `json:"body_unavailable,omitempty"`
 }
 
 // SweepResult counts what one sweep did.

@@ -47,7 +47,7 @@ func getCodeBatch(id string) (*pgx.Batch, func() (*lifecycle.AccessCode, error))
 		})
 	var events []lifecycle.EventRef
 	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at,
-			source, details
+			source, details, pin_hint
 		FROM events
 		WHERE access_code_id = $1 AND `+historySQL+`
 		ORDER BY 3, event_id`, id).
@@ -55,7 +55,7 @@ func getCodeBatch(id string) (*pgx.Batch, func() (*lifecycle.AccessCode, error))
 			for rs.Next() {
 				var e lifecycle.EventRef
 				var details []byte
-				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details); err != nil {
+				if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details, &e.PinHint); err != nil {
 					return err
 				}
 				if details != nil {
@@ -87,6 +87,7 @@ func getCodeBatch(id string) (*pgx.Batch, func() (*lifecycle.AccessCode, error))
 		}
 		row.LockOnline = lockOnline
 		row.TroubleshootingSeverity = severityOf(row.TroubleshootingReason)
+		row.PinHint = currentPinHint(row.Events)
 		return &row.AccessCode, nil
 	}
 }
@@ -227,7 +228,7 @@ const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestam
 const lockOnlineSQL = `(SELECT d.online FROM devices d WHERE d.device_id = access_codes.device_id) AS lock_online`
 
 // troubledOrder is the troubled segment's order. access_codes_troubled_idx
-// and access_codes_troubled_state_idx (migration 00011) index exactly these
+// and access_codes_troubled_state_idx (migration 00009) index exactly these
 // expressions, so a page is read in index order; TestListPlans fails when
 // they drift apart.
 func troubledOrder() string { return rankSQL() + ", " + deletedKey + ", id" }
@@ -295,6 +296,9 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 	}
 	if f.DeviceID != "" {
 		where = append(where, "device_id = "+arg(f.DeviceID))
+	}
+	if f.Reason != "" {
+		where = append(where, "troubleshooting_reason = "+arg(f.Reason))
 	}
 	var order string
 	states := f.States

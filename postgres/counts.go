@@ -9,7 +9,7 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-// How the summary counts codes without counting them (migration 00011): a
+// How the summary counts codes without counting them (migration 00009): a
 // trigger on access_codes appends a signed row to code_counts for every
 // change of a code's key (deletion state; needs troubleshooting, and why),
 // in the transaction that makes the change. The count of a key is the sum

@@ -85,7 +85,7 @@ func (e *swEnv) compact() int64 {
 	return n
 }
 
-// The summary's counts are kept by a trigger (migration 00011), not
+// The summary's counts are kept by a trigger (migration 00009), not
 // counted: whatever writes access_codes (ingest, the sweeper,
 // acknowledgement, replay, retention, a hand-made UPDATE, DELETE or
 // TRUNCATE), they equal a count of the codes, before and after the changes

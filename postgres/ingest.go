@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
@@ -23,6 +24,9 @@ type request struct {
 	parsed lifecycle.Parsed
 	reason string // non-empty: quarantine
 	done   chan reply
+	// sealed and pin are the body as stored (see bodies.go).
+	sealed sealedBody
+	pin    pinColumns
 }
 
 type reply struct {
@@ -87,10 +91,14 @@ func (g *ingester) work() {
 // returns only after the transaction that holds it has committed, or an
 // *Error with EUnavailable when that cannot be known to have happened.
 func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Result, error) {
+	if s.cfg.Keys == nil {
+		return lifecycle.Result{}, errNoKeys
+	}
 	r, err := newRequest(d)
 	if err != nil {
 		return lifecycle.Result{}, err
 	}
+	s.prepare(r)
 
 	g := s.ing
 	g.mu.RLock()
@@ -184,7 +192,7 @@ func (g *ingester) ownFault(ctx context.Context, r *request) bool {
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // always rolled back
 	b := &pgx.Batch{}
-	queueInsertEvents(b, []*request{r}, map[string]bool{})
+	queueInsertEvents(b, g.s.cfg.Keys, []*request{r}, map[string]bool{})
 	return dataError(tx.SendBatch(ctx, b).Close())
 }
 
@@ -262,6 +270,25 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 			start[p.AccessCodeID] = codeIDs{nonEmpty(p.WorkspaceID), nonEmpty(p.DeviceID), nonEmpty(p.ConnectedAccountID)}
 		}
 	}
+	// A lock's report by PIN touches the codes on its lock with that PIN
+	// (one more round trip, only for such reports).
+	var reports []*request
+	for _, r := range events {
+		if pinReport(&r.parsed) {
+			reports = append(reports, r)
+		}
+	}
+	if len(reports) > 0 {
+		matched, err := s.pinMatchedCodes(ctx, tx, reports)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, id := range matched {
+			if _, own := start[id]; !own {
+				lockOnly[id] = true
+			}
+		}
+	}
 	codes := make([]string, 0, len(start)+len(lockOnly))
 	for id := range start {
 		codes = append(codes, id)
@@ -279,14 +306,15 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		prelude(b)
 	}
 	if len(events) > 0 {
-		queueInsertEvents(b, events, inserted)
+		queueInsertEvents(b, s.cfg.Keys, events, inserted)
 	}
 	if len(quarantine) > 0 {
-		queueInsertQuarantine(b, quarantine, inserted)
+		queueInsertQuarantine(b, s.cfg.Keys, quarantine, inserted)
 	}
 	if len(codes) > 0 {
 		queueLockCodes(b, codes, start, rows)
 		queueLoadEvents(b, codes, evs)
+		queueLoadPINReports(b, codes, evs)
 	}
 	// Locks: rows for those named, connectivity refolded (after the codes'
 	// row locks: the lock order).
@@ -366,12 +394,12 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 	return results, final, flags, nil
 }
 
-func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) {
+func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, inserted map[string]bool) {
 	n := len(reqs)
 	msg, eid, typ, src := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ws, code, dev, acct, details := mk(n), mk(n), mk(n), mk(n), mk(n)
 	occ, cre := mkt(n), mkt(n)
-	raw := make([][]byte, n)
+	raw, keyID, pinHash, pinHint := make([][]byte, n), make([]string, n), make([][]byte, n), mk(n)
 	for i, r := range reqs {
 		p := &r.parsed
 		msg[i], eid[i], typ[i] = r.d.MessageID, p.EventID, p.EventType
@@ -381,7 +409,8 @@ func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) 
 			d := string(p.Details)
 			details[i] = &d
 		}
-		raw[i] = r.d.Body
+		keyID[i], raw[i] = r.seal(keys, tableEvents)
+		pinHash[i], pinHint[i] = r.pin.hash, r.pin.hint
 		src[i] = lifecycle.SourceWebhook
 		if r.d.Source == lifecycle.SourcePoll {
 			src[i] = lifecycle.SourcePoll
@@ -389,55 +418,67 @@ func queueInsertEvents(b *pgx.Batch, reqs []*request, inserted map[string]bool) 
 	}
 	// ON CONFLICT DO NOTHING with no target covers both unique constraints
 	// (message_id and event_id); RETURNING names the rows that were new.
+	// raw is sealed under key_id (bodies.go), as is pin_hash.
 	b.Queue(`INSERT INTO events (message_id, event_id, event_type, workspace_id,
 			occurred_at, created_at, access_code_id, device_id, connected_account_id,
-			details, raw, source)
-		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r, s
+			details, raw, key_id, pin_hash, pin_hint, source)
+		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r, k, ph, pt, s
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[])
-			AS u(m, e, t, w, o, c, a, d, ca, det, r, s)
+			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[],
+			$12::text[], $13::bytea[], $14::text[], $15::text[])
+			AS u(m, e, t, w, o, c, a, d, ca, det, r, k, ph, pt, s)
 		ON CONFLICT DO NOTHING
 		RETURNING message_id`,
-		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw, src).
+		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw, keyID, pinHash, pinHint, src).
 		Query(collectInserted(inserted))
 }
 
-func queueInsertQuarantine(b *pgx.Batch, reqs []*request, inserted map[string]bool) {
+func queueInsertQuarantine(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, inserted map[string]bool) {
 	n := len(reqs)
 	msg, reason := make([]string, n), make([]string, n)
-	raw := make([][]byte, n)
+	raw, keyID := make([][]byte, n), make([]string, n)
 	for i, r := range reqs {
-		msg[i], reason[i], raw[i] = r.d.MessageID, r.reason, r.d.Body
+		msg[i], reason[i] = r.d.MessageID, r.reason
+		keyID[i], raw[i] = r.seal(keys, tableQuarantine)
 	}
-	b.Queue(`INSERT INTO quarantine (message_id, reason, raw)
-		SELECT m, r, b FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(m, r, b)
+	b.Queue(`INSERT INTO quarantine (message_id, reason, raw, key_id)
+		SELECT m, r, b, k FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(m, r, b, k)
 		ON CONFLICT (message_id) DO NOTHING
-		RETURNING message_id`, msg, reason, raw).
+		RETURNING message_id`, msg, reason, raw, keyID).
 		Query(collectInserted(inserted))
 }
 
 // differentBodies returns those of reqs whose message id is stored (as an
 // event or in quarantine) with a different body. A request whose message id
-// is not stored at all conflicted on its event id: a duplicate.
+// is not stored at all conflicted on its event id: a duplicate. Stored
+// bodies are compared opened (bodies.go); one that does not open (its key
+// was removed) cannot be compared, so the new body is kept in quarantine.
 func (s *Store) differentBodies(ctx context.Context, tx pgx.Tx, reqs []*request) ([]*request, error) {
 	ids := make([]string, len(reqs))
 	for i, r := range reqs {
 		ids[i] = r.d.MessageID
 	}
-	rs, err := tx.Query(ctx, `SELECT message_id, raw FROM events WHERE message_id = ANY($1)
-		UNION ALL SELECT message_id, raw FROM quarantine WHERE message_id = ANY($1)`, ids)
+	rs, err := tx.Query(ctx, `SELECT 'events', message_id, key_id, raw FROM events WHERE message_id = ANY($1)
+		UNION ALL SELECT 'quarantine', message_id, key_id, raw FROM quarantine WHERE message_id = ANY($1)`, ids)
 	if err != nil {
 		return nil, err
 	}
 	stored := map[string][][]byte{}
 	for rs.Next() {
-		var m string
+		var table, m string
+		var keyID *string
 		var raw []byte
-		if err := rs.Scan(&m, &raw); err != nil {
+		if err := rs.Scan(&table, &m, &keyID, &raw); err != nil {
 			rs.Close()
 			return nil, err
 		}
-		stored[m] = append(stored[m], raw)
+		body, err := OpenBody(s.cfg.Keys, table, m, keyID, raw)
+		if err != nil {
+			s.cfg.Logger.Warn("stored body cannot be compared with a redelivery; keeping the redelivery in quarantine",
+				"message_id", m, "table", table, "error", openError(err))
+			body = nil
+		}
+		stored[m] = append(stored[m], body)
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil {
@@ -446,7 +487,7 @@ func (s *Store) differentBodies(ctx context.Context, tx pgx.Tx, reqs []*request)
 	var out []*request
 	for _, r := range reqs {
 		bodies, ok := stored[r.d.MessageID]
-		if !ok || slices.ContainsFunc(bodies, func(b []byte) bool { return bytes.Equal(b, r.d.Body) }) {
+		if !ok || slices.ContainsFunc(bodies, func(b []byte) bool { return b != nil && bytes.Equal(b, r.d.Body) }) {
 			continue
 		}
 		out = append(out, r)
@@ -466,7 +507,7 @@ func (s *Store) quarantineReused(ctx context.Context, tx pgx.Tx, reqs []*request
 			reason: lifecycle.QuarantineMessageIDReused}
 	}
 	b := &pgx.Batch{}
-	queueInsertQuarantine(b, keys, inserted)
+	queueInsertQuarantine(b, s.cfg.Keys, keys, inserted)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}

@@ -107,7 +107,7 @@ func plansEnv(t *testing.T) (free, ordered *postgres.Store, ctx context.Context)
 // measures, is planned here on a realistic portfolio: each statement reads
 // through an index, and every list segment in its index's order (no sort
 // of the rows it passes over). A troubled segment that sorts means
-// migration 00011's rank expression no longer matches postgres.rankSQL
+// migration 00009's rank expression no longer matches postgres.rankSQL
 // (lifecycle.ReasonsByUrgency changed): a new migration must recreate the
 // troubled indexes.
 func TestReadPlans(t *testing.T) {

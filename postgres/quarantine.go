@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,7 +22,7 @@ func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]
 	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
 	}
-	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, raw FROM quarantine
+	rs, err := s.pool.Query(ctx, `SELECT id, message_id, reason, received_at, key_id, raw FROM quarantine
 		WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, customPlan, cursor, limit+1)
 	if err != nil {
 		return nil, 0, unavailable(err)
@@ -33,18 +32,16 @@ func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]
 	var next int64
 	for rs.Next() {
 		var q lifecycle.QuarantinedDelivery
+		var keyID *string
 		var raw []byte
-		if err := rs.Scan(&q.ID, &q.MessageID, &q.Reason, &q.ReceivedAt, &raw); err != nil {
+		if err := rs.Scan(&q.ID, &q.MessageID, &q.Reason, &q.ReceivedAt, &keyID, &raw); err != nil {
 			return nil, 0, unavailable(err)
 		}
 		if len(out) == limit {
 			next = out[len(out)-1].ID
 			break
 		}
-		q.SizeBytes = len(raw)
-		if body := string(raw); utf8.ValidString(body) {
-			q.Body = &body
-		}
+		s.showBody(&q, keyID, raw)
 		out = append(out, q)
 	}
 	if err := rs.Err(); err != nil {
@@ -81,6 +78,9 @@ const retryBatch = 100
 // if a retry is interrupted. progress, when set, is called after each batch.
 func (s *Store) RetryQuarantine(ctx context.Context, sel QuarantineRetry, progress func(QuarantineRetryResult)) (QuarantineRetryResult, error) {
 	var res QuarantineRetryResult
+	if s.cfg.Keys == nil {
+		return res, errNoKeys
+	}
 	var after int64
 	for {
 		n, last, err := s.retryQuarantineBatch(ctx, sel, after, &res)
@@ -106,7 +106,7 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	// FOR UPDATE: two retries at once take turns instead of storing twice.
-	rs, err := tx.Query(ctx, `SELECT id, message_id, reason, raw FROM quarantine
+	rs, err := tx.Query(ctx, `SELECT id, message_id, reason, key_id, raw FROM quarantine
 		WHERE id > $1 AND reason LIKE $2 || '%' AND ($3::bigint[] IS NULL OR cardinality($3) = 0 OR id = ANY($3))
 		ORDER BY id LIMIT $4 FOR UPDATE`, customPlan, after, escapeLike(sel.Reason), sel.IDs, retryBatch)
 	if err != nil {
@@ -115,12 +115,13 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	type qrow struct {
 		id          int64
 		msg, reason string
+		keyID       *string
 		raw         []byte
 	}
 	var rows []qrow
 	for rs.Next() {
 		var q qrow
-		if err := rs.Scan(&q.id, &q.msg, &q.reason, &q.raw); err != nil {
+		if err := rs.Scan(&q.id, &q.msg, &q.reason, &q.keyID, &q.raw); err != nil {
 			rs.Close()
 			return 0, 0, unavailable(err)
 		}
@@ -138,7 +139,13 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	var stillIDs []int64
 	var stillReasons []string
 	for _, q := range rows {
-		p, err := lifecycle.Parse(q.raw)
+		// The body is opened to be parsed and, if usable, sealed again as
+		// an event (prepare, below).
+		body, err := OpenBody(s.cfg.Keys, tableQuarantine, q.msg, q.keyID, q.raw)
+		if err != nil {
+			return 0, 0, fmt.Errorf("quarantine row %d: body %s", q.id, openError(err))
+		}
+		p, err := lifecycle.Parse(body)
 		if err != nil {
 			res.Unusable++
 			stillIDs, stillReasons = append(stillIDs, q.id), append(stillReasons, unusableReason(err, q.reason))
@@ -150,7 +157,9 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 			// under it: store this one under a name of its own.
 			msg = fmt.Sprintf("%s#quarantine-%d", q.msg, q.id)
 		}
-		usable = append(usable, &request{d: lifecycle.Delivery{MessageID: msg, Body: q.raw}, parsed: p})
+		r := &request{d: lifecycle.Delivery{MessageID: msg, Body: body}, parsed: p}
+		s.prepare(r)
+		usable = append(usable, r)
 		take = append(take, q.id)
 	}
 	var results map[*request]lifecycle.Result

@@ -87,6 +87,7 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 	b := &pgx.Batch{}
 	queueLockCodes(b, ids, nil, rows)
 	queueLoadEvents(b, ids, evs)
+	queueLoadPINReports(b, ids, evs)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, unavailable(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/jobs"
@@ -32,7 +33,15 @@ func retStore(t *testing.T, pool *pgxpool.Pool, clock *retClock) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(pool, ins, Config{RemovalTimeout: 30 * time.Minute, Sinks: []string{"log", "webhook"}, Now: clock.Now})
+	entry, err := datakeys.Generate("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := datakeys.Parse(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(pool, ins, Config{RemovalTimeout: 30 * time.Minute, Sinks: []string{"log", "webhook"}, Now: clock.Now, Keys: keys})
 	s.Start()
 	t.Cleanup(s.Close)
 	return s

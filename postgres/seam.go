@@ -17,12 +17,16 @@ import (
 // request and the job that follows its action attempt commit together or
 // not at all. Like Ingest, an event already stored is a duplicate.
 func (s *Store) Record(ctx context.Context, ds []lifecycle.Delivery, jobs []river.InsertManyParams) ([]lifecycle.Result, error) {
+	if s.cfg.Keys == nil {
+		return nil, errNoKeys
+	}
 	reqs := make([]*request, len(ds))
 	for i, d := range ds {
 		r, err := newRequest(d)
 		if err != nil {
 			return nil, err
 		}
+		s.prepare(r) // sealed, PIN hashed, like a webhook
 		reqs[i] = r
 	}
 	var results map[*request]lifecycle.Result

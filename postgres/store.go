@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/ids"
 	"github.com/codewatch/codewatch/lifecycle"
 )
@@ -52,6 +53,11 @@ type Config struct {
 	// database's connections and CPU than that, whatever their number,
 	// and leave the rest to ingest and background work.
 	ReadConcurrency int
+	// Keys seal the raw bodies stored in events and quarantine and key
+	// their PIN hashes (CODEWATCH_DATA_KEYS; see bodies.go). Without keys
+	// the Store neither ingests nor reads bodies; what needs no body
+	// (replay, the API's code reads, the sweep) still works.
+	Keys *datakeys.Keyring
 	// OnFlag, when set, is told the reason of every code newly flagged for
 	// troubleshooting (at ingest, by the sweeper, by a replay), after the
 	// flag commits.

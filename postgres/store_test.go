@@ -275,7 +275,7 @@ func TestReplay(t *testing.T) {
 
 func TestIngestAfterCloseIsUnavailable(t *testing.T) {
 	pool := pgtest.New(t)
-	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{})
+	store := postgres.New(pool, storetest.Inserter(t, pool), postgres.Config{Keys: storetest.Keys(t)})
 	store.Start()
 	store.Close()
 	_, err := store.Ingest(context.Background(), lifecycle.Delivery{MessageID: "m", Body: []byte(`{}`)})

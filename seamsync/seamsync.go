@@ -11,6 +11,7 @@ package seamsync
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/ids"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -36,6 +38,7 @@ type Store interface {
 	DueForReconcile(ctx context.Context, now time.Time, limit int) ([]string, error)
 	UnconfirmedCodes(ctx context.Context, after string, limit int) ([]string, error)
 	NewestWebhookEvent(ctx context.Context) (*time.Time, error)
+	CodePINHashes(ctx context.Context, id string) ([][]byte, error)
 }
 
 // JobClient inserts and reads River jobs (*river.Client[pgx.Tx]).
@@ -48,6 +51,9 @@ type JobClient interface {
 type Config struct {
 	Seam  *seam.Client
 	Store Store
+	// Keys hash the PINs of the lock's unmanaged codes, to find a deleted
+	// code's PIN among them (never kept, never compared in clear).
+	Keys *datakeys.Keyring
 	// Jobs inserts lookups and waits for them (ReconcileNow, the scan).
 	Jobs JobClient
 	// FollowFor bounds how long a pending action attempt is polled; after
@@ -252,8 +258,57 @@ func (s *Service) Lookup(ctx context.Context, id string) error {
 	default:
 		ev = lifecycle.OwnEvent("cw_poll_"+ids.NewTimeOrdered(now), lifecycle.TypeAccessCodePolled, now, ref, pollDetails(ac))
 	}
-	_, err = s.cfg.Store.Record(ctx, []lifecycle.Delivery{ev}, nil)
+	evs := []lifecycle.Delivery{ev}
+	if code.DeletedAt != nil && ref.DeviceID != "" {
+		found, err := s.unmanagedWithPIN(ctx, id, ref)
+		if err != nil {
+			// The lookup itself is evidence; the unmanaged check is tried
+			// again at the next lookup.
+			s.cfg.Logger.Warn("seam: unmanaged codes not checked", "access_code_id", id, "device_id", ref.DeviceID, "error", err)
+		}
+		evs = append(evs, found...)
+	}
+	_, err = s.cfg.Store.Record(ctx, evs, nil)
 	return err
+}
+
+// unmanagedWithPIN lists the lock's unmanaged codes and returns an event for
+// each that carries the deleted code's PIN: the code is still on the lock.
+// PINs are compared as keyed hashes under every key.
+func (s *Service) unmanagedWithPIN(ctx context.Context, id string, ref lifecycle.CodeRef) ([]lifecycle.Delivery, error) {
+	if s.cfg.Keys == nil {
+		return nil, nil
+	}
+	mine, err := s.cfg.Store.CodePINHashes(ctx, id)
+	if err != nil || len(mine) == 0 {
+		return nil, err
+	}
+	list, err := s.cfg.Seam.ListUnmanagedAccessCodes(ctx, ref.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	var out []lifecycle.Delivery
+	for _, u := range list {
+		if u.Code == "" {
+			continue
+		}
+		match := false
+		for _, h := range s.cfg.Keys.PinHashes(u.Code) {
+			for _, m := range mine {
+				if hmac.Equal(h.Sum, m) {
+					match = true
+				}
+			}
+		}
+		if !match {
+			continue
+		}
+		// One event per unmanaged code: found again, it is a duplicate.
+		out = append(out, lifecycle.OwnEvent("cw_unmanaged_"+id+"_"+u.AccessCodeID, lifecycle.TypeUnmanagedFound, now, ref,
+			map[string]string{"unmanaged_access_code_id": u.AccessCodeID, "pin_hint": datakeys.PinHint(u.Code)}))
+	}
+	return out, nil
 }
 
 // pollDetails keeps a live code's status and its errors and warnings exactly

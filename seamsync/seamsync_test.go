@@ -44,13 +44,16 @@ func newEnv(t *testing.T, baseURL, apiKey string, cfg postgres.Config) *env {
 	if cfg.RemovalTimeout == 0 {
 		cfg.RemovalTimeout = 30 * time.Minute
 	}
+	if cfg.Keys == nil {
+		cfg.Keys = storetest.Keys(t)
+	}
 	store := storetest.New(t, pool, cfg)
 	client, err := seam.New(seam.Config{APIKey: apiKey, BaseURL: baseURL, RPS: 1000, MaxAttempts: 3,
 		BaseBackoff: 5 * time.Millisecond, MaxWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := seamsync.New(seamsync.Config{Seam: client, Store: store, Now: cfg.Now})
+	svc := seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: cfg.Keys, Now: cfg.Now})
 	return &env{t: t, pool: pool, store: store, svc: svc}
 }
 
@@ -601,5 +604,60 @@ func TestLookupJobUnique(t *testing.T) {
 	var n int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'reconcile'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d jobs: %v", n, err)
+	}
+}
+
+// A lookup of a deleted code also reads its lock's unmanaged codes: its PIN
+// among them (compared as keyed hashes) means it is still on the lock.
+func TestLookupFindsThePINAmongUnmanagedCodes(t *testing.T) {
+	ctx := context.Background()
+	e := onFake(t, postgres.Config{})
+	dev := e.fake.Devices[0]
+	id, err := e.fake.CreateAccessCode(ctx, dev, "52719")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPIN := func(typ string, at time.Time) []byte {
+		var m map[string]any
+		_ = json.Unmarshal(seamEvent(t, typ, id, dev, at), &m)
+		m["code"] = "52719"
+		b, _ := json.Marshal(m)
+		return b
+	}
+	e.webhook(withPIN(lifecycle.TypeSetOnDevice, time.Now().Add(-time.Hour)))
+	e.webhook(withPIN(lifecycle.TypeDeleted, time.Now().Add(-10*time.Minute)))
+	if err := e.svc.Lookup(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.code(id); c.NeedsTroubleshooting {
+		t.Fatalf("no unmanaged code yet, flagged %v", *c.TroubleshootingReason)
+	}
+	// The lock also holds the PIN as a code Seam does not manage.
+	if _, err := e.fake.CreateUnmanagedAccessCode(ctx, dev, "front desk", "52719"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fake.CreateUnmanagedAccessCode(ctx, dev, "cleaner", "90210"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Lookup(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	c := e.code(id)
+	if !c.NeedsTroubleshooting || *c.TroubleshootingReason != lifecycle.ReasonStillOnLock || *c.TroubleshootingSeverity != "critical" ||
+		c.OnDevice == nil || !*c.OnDevice || sourceOf(c, lifecycle.TypeUnmanagedFound) != "poll" {
+		b, _ := json.Marshal(c)
+		t.Fatalf("after the lookup: %s", b)
+	}
+	b, _ := json.Marshal(c)
+	if strings.Contains(string(b), "52719") {
+		t.Fatalf("the PIN reached the record: %s", b)
+	}
+	// Looked up again: the same finding, no second event.
+	if err := e.svc.Lookup(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = $1`, lifecycle.TypeUnmanagedFound).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d findings: %v", n, err)
 	}
 }

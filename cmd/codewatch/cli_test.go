@@ -22,7 +22,7 @@ import (
 	"github.com/codewatch/codewatch/verify"
 )
 
-var subcommands = []string{"serve", "migrate", "send", "replay", "quarantine", "version"}
+var subcommands = []string{"serve", "migrate", "send", "replay", "quarantine", "rekey", "keys", "version"}
 
 func lines(s string) []string {
 	s = strings.TrimRight(s, "\n")

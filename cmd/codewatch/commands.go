@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/config"
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/localpg"
@@ -211,6 +212,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
 	batch := fs.Int("batch", 500, "codes per transaction")
 	timeout := config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv)
+	keysFlag := dataKeysFlag(fs, getenv)
 	rest, err := parseFlags(fs, "replay", args, stdout,
 		"usage: codewatch replay [flags]\n\nRecomputes every access code's state from its stored events, in batches,\nsafe while the service runs (after an upgrade that changes the rules).")
 	if err != nil {
@@ -223,7 +225,13 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
 	}
-	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, stderr)
+	// Replay recomputes from the parsed columns and reads no body: keys
+	// are used when given, not required.
+	kr, err := commandKeys(*keysFlag, *dbURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, kr, stderr)
 	if err != nil {
 		return err
 	}
@@ -246,7 +254,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 // openStore opens the database as openDB does and returns a Store that
 // queues alerts for the sinks serve is configured with (from the same
 // environment), for commands that change codes.
-func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) string, removalTimeout time.Duration, stderr io.Writer) (*postgres.Store, func(), error) {
+func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) string, removalTimeout time.Duration, keys *datakeys.Keyring, stderr io.Writer) (*postgres.Store, func(), error) {
 	pool, done, err := openDB(ctx, dbURL, dataDir, stderr)
 	if err != nil {
 		return nil, nil, err
@@ -270,7 +278,7 @@ func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) s
 		return nil, nil, &exitError{2, fmt.Errorf("CODEWATCH_RECONCILE_AFTER: %w", err)}
 	}
 	return postgres.New(pool, inserter, postgres.Config{RemovalTimeout: removalTimeout, Sinks: sinks,
-		ReconcileAfter: reconcileAfter}), done, nil
+		ReconcileAfter: reconcileAfter, Keys: keys}), done, nil
 }
 
 // quarantine handles `codewatch quarantine retry [--reason R]`.
@@ -280,6 +288,7 @@ func quarantine(ctx context.Context, args []string, getenv func(string) string, 
 	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
 	reason := fs.String("reason", "", "only rows whose reason starts with this (e.g. invalid_occurred_at)")
 	timeout := config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv)
+	keysFlag := dataKeysFlag(fs, getenv)
 	rest, err := parseFlags(fs, "quarantine", args, stdout,
 		"usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.")
 	if err != nil {
@@ -297,7 +306,14 @@ func quarantine(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
 	}
-	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, stderr)
+	kr, err := commandKeys(*keysFlag, *dbURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	if kr == nil {
+		return errKeysRequired
+	}
+	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, kr, stderr)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 func configBase(t *testing.T) map[string]string {
 	return map[string]string{
 		"DATABASE_URL":         "postgres://codewatch@127.0.0.1:1/unreachable?sslmode=disable",
+		"CODEWATCH_DATA_KEYS":  newDataKey(t, "k1"),
 		"SEAM_WEBHOOK_SECRET":  newWebhookSecret(),
 		"CODEWATCH_OPS_TOKEN":  "alice:0123456789abcdef0123",
 		"CODEWATCH_LISTEN":     "127.0.0.1:0",
@@ -83,6 +84,20 @@ func TestConfigErrorsStopStartup(t *testing.T) {
 			want: []string{"DATABASE_URL"}},
 		{name: "database set but no ops token", unset: []string{"CODEWATCH_OPS_TOKEN"},
 			want: []string{"CODEWATCH_OPS_TOKEN", "required"}},
+		{name: "session ttl zero", set: map[string]string{"CODEWATCH_SESSION_TTL": "0"},
+			want: []string{"CODEWATCH_SESSION_TTL"}},
+		{name: "session ttl not a duration", set: map[string]string{"CODEWATCH_SESSION_TTL": "a day"},
+			want: []string{"CODEWATCH_SESSION_TTL", `"a day"`}},
+		{name: "public URL not http", set: map[string]string{"CODEWATCH_PUBLIC_URL": "ops.example.com"},
+			want: []string{"CODEWATCH_PUBLIC_URL", "https://"}},
+		{name: "public URL with a path", set: map[string]string{"CODEWATCH_PUBLIC_URL": "https://ops.example.com/codewatch"},
+			want: []string{"CODEWATCH_PUBLIC_URL", "no path"}},
+		{name: "database set but no data keys", unset: []string{"CODEWATCH_DATA_KEYS"},
+			want: []string{"CODEWATCH_DATA_KEYS", "required"}},
+		{name: "data key without id", set: map[string]string{"CODEWATCH_DATA_KEYS": "dGhpcyBpcyBub3QgYSBrZXkgYnV0IHNlY3JldCB0ZXh0"},
+			want: []string{"CODEWATCH_DATA_KEYS", "id:base64key"}, secret: "dGhpcyBpcyBub3QgYSBrZXkgYnV0IHNlY3JldCB0ZXh0"},
+		{name: "data key too short", set: map[string]string{"CODEWATCH_DATA_KEYS": "k1:c2hvcnRzZWNyZXRrZXk="},
+			want: []string{"CODEWATCH_DATA_KEYS", "32 bytes"}, secret: "c2hvcnRzZWNyZXRrZXk="},
 		{name: "flag value is checked like the variable", args: []string{"--removal-timeout", "abc"},
 			want: []string{"CODEWATCH_REMOVAL_TIMEOUT", `"abc"`}},
 	}
@@ -139,6 +154,7 @@ func TestConfigErrorBinaryOneLine(t *testing.T) {
 		{"secret", "SEAM_WEBHOOK_SECRET", "notwhsec", []string{"SEAM_WEBHOOK_SECRET", "whsec_"}},
 		{"log format", "CODEWATCH_LOG_FORMAT", "xml", []string{"CODEWATCH_LOG_FORMAT", "json or text"}},
 		{"no ops token", "CODEWATCH_OPS_TOKEN", "", []string{"CODEWATCH_OPS_TOKEN"}},
+		{"no data keys", "CODEWATCH_DATA_KEYS", "", []string{"CODEWATCH_DATA_KEYS", "required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

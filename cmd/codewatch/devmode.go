@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/codewatch/codewatch/config"
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/verify"
 )
@@ -24,6 +25,10 @@ type devState struct {
 	OpsToken      string `json:"ops_token"`
 	WebhookURL    string `json:"webhook_url"`
 	OpsURL        string `json:"ops_url"`
+	// DataKeys encrypt the development database's stored bodies
+	// (CODEWATCH_DATA_KEYS). Generated once and kept: without it those
+	// bodies cannot be read.
+	DataKeys string `json:"data_keys"`
 }
 
 func devStatePath(dataDir string) string { return filepath.Join(dataDir, "dev.json") }
@@ -98,6 +103,20 @@ func devMode(ctx context.Context, cfg *config.Config, pub, ops net.Addr, logger 
 	} else {
 		st.OpsToken = cfg.OpsTokens[0].Value
 	}
+	// Unlike the other secrets, a CODEWATCH_DATA_KEYS given for one run
+	// does not replace the kept key: the database's bodies need that one.
+	if st.DataKeys == "" {
+		if st.DataKeys, err = datakeys.Generate(devKeyID); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	if cfg.DataKeys == nil {
+		if cfg.DataKeys, err = config.ParseDataKeys(st.DataKeys); err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: data_keys: %w", devStatePath(cfg.DataDir), err)
+		}
+	}
 	st.WebhookURL = localURL(pub, "/webhooks/seam")
 	st.OpsURL = localURL(ops, "")
 	b, _ := json.MarshalIndent(st, "", "  ")
@@ -111,7 +130,7 @@ codewatch (development mode: local Postgres in %s)
   webhook URL:     %s
   webhook secret:  %s
   ops API:         %s/v1/summary   (Authorization: Bearer %s)
-  status page:     %s/
+  console:         %s/console/   (sign in with the same token)
   try:             go run ./cmd/codewatch send access_code.deleted --access-code-id %s
 
 `, dir, boundTo(pub, "webhooks"), boundTo(ops, "ops"), st.WebhookURL, st.WebhookSecret, st.OpsURL, st.OpsToken, st.OpsURL, exampleID())

@@ -61,7 +61,7 @@ func postmasterPID(dataDir string) int {
 // mode makes them), free ports.
 func devEnv(t *testing.T, dataDir string) serveEnv {
 	env := newServeEnv(t, "")
-	for _, k := range []string{"DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN"} {
+	for _, k := range []string{"DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN", "CODEWATCH_DATA_KEYS"} {
 		delete(env, k)
 	}
 	env["CODEWATCH_DATA_DIR"] = dataDir

@@ -125,18 +125,81 @@ func TestDevModeReadmeFlow(t *testing.T) {
 		t.Fatalf("status API: %v %+v", err, got)
 	}
 
-	cancel() // Ctrl-C
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
+	// Stored bodies are encrypted with a key development mode made and
+	// keeps beside the database (never printed).
+	sendEnv := func(k string) string {
+		if k == "CODEWATCH_DATA_DIR" {
+			return env[k]
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
+		return ""
 	}
-	// The local Postgres stops with it.
-	pid, _ := os.ReadFile(filepath.Join(env["CODEWATCH_DATA_DIR"], "pg", "data", "postmaster.pid"))
-	if len(pid) > 0 {
-		t.Fatalf("local Postgres still running after serve stopped")
+	fixed := []string{"send", "access_code.set_on_device", "--access-code-id", code, "--message-id", "msg_devkey",
+		"--event-id", "0e1f8a41-2f1e-4c55-9a8a-7b3c2d1e0f99", "--occurred-at", "2026-06-01T10:00:00Z"}
+	var out bytes.Buffer
+	if err := run(ctx, fixed, sendEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), `200 {"ok":true}`) {
+		t.Fatalf("send with a fixed message id: %v\n%s", err, out.String())
+	}
+	st, err = readDevState(env["CODEWATCH_DATA_DIR"])
+	if err != nil || !strings.HasPrefix(st.DataKeys, devKeyID+":") {
+		t.Fatalf("dev.json data_keys: %v", err)
+	}
+	if fi, err := os.Stat(devStatePath(env["CODEWATCH_DATA_DIR"])); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("dev.json holds the data key but is not private: %v %v", fi.Mode(), err)
+	}
+	if _, key, _ := strings.Cut(st.DataKeys, ":"); strings.Contains(stdout.String()+stderr.String(), key) {
+		t.Error("serve printed the development data key")
+	}
+
+	stopServe := func() {
+		t.Helper()
+		cancel() // Ctrl-C
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop")
+		}
+		// The local Postgres stops with it.
+		pid, _ := os.ReadFile(filepath.Join(env["CODEWATCH_DATA_DIR"], "pg", "data", "postmaster.pid"))
+		if len(pid) > 0 {
+			t.Fatalf("local Postgres still running after serve stopped")
+		}
+	}
+	stopServe()
+
+	// A second run reads what the first stored, with the same key: Svix's
+	// retry of the message is a duplicate, which takes opening the stored
+	// body to tell.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr = &devBuffer{}, &devBuffer{}
+	done = make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, getenv, stdout, stderr) }()
+	waitFor(t, 60*time.Second, "the second run to be ready", func() bool {
+		resp, err := http.Get(opsURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	out.Reset()
+	var errOut bytes.Buffer
+	if err := run(ctx, fixed, sendEnv, &out, &errOut); err != nil || !strings.Contains(out.String(), `"duplicate":true`) {
+		t.Fatalf("the same message after a restart: %v\n%s%s\nserve: %s%s", err, out.String(), errOut.String(), stdout, stderr)
+	}
+	if st2, _ := readDevState(env["CODEWATCH_DATA_DIR"]); st2 == nil || st2.DataKeys != st.DataKeys {
+		t.Error("the second run replaced the development data key")
+	}
+	stopServe()
+
+	// The commands use the kept key too (here rekey, which has nothing to
+	// do: everything is under it).
+	out.Reset()
+	if err := run(context.Background(), []string{"rekey"}, sendEnv, &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), "every stored body is under dev") {
+		t.Fatalf("rekey in development mode: %v\n%s", err, out.String())
 	}
 }

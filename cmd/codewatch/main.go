@@ -9,6 +9,8 @@
 //	codewatch delete ID...          ask Seam to delete codes
 //	codewatch reconcile [ID...]     look codes up in Seam's API now
 //	codewatch backfill --since D    store Seam events the webhooks missed
+//	codewatch rekey                 re-encrypt stored bodies under the first data key
+//	codewatch keys generate [ID]    print a new data key
 //	codewatch version               what was built, from which commit
 package main
 
@@ -74,6 +76,8 @@ usage:
   codewatch reconcile [ID...]              look codes up in Seam's API now (all unconfirmed if none)
   codewatch backfill --since D | --between T1,T2
                                            store Seam's events that webhooks missed
+  codewatch rekey [--batch N]              re-encrypt stored bodies under the first data key
+  codewatch keys generate [ID]             print a new data key for CODEWATCH_DATA_KEYS
   codewatch version                        print the version, commit and Go version
   codewatch help [COMMAND]                 print this, or a command's flags
 
@@ -91,6 +95,8 @@ func commands() map[string]command {
 		"delete":     deleteCodes,
 		"reconcile":  reconcile,
 		"backfill":   backfill,
+		"rekey":      rekey,
+		"keys":       keys,
 		"version":    version,
 	}
 }

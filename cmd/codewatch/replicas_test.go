@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
@@ -427,7 +429,7 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 			if p := replRec.problems(); len(p) > 0 {
 				t.Errorf("alert sink refused requests: %v", p)
 			}
-			checkDatabase(t, replDB, plan, replicated)
+			checkDatabase(t, replDB, envA["CODEWATCH_DATA_KEYS"], plan, replicated)
 		})
 	})
 	runs.Go(func() {
@@ -436,7 +438,7 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 			if p := singleRec.problems(); len(p) > 0 {
 				t.Errorf("alert sink refused requests: %v", p)
 			}
-			checkDatabase(t, singleDB, plan, alone)
+			checkDatabase(t, singleDB, envS["CODEWATCH_DATA_KEYS"], plan, alone)
 		})
 	})
 	runs.Wait()
@@ -512,8 +514,12 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 
 // checkDatabase: each event stored once, alerts in the outbox match what was
 // delivered, every delivery recorded as sent.
-func checkDatabase(t *testing.T, dbURL string, plan *replicaPlan, res flowResult) {
+func checkDatabase(t *testing.T, dbURL, dataKeys string, plan *replicaPlan, res flowResult) {
 	t.Helper()
+	keys, err := datakeys.Parse(dataKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	conn := dbConn(t, dbURL)
 	var rows, msgs, evIDs int
@@ -527,7 +533,7 @@ func checkDatabase(t *testing.T, dbURL string, plan *replicaPlan, res flowResult
 	for _, e := range plan.Events {
 		sent[e.EventID] = e.MsgID
 	}
-	rs, err := conn.Query(ctx, `SELECT event_id, message_id, raw FROM events`)
+	rs, err := conn.Query(ctx, `SELECT event_id, message_id, key_id, raw FROM events`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,14 +543,19 @@ func checkDatabase(t *testing.T, dbURL string, plan *replicaPlan, res flowResult
 	}
 	for rs.Next() {
 		var eid, mid string
+		var keyID *string
 		var raw []byte
-		if err := rs.Scan(&eid, &mid, &raw); err != nil {
+		if err := rs.Scan(&eid, &mid, &keyID, &raw); err != nil {
 			t.Fatal(err)
 		}
 		if want, ok := sent[eid]; !ok || want != mid {
 			t.Errorf("event %s stored under message %s, sent as %s", eid, mid, want)
 		}
-		if string(raw) != string(bodies[eid]) {
+		body, err := postgres.OpenBody(keys, "events", mid, keyID, raw)
+		if err != nil || keyID == nil {
+			t.Errorf("event %s: stored body does not open (key_id %v): %v", eid, keyID, err)
+		}
+		if string(body) != string(bodies[eid]) {
 			t.Errorf("event %s: stored body differs from the one sent", eid)
 		}
 	}

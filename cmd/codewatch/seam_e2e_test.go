@@ -81,7 +81,8 @@ func TestE2ESeamAPI(t *testing.T) {
 	if len(s.logsWithMsg("Seam API on")) != 1 {
 		t.Errorf("serve did not say the Seam API is on:\n%s", s.logs())
 	}
-	cli := append(envList(seamEnvFor(fake)), "DATABASE_URL="+db, "CODEWATCH_RECONCILE_AFTER=2s")
+	cli := append(envList(seamEnvFor(fake)), "DATABASE_URL="+db, "CODEWATCH_RECONCILE_AFTER=2s",
+		"CODEWATCH_DATA_KEYS="+env["CODEWATCH_DATA_KEYS"])
 
 	// A code Seam manages, set on the lock; codewatch heard of it by webhook.
 	code, err := fake.CreateAccessCode(ctx, fake.Devices[0], "4821")
@@ -172,7 +173,7 @@ func TestE2ESeamAPI(t *testing.T) {
 		t.Fatalf("codewatch backfill: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 	// Without SEAM_API_KEY the commands say what they need.
-	res = runCLI(t, []string{"DATABASE_URL=" + db}, "delete", code)
+	res = runCLI(t, []string{"DATABASE_URL=" + db, "CODEWATCH_DATA_KEYS=" + env["CODEWATCH_DATA_KEYS"]}, "delete", code)
 	if res.Code != 2 || !strings.Contains(res.Stderr, "SEAM_API_KEY: required") {
 		t.Errorf("delete without a key: %d %s", res.Code, res.Stderr)
 	}
@@ -280,6 +281,7 @@ func TestDeleteCLIScale(t *testing.T) {
 
 	cmd := exec.Command(codewatchBin(t), "delete", "--by", "checkout")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DATABASE_URL=" + db,
+		"CODEWATCH_DATA_KEYS=" + env["CODEWATCH_DATA_KEYS"],
 		"SEAM_API_KEY=seam_test_key", "SEAM_API_URL=" + srv.URL, fmt.Sprintf("CODEWATCH_SEAM_RPS=%d", rps),
 		fmt.Sprintf("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE=%d", perDevice)}
 	cmd.Stdin = strings.NewReader(strings.Join(ids, "\n") + "\n")

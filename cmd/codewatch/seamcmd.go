@@ -26,7 +26,7 @@ import (
 
 // seamFlags are the settings every command that calls Seam's API reads.
 type seamFlags struct {
-	dbURL, dataDir, key, url, rps, perDevice, timeout *string
+	dbURL, dataDir, key, url, rps, perDevice, timeout, dataKeys *string
 }
 
 func newSeamFlags(fs *flag.FlagSet, getenv func(string) string) *seamFlags {
@@ -38,6 +38,7 @@ func newSeamFlags(fs *flag.FlagSet, getenv func(string) string) *seamFlags {
 		rps:       config.EnvString(fs, "seam-rps", "CODEWATCH_SEAM_RPS", "5", "requests per second to Seam's API ($CODEWATCH_SEAM_RPS)", getenv),
 		perDevice: config.EnvString(fs, "seam-device-deletes-per-minute", "CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "20", "deletions per lock per minute ($CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE)", getenv),
 		timeout:   config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv),
+		dataKeys:  dataKeysFlag(fs, getenv),
 	}
 }
 
@@ -64,14 +65,22 @@ func (f *seamFlags) open(ctx context.Context, getenv func(string) string, stderr
 	if err != nil {
 		return nil, &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 	}
-	store, done, err := openStore(ctx, *f.dbURL, *f.dataDir, getenv, cfg.RemovalTimeout, stderr)
+	kr, err := commandKeys(*f.dataKeys, *f.dbURL, *f.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if kr == nil {
+		// What Seam's API tells is stored as evidence, sealed like webhooks.
+		return nil, errKeysRequired
+	}
+	store, done, err := openStore(ctx, *f.dbURL, *f.dataDir, getenv, cfg.RemovalTimeout, kr, stderr)
 	if err != nil {
 		return nil, err
 	}
 	store.Start()
 	return &seamEnv{
 		store: store,
-		sync:  seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger}),
+		sync:  seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: kr, Logger: logger}),
 		done:  func() { store.Close(); done() },
 	}, nil
 }

@@ -110,6 +110,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(cfg.OpsTokens) == 0 {
 		return &exitError{2, errors.New("CODEWATCH_OPS_TOKEN: required (a bearer token of at least 16 characters for the ops API)")}
 	}
+	if cfg.DataKeys == nil {
+		return &exitError{2, errors.New("CODEWATCH_DATA_KEYS: required with DATABASE_URL (id:base64key of 32 bytes, e.g. from 'codewatch keys generate'; it encrypts the stored webhook bodies)")}
+	}
 	verifier, err := verify.New(cfg.WebhookSecrets, nil)
 	if err != nil {
 		return &exitError{2, fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)}
@@ -161,6 +164,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ReconcileAfter: cfg.ReconcileAfter,
 		Sinks:          alert.SinkNames(sinks),
 		Workers:        cfg.IngestWorkers,
+		Keys:           cfg.DataKeys,
 		// A quarter of the connections ingest leaves (2 by default): ops
 		// readers in a loop cannot take the database from ingest.
 		ReadConcurrency: max(1, (cfg.DBMaxConns-cfg.IngestWorkers)/4),
@@ -178,7 +182,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 		}
-		sy = seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger})
+		sy = seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: cfg.DataKeys, Logger: logger})
 	}
 	worker, err := newJobClient(pool, store, cfg, sinks, sy, m, logger)
 	if err != nil {
@@ -223,9 +227,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	opsCfg := &handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
 		TrustedProxies: cfg.TrustedProxies,
+		Console:        &handlers.Console{Store: store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL},
 	}
 	if sy != nil {
 		opsCfg.Seam = sy
+		opsCfg.Console.Actions = seamActions(sy)
 	}
 	ops := handlers.NewOpsServer(opsCfg)
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -245,6 +251,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	startc := make(chan error, 1)
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
+	// Bodies stored in clear by a version before encryption are sealed in
+	// the background once serving (sealClearBodies); stopped at shutdown.
+	sealCtx, stopSealing := context.WithCancel(bg)
+	defer stopSealing()
+	var sealing sync.WaitGroup
 	go func() {
 		err := waitForDatabase(startCtx, migr, !cfg.NoMigrate, logger, setNotReady)
 		if err == nil {
@@ -253,7 +264,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				started.Store(true)
 				logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 					"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens),
-					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String())
+					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String(),
+					"data_keys", cfg.DataKeys)
+				sealing.Go(func() { sealClearBodies(sealCtx, store, logger) })
 				startSeam(bg, sy, worker, cfg, logger)
 			}
 		}
@@ -308,6 +321,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			})
 		}
 		wg.Wait()
+		stopSealing()
+		sealing.Wait()
 		if started.Load() {
 			store.Close()
 			if err := worker.Stop(sctx); err != nil {
@@ -331,6 +346,40 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return runErr
 	}
 	return nil
+}
+
+// seamActions are the console's buttons that call Seam's API: the same
+// calls as POST /v1/access_codes/{id}/reconcile and .../delete.
+func seamActions(sy *seamsync.Service) []handlers.CodeAction {
+	return []handlers.CodeAction{
+		{Name: "reconcile", Label: "Reconcile now",
+			Help: "Look the code up in Seam's API now: a 404 after the deletion confirms it; Seam's errors and warnings are shown.",
+			Do: func(ctx context.Context, id, _ string) (string, error) {
+				ctx, cancel := context.WithTimeout(ctx, 50*time.Second)
+				defer cancel()
+				c, err := sy.ReconcileNow(ctx, id)
+				if err != nil {
+					return "", err
+				}
+				return "Looked up in Seam: the code is " + string(c.DeletionState) + ".", nil
+			}},
+		{Name: "delete", Label: "Request deletion", Danger: true, Confirm: "Yes, ask Seam to delete this code",
+			Help: "Ask Seam to delete the code from its lock; codewatch follows the deletion until the lock confirms it.",
+			Shown: func(c *lifecycle.AccessCode) bool {
+				return c.DeletedAt == nil && c.DeletionState != lifecycle.DeletionRequested
+			},
+			Do: func(ctx context.Context, id, by string) (string, error) {
+				c, err := sy.RequestDeletion(ctx, id, by)
+				if err != nil {
+					return "", err
+				}
+				attempt := ""
+				if c.DeletionRequest != nil {
+					attempt = " (action attempt " + c.DeletionRequest.ActionAttemptID + ")"
+				}
+				return "Deletion requested" + attempt + ": the code is " + string(c.DeletionState) + ".", nil
+			}},
+	}
 }
 
 // reconcileScanEvery is how often, at most, the leader looks for lookups due.
@@ -434,6 +483,37 @@ func waitForDatabase(ctx context.Context, migr *migrations.Migrator, migrate boo
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// sealClearBodies seals the bodies that a version before encryption stored
+// in clear (key_id NULL), in the background, in small batches that ingest
+// does not wait on; replicas starting together share the work (SKIP LOCKED).
+// It logs only when there is something to do. A failure is logged, not
+// fatal: the rows stay readable, and the next start or `codewatch rekey`
+// seals them.
+func sealClearBodies(ctx context.Context, store *postgres.Store, logger *slog.Logger) {
+	start := time.Now()
+	announced := false
+	tables := map[string]bool{}
+	res, err := store.Rekey(ctx, postgres.RekeyOptions{OnlyClear: true, BatchSize: 100,
+		Progress: func(p postgres.RekeyProgress) {
+			if !tables[p.Table] {
+				tables[p.Table], announced = true, true
+				logger.Info("sealing bodies stored in clear before encryption", "table", p.Table, "rows", p.Total)
+			}
+		}})
+	switch {
+	case ctx.Err() != nil:
+		if announced {
+			logger.Info("sealing bodies stored in clear: stopped; the next start continues", "events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"])
+		}
+	case err != nil:
+		logger.Warn("sealing bodies stored in clear failed; they stay readable; run codewatch rekey", "error", oneLine(err.Error()),
+			"events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"])
+	case announced:
+		logger.Info("bodies stored in clear are sealed", "events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"],
+			"duration", time.Since(start).Round(time.Millisecond).String())
 	}
 }
 

@@ -206,11 +206,19 @@ func TestQuarantineRetryCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res := runCLI(t, []string{"DATABASE_URL=" + db}, "quarantine", "retry", "--reason", "invalid_")
+	// Stored bodies are encrypted: without the keys retry cannot read them.
+	if res := runCLI(t, []string{"DATABASE_URL=" + db}, "quarantine", "retry"); res.Code != 2 ||
+		strings.Count(res.Stderr, "\n") != 1 || !strings.Contains(res.Stderr, "CODEWATCH_DATA_KEYS: required") {
+		t.Errorf("quarantine retry without keys: exit %d %q", res.Code, res.Stderr)
+	}
+	// These rows were stored in clear (key_id NULL), as by a version before
+	// encryption: retry reads them all the same.
+	env := []string{"DATABASE_URL=" + db, "CODEWATCH_DATA_KEYS=" + newDataKey(t, "k1")}
+	res := runCLI(t, env, "quarantine", "retry", "--reason", "invalid_")
 	if res.Code != 0 || !strings.Contains(res.Stdout, "quarantine retry done: 1 stored, 0 duplicates, 0 still unusable") {
 		t.Fatalf("quarantine retry --reason invalid_: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
-	res = runCLI(t, []string{"DATABASE_URL=" + db}, "quarantine", "retry")
+	res = runCLI(t, env, "quarantine", "retry")
 	if res.Code != 0 || !strings.Contains(res.Stdout, "done: 0 stored, 0 duplicates, 1 still unusable") {
 		t.Fatalf("quarantine retry: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}

@@ -189,6 +189,9 @@ func TestComposeFile(t *testing.T) {
 	if cw.DependsOn["postgres"].Condition != "service_healthy" {
 		t.Errorf("codewatch must depend on postgres with condition service_healthy")
 	}
+	if v := cw.Environment["CODEWATCH_DATA_KEYS"]; !strings.HasPrefix(v, "${CODEWATCH_DATA_KEYS:?") {
+		t.Errorf("CODEWATCH_DATA_KEYS = %q, want ${CODEWATCH_DATA_KEYS:?...} (from .env, required)", v)
+	}
 	if cw.Environment["CODEWATCH_OPS_LISTEN"] != ":9090" {
 		t.Errorf("CODEWATCH_OPS_LISTEN = %q, want :9090", cw.Environment["CODEWATCH_OPS_LISTEN"])
 	}
@@ -222,7 +225,7 @@ func TestComposeFile(t *testing.T) {
 
 	// Every variable the compose file passes must be documented in .env.example.
 	example := string(readFile(t, filepath.Join(filepath.Dir(composeFile), ".env.example")))
-	for _, k := range []string{"SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN", "POSTGRES_PASSWORD"} {
+	for _, k := range []string{"SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN", "CODEWATCH_DATA_KEYS", "POSTGRES_PASSWORD"} {
 		if !regexp.MustCompile(`(?m)^` + k + `=`).MatchString(example) {
 			t.Errorf(".env.example lacks %s", k)
 		}

@@ -206,7 +206,7 @@ func TestSecretExampleNotRenderedButValid(t *testing.T) {
 	if s.Name != "codewatch" {
 		t.Errorf("example Secret is named %q, the Deployment reads %q", s.Name, "codewatch")
 	}
-	for _, k := range []string{"DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN"} {
+	for _, k := range []string{"DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN", "CODEWATCH_DATA_KEYS"} {
 		if _, ok := s.StringData[k]; !ok {
 			t.Errorf("secret.example.yaml lacks %s", k)
 		}

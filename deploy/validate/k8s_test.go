@@ -79,6 +79,8 @@ func TestInvariantChecksCatchDefects(t *testing.T) {
 		{"ops service public", "service-ops.yaml", "type: ClusterIP", "type: LoadBalancer", "ClusterIP"},
 		{"public service targets ops", "service.yaml", "targetPort: http", "targetPort: ops", "public"},
 		{"pdb blocks drains", "pdb.yaml", "minAvailable: 1", "minAvailable: 2", "minAvailable"},
+		{"data keys optional", "deployment.yaml", "                  key: CODEWATCH_DATA_KEYS\n", "                  key: CODEWATCH_DATA_KEYS\n                  optional: true\n", "CODEWATCH_DATA_KEYS"},
+		{"data keys from another key", "deployment.yaml", "                  key: CODEWATCH_DATA_KEYS\n", "                  key: DATA_KEYS\n", "CODEWATCH_DATA_KEYS"},
 		{"ops port open to all", "networkpolicy.yaml", "    - from:\n", "    - ports:\n        - port: 9090\n    - from:\n", "9090"},
 		{"ops open to all namespaces", "networkpolicy.yaml", "kubernetes.io/metadata.name: monitoring", "{}", "9090"},
 		{"rule without ports", "networkpolicy.yaml", "  ingress:\n    - ports:\n        - port: 8080\n          protocol: TCP\n", "  ingress:\n    - {}\n", "9090"},
@@ -263,11 +265,24 @@ func checkDeployment(d *appsv1.Deployment) []error {
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
 		switch e.Name {
-		case "DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN", "CODEWATCH_ALERT_WEBHOOK_SECRET", "CODEWATCH_SLACK_WEBHOOK_URL":
+		case "DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN", "CODEWATCH_ALERT_WEBHOOK_SECRET", "CODEWATCH_SLACK_WEBHOOK_URL",
+			"CODEWATCH_DATA_KEYS":
 			if e.Value != "" {
 				fail("env %s has a literal value; secrets belong in the Secret", e.Name)
 			}
 		}
+	}
+	// The data keys come from the Secret, required: without them serve
+	// refuses to start.
+	dataKeys := false
+	for _, e := range c.Env {
+		if e.Name == "CODEWATCH_DATA_KEYS" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			ref := e.ValueFrom.SecretKeyRef
+			dataKeys = ref.Name == "codewatch" && ref.Key == "CODEWATCH_DATA_KEYS" && (ref.Optional == nil || !*ref.Optional)
+		}
+	}
+	if !dataKeys {
+		fail("CODEWATCH_DATA_KEYS must come from key CODEWATCH_DATA_KEYS of Secret codewatch (secretKeyRef, not optional)")
 	}
 	// The binary defaults to 127.0.0.1:9090, which kubelet probes and
 	// Prometheus cannot reach.

@@ -36,7 +36,7 @@ type Options struct {
 	// NoEvents seeds codes and locks only.
 	NoEvents bool
 	// Compact, when set, is called after the inserts and before the
-	// vacuum: the trigger of migration 00011 appended a change per code to
+	// vacuum: the trigger of migration 00009 appended a change per code to
 	// code_counts (postgres.Store.CompactCounts folds them).
 	Compact func(context.Context) error
 }

@@ -4,6 +4,7 @@ package storetest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/postgres"
 )
@@ -25,9 +27,35 @@ func Inserter(t testing.TB, pool *pgxpool.Pool) *river.Client[pgx.Tx] {
 	return c
 }
 
-// New returns a started Store on pool, closed when the test ends.
+// Keys returns a fresh keyring of one data key, as CODEWATCH_DATA_KEYS
+// would give, with the ids given (the first seals), or "test".
+func Keys(t testing.TB, ids ...string) *datakeys.Keyring {
+	t.Helper()
+	if len(ids) == 0 {
+		ids = []string{"test"}
+	}
+	entries := make([]string, len(ids))
+	for i, id := range ids {
+		e, err := datakeys.Generate(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[i] = e
+	}
+	kr, err := datakeys.Parse(strings.Join(entries, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+// New returns a started Store on pool, closed when the test ends. Without
+// cfg.Keys it gets a fresh key of its own (Keys), as serve always has one.
 func New(t testing.TB, pool *pgxpool.Pool, cfg postgres.Config) *postgres.Store {
 	t.Helper()
+	if cfg.Keys == nil {
+		cfg.Keys = Keys(t)
+	}
 	s := postgres.New(pool, Inserter(t, pool), cfg)
 	s.Start()
 	t.Cleanup(s.Close)

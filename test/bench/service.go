@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -72,10 +73,18 @@ func startService(ctx context.Context, bin, dir, dbURL, secret, token string, ex
 	if err != nil {
 		return nil, err
 	}
+	// Stored bodies are encrypted: the service runs with a data key, as
+	// in production.
+	dataKey, err := datakeys.Generate("bench")
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
 		"DATABASE_URL=" + dbURL,
+		"CODEWATCH_DATA_KEYS=" + dataKey,
 		"SEAM_WEBHOOK_SECRET=" + secret,
 		"CODEWATCH_OPS_TOKEN=bench:" + token,
 		fmt.Sprintf("CODEWATCH_LISTEN=127.0.0.1:%d", pub),

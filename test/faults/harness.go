@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/localpg"
 )
 
@@ -38,6 +39,7 @@ type harness struct {
 	pg       *localpg.Server
 	recv     *receiver
 	secret   string // SEAM_WEBHOOK_SECRET
+	dataKeys string // CODEWATCH_DATA_KEYS
 	alertSec string // CODEWATCH_ALERT_WEBHOOK_SECRET
 	opsToken string
 	pubAddr  string
@@ -86,6 +88,10 @@ func newHarness(ctx context.Context, bin string, verbose bool) (*harness, error)
 	tok := make([]byte, 24)
 	_, _ = rand.Read(tok)
 	h.opsToken = "faults:" + base64.RawURLEncoding.EncodeToString(tok)
+	var err error
+	if h.dataKeys, err = datakeys.Generate("faults"); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "codewatch-faults-")
 	if err != nil {
 		return nil, err
@@ -174,6 +180,7 @@ func (h *harness) env(dbURL string) []string {
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + h.dir,
 		"DATABASE_URL=" + dbURL,
+		"CODEWATCH_DATA_KEYS=" + h.dataKeys,
 		"SEAM_WEBHOOK_SECRET=" + h.secret,
 		"CODEWATCH_OPS_TOKEN=" + h.opsToken,
 		"CODEWATCH_LISTEN=" + h.pubAddr,

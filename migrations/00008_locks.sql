@@ -30,6 +30,12 @@ CREATE INDEX events_device_idx ON events (device_id, occurred_at)
 CREATE INDEX events_account_idx ON events (connected_account_id, occurred_at)
     WHERE connected_account_id IS NOT NULL AND event_type LIKE 'connected_account.%';
 
+-- Matching a lock's report of a PIN (an unlock without access_code_id, an
+-- unmanaged code) with the codes on the same lock that carried it: keyed
+-- hashes only (migration 00007), never the PIN.
+CREATE INDEX events_pin_idx ON events (device_id, pin_hash)
+    WHERE pin_hash IS NOT NULL AND device_id IS NOT NULL;
+
 -- Per lock: its unconfirmed deletions and its codes needing troubleshooting
 -- (small partial indexes: most codes are neither).
 CREATE INDEX access_codes_device_unconfirmed_idx ON access_codes (device_id)
@@ -67,6 +73,7 @@ DROP INDEX access_codes_used_idx;
 DROP INDEX access_codes_needs_idx;
 DROP INDEX access_codes_device_troubled_idx;
 DROP INDEX access_codes_device_unconfirmed_idx;
+DROP INDEX events_pin_idx;
 DROP INDEX events_account_idx;
 DROP INDEX events_device_idx;
 DROP TABLE devices;

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/codewatch/codewatch/config"
+	"github.com/codewatch/codewatch/datakeys"
+	"github.com/codewatch/codewatch/postgres"
+)
+
+// devKeyID names the data key development mode generates.
+const devKeyID = "dev"
+
+// dataKeysFlag defines --data-keys, defaulting to CODEWATCH_DATA_KEYS (shown
+// as "(set)" in help, never its value).
+func dataKeysFlag(fs *flag.FlagSet, getenv func(string) string) *string {
+	return config.EnvString(fs, "data-keys", "CODEWATCH_DATA_KEYS", "",
+		"data keys, id:base64key comma-separated, the first encrypts ($CODEWATCH_DATA_KEYS; default with no database URL: the development key in the data directory)", getenv)
+}
+
+// commandKeys returns the data keys a command other than serve runs with:
+// the flag or CODEWATCH_DATA_KEYS, or, against the development database (no
+// DATABASE_URL), the key development mode keeps in dev.json. nil when there
+// are none; an invalid setting is an error naming the variable (exit 2).
+func commandKeys(keys, dbURL, dataDir string) (*datakeys.Keyring, error) {
+	if keys != "" {
+		kr, err := config.ParseDataKeys(keys)
+		if err != nil {
+			return nil, &exitError{2, fmt.Errorf("CODEWATCH_DATA_KEYS: %w", err)}
+		}
+		return kr, nil
+	}
+	if dbURL != "" {
+		return nil, nil
+	}
+	st, err := readDevState(dataDir)
+	if err != nil || st.DataKeys == "" {
+		return nil, nil
+	}
+	kr, err := config.ParseDataKeys(st.DataKeys)
+	if err != nil {
+		return nil, fmt.Errorf("%s: data_keys: %w", devStatePath(dataDir), err)
+	}
+	return kr, nil
+}
+
+// errKeysRequired is the one line a command that reads or writes stored
+// bodies gives without keys.
+var errKeysRequired = &exitError{2, errors.New("CODEWATCH_DATA_KEYS: required (the keys serve runs with; stored bodies are encrypted)")}
+
+// keys handles `codewatch keys generate [ID]`.
+func keys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keys")
+	rest, err := parseFlags(fs, "keys", args, stdout,
+		"usage: codewatch keys generate [ID]\n\nPrints a new data key, ID:base64key (32 random bytes), for CODEWATCH_DATA_KEYS.\nID (letters, digits, _ and -) defaults to k and today's date, e.g. k20261130.\nTo rotate, put the new key first and keep the old ones after it until\n`codewatch rekey` says no stored body uses them.")
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(rest) == 0:
+		return usageError("keys", errors.New("keys needs the command generate"))
+	case rest[0] != "generate":
+		return usageError("keys", fmt.Errorf("unknown keys command %q (generate)", rest[0]))
+	case len(rest) > 2:
+		return usageError("keys", fmt.Errorf("keys generate: unexpected argument %q", rest[2]))
+	}
+	id := "k" + time.Now().UTC().Format("20060102")
+	if len(rest) == 2 {
+		id = rest[1]
+	}
+	entry, err := datakeys.Generate(id)
+	if err != nil {
+		return usageError("keys", errors.New(strings.TrimPrefix(err.Error(), "datakeys: ")))
+	}
+	fmt.Fprintln(stdout, entry)
+	return nil
+}
+
+// rekey handles `codewatch rekey`.
+func rekey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rekey")
+	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
+	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
+	keysFlag := dataKeysFlag(fs, getenv)
+	batch := fs.Int("batch", 200, "rows per transaction")
+	rest, err := parseFlags(fs, "rekey", args, stdout,
+		"usage: codewatch rekey [flags]\n\nEncrypts every stored webhook body that is not under the first key of\nCODEWATCH_DATA_KEYS (bodies under an older key, and bodies stored in clear\nbefore encryption) under that key, renewing PIN hashes with it, in batches of\nsmall transactions: safe while the service runs. Then counts the stored\nbodies per key and says which keys no body uses any more.")
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError("rekey", fmt.Errorf("rekey: unexpected argument %q", rest[0]))
+	}
+	if *batch < 1 || *batch > 10000 {
+		return usageError("rekey", fmt.Errorf("--batch: must be from 1 to 10000, got %d", *batch))
+	}
+	kr, err := commandKeys(*keysFlag, *dbURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	if kr == nil {
+		return errKeysRequired
+	}
+	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, 0, kr, stderr)
+	if err != nil {
+		return err
+	}
+	defer done()
+
+	fmt.Fprintf(stdout, "rekey: encrypting under key %s (configured: %s)\n", kr.PrimaryID(), strings.Join(kr.IDs(), ", "))
+	pr := newProgressLine(stdout)
+	start := time.Now()
+	res, err := store.Rekey(ctx, postgres.RekeyOptions{BatchSize: *batch, Progress: func(p postgres.RekeyProgress) {
+		pct := 100.0
+		if p.Total > 0 {
+			pct = min(100, 100*float64(p.Done)/float64(p.Total))
+		}
+		line := fmt.Sprintf("rekey: %s %d/%d (%.0f%%), %s", p.Table, p.Done, p.Total, pct, time.Since(start).Round(time.Second))
+		if p.Unreadable > 0 {
+			line += fmt.Sprintf(", %d unreadable", p.Unreadable)
+		}
+		pr.update(p.Table, line)
+	}})
+	pr.end()
+	if res.Resealed != nil {
+		fmt.Fprintf(stdout, "rekey: re-encrypted %d events and %d quarantined deliveries in %s\n",
+			res.Resealed["events"], res.Resealed["quarantine"], time.Since(start).Round(time.Millisecond))
+	}
+	if err != nil && len(res.Unreadable) == 0 {
+		return err
+	}
+	usage, uerr := store.KeyUsage(ctx)
+	if uerr != nil {
+		return uerr
+	}
+	fmt.Fprintln(stdout, describeUsage(usage, kr))
+	return err
+}
+
+// describeUsage says how many stored bodies each key seals, and which
+// configured keys seal none (they may be removed).
+func describeUsage(usage map[string]map[string]int64, kr *datakeys.Keyring) string {
+	var b strings.Builder
+	used := map[string]bool{}
+	var tables []string
+	for _, table := range []string{"events", "quarantine"} {
+		ids := make([]string, 0, len(usage[table]))
+		for id := range usage[table] {
+			ids = append(ids, id)
+			used[id] = true
+		}
+		sort.Strings(ids)
+		parts := make([]string, len(ids))
+		for i, id := range ids {
+			name := id
+			if id == "" {
+				name = "in clear"
+			}
+			parts[i] = fmt.Sprintf("%s %d", name, usage[table][id])
+		}
+		if len(parts) == 0 {
+			parts = []string{"none"}
+		}
+		tables = append(tables, table+": "+strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, "stored bodies per key: %s\n", strings.Join(tables, "; "))
+	var unused, left []string
+	for _, id := range kr.IDs()[1:] {
+		if !used[id] {
+			unused = append(unused, id)
+		}
+	}
+	for id := range used {
+		if id != kr.PrimaryID() {
+			if id == "" {
+				id = "(in clear)"
+			}
+			left = append(left, id)
+		}
+	}
+	sort.Strings(left)
+	switch {
+	case len(left) > 0:
+		fmt.Fprintf(&b, "bodies not under %s remain: %s (unreadable ones are listed above; others were written meanwhile by a replica that encrypts with another key: run rekey again once every replica has %s first)",
+			kr.PrimaryID(), strings.Join(left, ", "), kr.PrimaryID())
+	case len(unused) > 0:
+		fmt.Fprintf(&b, "every stored body is under %s; no body uses %s, which may be removed from CODEWATCH_DATA_KEYS (keep a backup of it for as long as you keep database backups)",
+			kr.PrimaryID(), strings.Join(unused, ", "))
+	default:
+		fmt.Fprintf(&b, "every stored body is under %s", kr.PrimaryID())
+	}
+	return b.String()
+}
+
+// progressLine shows progress as one line rewritten in place on a terminal,
+// and elsewhere (a log, a pipe) as a line at most every few seconds and at
+// the end of each table.
+type progressLine struct {
+	w        io.Writer
+	terminal bool
+	table    string
+	line     string
+	printed  time.Time
+}
+
+func newProgressLine(w io.Writer) *progressLine {
+	p := &progressLine{w: w}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			p.terminal = true
+		}
+	}
+	return p
+}
+
+func (p *progressLine) update(table, line string) {
+	if p.table != "" && table != p.table {
+		p.flush()
+	}
+	p.table, p.line = table, line
+	switch {
+	case p.terminal:
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	case time.Since(p.printed) >= 5*time.Second:
+		fmt.Fprintln(p.w, line)
+		p.printed = time.Now()
+		p.line = ""
+	}
+}
+
+// flush ends the current table's line.
+func (p *progressLine) flush() {
+	switch {
+	case p.terminal && p.table != "":
+		fmt.Fprintln(p.w)
+	case !p.terminal && p.line != "":
+		fmt.Fprintln(p.w, p.line)
+	}
+	p.table, p.line = "", ""
+	p.printed = time.Time{}
+}
+
+func (p *progressLine) end() { p.flush() }
