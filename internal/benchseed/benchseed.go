@@ -21,11 +21,18 @@ package benchseed
 import (
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/codewatch/codewatch/datakeys"
+	"github.com/codewatch/codewatch/postgres"
 )
 
 // Options size the portfolio.
@@ -35,6 +42,11 @@ type Options struct {
 	Workspaces int
 	// NoEvents seeds codes and locks only.
 	NoEvents bool
+	// Keys, when set, seal the events' bodies and hash their PINs as the
+	// service does (key_id, pin_hash, pin_hint): a service started with
+	// them finds no body in clear to seal. Without keys the bodies are
+	// stored in clear, as before encryption (faster, for plan tests).
+	Keys *datakeys.Keyring
 	// Compact, when set, is called after the inserts and before the
 	// vacuum: the trigger of migration 00009 appended a change per code to
 	// code_counts (postgres.Store.CompactCounts folds them).
@@ -83,7 +95,13 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, o Options) (*Report, error) {
 		if err := pool.QueryRow(ctx, `SELECT min(id), max(id) FROM access_codes`).Scan(&lo, &hi); err != nil {
 			return nil, err
 		}
-		if err := halves(ctx, pool, eventsSQL, lo, hi); err != nil {
+		var err error
+		if o.Keys == nil {
+			err = halves(ctx, pool, eventsSQL, lo, hi)
+		} else {
+			err = inHalves(lo, hi, func(from, to int64) error { return copySealed(ctx, pool, o.Keys, from, to) })
+		}
+		if err != nil {
 			return nil, fmt.Errorf("seed events: %w", err)
 		}
 		r.EventsTook = time.Since(t)
@@ -111,21 +129,22 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, o Options) (*Report, error) {
 // halves runs q over [from, to] in two halves at once: the machine has two
 // cores to fill.
 func halves(ctx context.Context, pool *pgxpool.Pool, q string, from, to int64, extra ...any) error {
+	return inHalves(from, to, func(a, b int64) error {
+		_, err := pool.Exec(ctx, q, append([]any{a, b}, extra...)...)
+		return err
+	})
+}
+
+// inHalves runs f over the two halves of [from, to] at once.
+func inHalves(from, to int64, f func(from, to int64) error) error {
 	half := from + (to-from)/2
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, r := range [][2]int64{{from, half}, {half + 1, to}} {
-		wg.Go(func() {
-			_, errs[i] = pool.Exec(ctx, q, append([]any{r[0], r[1]}, extra...)...)
-		})
+		wg.Go(func() { errs[i] = f(r[0], r[1]) })
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // codesSQL inserts codes g in [$1, $2] on $3 locks in $4 workspaces. The
@@ -224,29 +243,32 @@ SELECT md5('device-' || d)::uuid::text, md5('ws-' || (d % $2))::uuid::text, md5(
 FROM generate_series(0, $1 - 1) AS d
 ON CONFLICT (device_id) DO NOTHING`
 
-// eventsSQL inserts the events of the codes with id in [$1, $2], from their
-// rows: created and set on the lock, codewatch's request and its failed
-// action attempt, Seam's deletion, delay or failure, removal, and an unlock
-// after the deletion.
-const eventsSQL = `
-INSERT INTO events (message_id, event_id, event_type, workspace_id, occurred_at, created_at,
-	access_code_id, device_id, connected_account_id, details, raw, received_at, source)
-SELECT 'msg_seed' || c.id || '_' || e.n,
-	md5(c.access_code_id || '/' || e.n)::uuid::text,
-	e.type, c.workspace_id, e.at, e.at, c.access_code_id, c.device_id, c.connected_account_id,
+// eventsSelect reads the events of the codes with id in [$1, $2], from
+// their rows: created and set on the lock, codewatch's request and its
+// failed action attempt, Seam's deletion, delay or failure, removal, and an
+// unlock after the deletion. pin is the code's PIN (six digits) on the
+// events whose body carries it (set on the lock, deleted), as Seam's do.
+const eventsSelect = `
+SELECT 'msg_seed' || c.id || '_' || e.n AS message_id,
+	md5(c.access_code_id || '/' || e.n)::uuid::text AS event_id,
+	e.type AS event_type, c.workspace_id, e.at AS occurred_at, e.at AS created_at,
+	c.access_code_id, c.device_id, c.connected_account_id,
 	e.details,
-	convert_to(json_build_object(
+	convert_to(json_strip_nulls(json_build_object(
 		'event_id', md5(c.access_code_id || '/' || e.n)::uuid::text,
 		'event_type', e.type,
 		'workspace_id', c.workspace_id,
 		'access_code_id', c.access_code_id,
 		'device_id', c.device_id,
 		'connected_account_id', c.connected_account_id,
+		'code', CASE WHEN e.type IN ('access_code.set_on_device', 'access_code.deleted') THEN c.pin END,
 		'created_at', e.at,
-		'occurred_at', e.at)::text, 'UTF8'),
-	e.at + interval '2 seconds',
-	CASE WHEN e.type LIKE 'codewatch.%' THEN 'poll' ELSE 'webhook' END
-FROM access_codes c
+		'occurred_at', e.at))::text, 'UTF8') AS raw,
+	e.at + interval '2 seconds' AS received_at,
+	CASE WHEN e.type LIKE 'codewatch.%' THEN 'poll' ELSE 'webhook' END AS source,
+	CASE WHEN e.type IN ('access_code.set_on_device', 'access_code.deleted') THEN c.pin END AS pin
+FROM (SELECT *, lpad((abs(hashint8(id * 7919)) % 1000000)::text, 6, '0') AS pin FROM access_codes
+	WHERE id BETWEEN $1 AND $2) c
 CROSS JOIN LATERAL (VALUES
 	(1, 'access_code.created', c.created_at, NULL::jsonb),
 	(2, 'access_code.set_on_device', c.set_on_device_at, NULL),
@@ -262,7 +284,89 @@ CROSS JOIN LATERAL (VALUES
 	(8, 'access_code.removed_from_device', c.removed_from_device_at, NULL),
 	(9, 'lock.unlocked', CASE WHEN c.troubleshooting_reason = 'used_after_deletion' THEN c.deleted_at + interval '1 day' END, NULL)
 ) AS e(n, type, at, details)
-WHERE c.id BETWEEN $1 AND $2 AND e.at IS NOT NULL`
+WHERE e.at IS NOT NULL`
+
+// eventColumns are the columns eventsSelect gives, in order, without pin.
+var eventColumns = []string{"message_id", "event_id", "event_type", "workspace_id", "occurred_at", "created_at",
+	"access_code_id", "device_id", "connected_account_id", "details", "raw", "received_at", "source"}
+
+// eventsSQL inserts eventsSelect's events with their bodies in clear (no
+// data keys: as a version before encryption stored them).
+var eventsSQL = `INSERT INTO events (` + strings.Join(eventColumns, ", ") + `)
+	SELECT ` + strings.Join(eventColumns, ", ") + ` FROM (` + eventsSelect + `) e`
+
+// copySealed streams eventsSelect's events for the codes with id in
+// [from, to] through Go, which seals each body and hashes its PIN as the
+// service does, into events with COPY.
+func copySealed(ctx context.Context, pool *pgxpool.Pool, keys *datakeys.Keyring, from, to int64) error {
+	src, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer src.Release()
+	dst, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer dst.Release()
+	rs, err := src.Query(ctx, eventsSelect, from, to)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	cols := append(slices.Clone(eventColumns), "key_id", "pin_hash", "pin_hint")
+	_, err = dst.CopyFrom(ctx, pgx.Identifier{"events"}, cols, &sealingSource{rows: rs, keys: keys})
+	if err != nil {
+		return err
+	}
+	return rs.Err()
+}
+
+// sealingSource turns eventsSelect's rows into sealed events rows.
+type sealingSource struct {
+	rows pgx.Rows
+	keys *datakeys.Keyring
+	vals []any
+	err  error
+}
+
+func (s *sealingSource) Next() bool {
+	if s.err != nil || !s.rows.Next() {
+		return false
+	}
+	v, err := s.rows.Values()
+	if err != nil {
+		s.err = err
+		return false
+	}
+	// v: eventColumns..., pin
+	msgID, _ := v[0].(string)
+	raw, _ := v[10].([]byte)
+	keyID, sealed, err := s.keys.Seal(raw, postgres.BodyAAD("events", msgID))
+	if err != nil {
+		s.err = err
+		return false
+	}
+	v[10] = sealed
+	var hash []byte
+	var hint *string
+	if pin, ok := v[13].(string); ok && pin != "" {
+		_, hash = s.keys.PinHash(pin)
+		h := datakeys.PinHint(pin)
+		hint = &h
+	}
+	s.vals = append(v[:13], keyID, hash, hint)
+	return true
+}
+
+func (s *sealingSource) Values() ([]any, error) { return s.vals, nil }
+
+func (s *sealingSource) Err() error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.rows.Err()
+}
 
 // md5UUID is Postgres' md5(s)::uuid::text.
 func md5UUID(s string) string {

@@ -8,7 +8,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/benchseed"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -50,8 +53,10 @@ type readKind struct {
 	name string
 	// path returns the next request's path and query.
 	path func(r *rand.Rand) string
-	// check looks at a 200's body (nil: any JSON object).
+	// check looks at a 200's body (nil: any).
 	check func(body []byte) error
+	// console: sent with the console's session cookie, not the bearer token.
+	console bool
 }
 
 // readsEnv is what the phases share.
@@ -68,6 +73,7 @@ type readsEnv struct {
 	deviceIDs []string
 	ingest    *ingestDriver
 	client    *http.Client
+	console   *http.Client // with a console session
 }
 
 func (e *readsEnv) kinds() []readKind {
@@ -111,7 +117,50 @@ func (e *readsEnv) kinds() []readKind {
 		{name: "GET /v1/devices/{id}", path: func(r *rand.Rand) string {
 			return "/v1/devices/" + pick(r, e.deviceIDs)
 		}},
+		// The console's home page: the summary and the first 200 codes
+		// needing troubleshooting, rendered.
+		{name: "GET /console/ (triage)", console: true, path: func(*rand.Rand) string { return "/console/" },
+			check: func(b []byte) error {
+				if !bytes.Contains(b, []byte("Triage")) || !bytes.Contains(b, []byte("/console/codes/")) {
+					return fmt.Errorf("not the triage page with codes")
+				}
+				return nil
+			}},
 	}
+}
+
+// signIn opens a console session the way a browser does (the sign-in
+// form's CSRF token, then the ops token), kept in the console client's
+// cookie jar.
+func (e *readsEnv) signIn(ctx context.Context) error {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return err
+	}
+	e.console = &http.Client{Transport: e.client.Transport, Jar: jar, Timeout: e.client.Timeout}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.svc.opsURL+"/console/signin", nil)
+	resp, err := e.console.Do(req)
+	if err != nil {
+		return err
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]*)"`).FindSubmatch(page)
+	if m == nil {
+		return fmt.Errorf("console sign-in page: HTTP %d, no CSRF token", resp.StatusCode)
+	}
+	form := url.Values{"csrf": {string(m[1])}, "token": {e.token}, "next": {"/console/"}}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, e.svc.opsURL+"/console/signin", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err = e.console.Do(req); err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("Triage")) {
+		return fmt.Errorf("console sign-in: HTTP %d on %s", resp.StatusCode, resp.Request.URL.Path)
+	}
+	return nil
 }
 
 // readPhase is one measured window: the ingest alone, or with readers.
@@ -205,10 +254,20 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 	if err != nil {
 		return err
 	}
-	store := postgres.New(pool, ins, postgres.Config{RemovalTimeout: readsRemovalTimeout, QueryTimeout: 10 * time.Minute})
+	// The service's data key: the seeded bodies are sealed with it, so the
+	// service finds none in clear to seal while the benchmark runs.
+	dataKey, err := datakeys.Generate("bench")
+	if err != nil {
+		return err
+	}
+	keys, err := datakeys.Parse(dataKey)
+	if err != nil {
+		return err
+	}
+	store := postgres.New(pool, ins, postgres.Config{RemovalTimeout: readsRemovalTimeout, QueryTimeout: 10 * time.Minute, Keys: keys})
 	logf("\n## seeding %s codes on %s locks in %d workspaces", fmtInt(float64(o.readCodes)), fmtInt(float64(o.readDevices)), o.readWorkspaces)
 	rep, err := benchseed.Seed(ctx, pool, benchseed.Options{Codes: o.readCodes, Devices: o.readDevices, Workspaces: o.readWorkspaces,
-		Compact: func(ctx context.Context) error { _, err := store.CompactCounts(ctx); return err }})
+		Keys: keys, Compact: func(ctx context.Context) error { _, err := store.CompactCounts(ctx); return err }})
 	if err != nil {
 		return err
 	}
@@ -241,7 +300,7 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 	}
 
 	secret, token := newSecret(), newToken()
-	envs := append([]string{"CODEWATCH_REMOVAL_TIMEOUT=" + readsRemovalTimeout.String()}, o.env...)
+	envs := append([]string{"CODEWATCH_REMOVAL_TIMEOUT=" + readsRemovalTimeout.String(), "CODEWATCH_DATA_KEYS=" + dataKey}, o.env...)
 	svc, err := startService(ctx, bin, tmp, srv.URL("codewatch"), secret, token, envs)
 	defer func() {
 		if svc != nil && svc.running() {
@@ -252,9 +311,12 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 		return err
 	}
 	env.svc, env.token = svc, token
-	logf("\nservice: %s serve (pid %d), env %s", o.bin, svc.pid, strings.Join(envs, " "))
+	logf("\nservice: %s serve (pid %d), env CODEWATCH_REMOVAL_TIMEOUT=%s %s", o.bin, svc.pid, readsRemovalTimeout, strings.Join(o.env, " "))
 	env.client = newClient(o.readers * 2)
 	defer env.client.CloseIdleConnections()
+	if err := env.signIn(ctx); err != nil {
+		return err
+	}
 
 	// The ingest runs through every phase, at a fixed rate (open loop:
 	// latency counts from when each event was due).
@@ -313,12 +375,12 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 		logf("  %-75s %5.0f events/s (%d due, %d errors)  p50 %6.2f ms  p99 %7.2f ms  max %7.2f ms; service histogram p99 %.2f ms",
 			name, in.perSec, in.due, in.errors, ms(in.p50), ms(in.p99), ms(in.max), ph.server.quantile(0.99)*1000)
 	}
-	keys := make([]string, 0, len(env.ingest.errs))
+	errKinds := make([]string, 0, len(env.ingest.errs))
 	for k := range env.ingest.errs {
-		keys = append(keys, k)
+		errKinds = append(errKinds, k)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	sort.Strings(errKinds)
+	for _, k := range errKinds {
 		logf("  ingest errors: %d × %s", env.ingest.errs[k], k)
 	}
 
@@ -435,8 +497,13 @@ func (e *readsEnv) get(ctx context.Context, k *readKind, r *rand.Rand) (bool, st
 	if err != nil {
 		return false, err.Error()
 	}
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := e.client.Do(req)
+	client := e.client
+	if k.console {
+		client = e.console
+	} else {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, "interrupted"
@@ -482,6 +549,9 @@ func explainReads(ctx context.Context, store *postgres.Store, env *readsEnv, o *
 		}},
 		{"deletion_state=" + o.readStates, func() ([]postgres.Plan, error) {
 			return store.ExplainList(ctx, lifecycle.ListFilter{States: states})
+		}},
+		{"console home (the summary above, and)", func() ([]postgres.Plan, error) {
+			return store.ExplainList(ctx, lifecycle.ListFilter{NeedsTroubleshooting: &yes, Limit: 200})
 		}},
 		{"access code", func() ([]postgres.Plan, error) { return store.ExplainGetAccessCode(ctx, env.codeIDs[0]) }},
 		{"device", func() ([]postgres.Plan, error) { return store.ExplainGetDevice(ctx, env.deviceIDs[0]) }},
