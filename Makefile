@@ -5,7 +5,7 @@ BIN     := bin/codewatch
 # The Dockerfile builds with exactly these flags.
 BUILD_FLAGS := -trimpath -ldflags='-s -w'
 
-.PHONY: run test test-short build bench faults faults-short fuzz check deploy-check clean
+.PHONY: run test test-short build bench bench-reads faults faults-short fuzz check deploy-check clean
 
 ## run: start codewatch with a local Postgres under .codewatch/ (DATABASE_URL unset)
 run:
@@ -25,6 +25,10 @@ build:
 ## bench: ingest and sweep benchmark against a real Postgres (fsync on)
 bench: build
 	$(GO) run ./test/bench -bin $(BIN) $(BENCH_FLAGS)
+
+## bench-reads: ops reads at a million codes during ingest (issue 15; about 10 minutes)
+bench-reads: build
+	$(GO) run ./test/bench -bin $(BIN) -reads $(BENCH_FLAGS)
 
 ## faults: the fault-injection suite (FAULTS_FLAGS=-short for the CI length)
 faults: build

@@ -67,6 +67,17 @@ func (Prune) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
 }
 
+// CompactCounts folds the summary's count changes (postgres.CompactCounts).
+type CompactCounts struct{}
+
+// Kind implements river.JobArgs.
+func (CompactCounts) Kind() string { return "compact_counts" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (CompactCounts) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
+}
+
 // RequeueAlerts makes sure every pending delivery has a job: after an
 // upgrade from the outbox without River, and as a safety net.
 type RequeueAlerts struct{}

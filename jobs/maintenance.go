@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -15,10 +16,11 @@ type MaintenanceStore interface {
 	Sweep(ctx context.Context, repeat time.Duration) (lifecycle.SweepResult, error)
 	Prune(ctx context.Context, retention, budget time.Duration, deleted func(table string, n int64)) (more bool, err error)
 	RequeueAlerts(ctx context.Context) (int, error)
+	CompactCounts(ctx context.Context) (int64, error)
 }
 
 // Maintenance is the periodic work: the overdue sweep with reminders,
-// retention, and the outbox check.
+// retention, the outbox check, and folding the summary's counts.
 type Maintenance struct {
 	Store MaintenanceStore
 	// SweepInterval is how often the sweep runs.
@@ -27,7 +29,10 @@ type Maintenance struct {
 	Repeat time.Duration
 	// Retention is how long finished codes are kept (0: keep all).
 	Retention time.Duration
-	Logger    *slog.Logger
+	// CompactInterval is how often the summary's count changes are folded
+	// (default DefaultCompactInterval).
+	CompactInterval time.Duration
+	Logger          *slog.Logger
 	// OnSweep and OnPrune report to metrics; either may be nil.
 	OnSweep func(lifecycle.SweepResult, time.Duration)
 	OnPrune func(table string, n int64)
@@ -41,7 +46,13 @@ func (m *Maintenance) Register(w *river.Workers) {
 	river.AddWorker(w, &sweepWorker{m: m})
 	river.AddWorker(w, &pruneWorker{m: m})
 	river.AddWorker(w, &requeueWorker{m: m})
+	river.AddWorker(w, &compactWorker{m: m})
 }
+
+// DefaultCompactInterval: between two folds, the summary sums the count
+// changes of this long (about one per change of a code's state or trouble),
+// and River keeps one completed job per fold for a day.
+const DefaultCompactInterval = 2 * time.Second
 
 // Periodic returns the schedule, run by the elected leader.
 func (m *Maintenance) Periodic() []*river.PeriodicJob {
@@ -53,6 +64,7 @@ func (m *Maintenance) Periodic() []*river.PeriodicJob {
 	out := []*river.PeriodicJob{
 		every(m.SweepInterval, Sweep{}, "sweep"),
 		every(time.Minute, RequeueAlerts{}, "requeue_alerts"),
+		every(cmp.Or(m.CompactInterval, DefaultCompactInterval), CompactCounts{}, "compact_counts"),
 	}
 	if m.Retention > 0 {
 		out = append(out, every(time.Minute, Prune{}, "retention"))
@@ -104,5 +116,15 @@ func (w *requeueWorker) Work(ctx context.Context, _ *river.Job[RequeueAlerts]) e
 	if n > 0 {
 		w.m.Logger.Info("alert deliveries queued again", "count", n)
 	}
+	return err
+}
+
+type compactWorker struct {
+	river.WorkerDefaults[CompactCounts]
+	m *Maintenance
+}
+
+func (w *compactWorker) Work(ctx context.Context, _ *river.Job[CompactCounts]) error {
+	_, err := w.m.Store.CompactCounts(ctx)
 	return err
 }

@@ -348,6 +348,8 @@ const MaxListLimit = 500
 
 // StatusSummary is the state of all tracked codes at a glance.
 type StatusSummary struct {
+	// AsOf is when the figures were read; each is exact at that moment.
+	AsOf                 time.Time               `json:"as_of"`
 	DeletionStates       map[DeletionState]int64 `json:"deletion_states"`
 	Total                int64                   `json:"total"`
 	NeedsTroubleshooting int64                   `json:"needs_troubleshooting"`

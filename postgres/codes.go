@@ -18,6 +18,22 @@ import (
 func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.AccessCode, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	done, err := s.admitRead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	b, result := getCodeBatch(id)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, unavailable(err)
+	}
+	return result()
+}
+
+// getCodeBatch queues GetAccessCode's statements (one round trip: the row by
+// primary key, its history through events_access_code_idx, its lock's
+// connectivity) and returns the code they read once the batch has run.
+func getCodeBatch(id string) (*pgx.Batch, func() (*lifecycle.AccessCode, error)) {
 	b := &pgx.Batch{}
 	var row *codeRow
 	b.Queue(`SELECT `+codeColumns+` FROM access_codes WHERE access_code_id = $1`, id).
@@ -61,20 +77,19 @@ func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.Access
 			}
 			return rs.Err()
 		})
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, unavailable(err)
+	return b, func() (*lifecycle.AccessCode, error) {
+		if row == nil {
+			return nil, errNotFound
+		}
+		row.Events = events
+		if row.Events == nil {
+			row.Events = []lifecycle.EventRef{}
+		}
+		row.LockOnline = lockOnline
+		row.TroubleshootingSeverity = severityOf(row.TroubleshootingReason)
+		row.PinHint = currentPinHint(row.Events)
+		return &row.AccessCode, nil
 	}
-	if row == nil {
-		return nil, errNotFound
-	}
-	row.Events = events
-	if row.Events == nil {
-		row.Events = []lifecycle.EventRef{}
-	}
-	row.LockOnline = lockOnline
-	row.TroubleshootingSeverity = severityOf(row.TroubleshootingReason)
-	row.PinHint = currentPinHint(row.Events)
-	return &row.AccessCode, nil
 }
 
 // unconfirmedSQL is the predicate of access_codes_unconfirmed_since_idx:
@@ -88,11 +103,22 @@ const unconfirmedSQL = `unconfirmed_since IS NOT NULL`
 // neither skip nor repeat a code whose place did not change.
 //
 // sort=urgency reads three segments in turn, each from its own index-backed
-// query: codes needing troubleshooting (few), the other unconfirmed
-// deletions (access_codes_unconfirmed_idx), and the rest by id.
+// query (segmentQuery): codes needing troubleshooting (few), the other
+// unconfirmed deletions (access_codes_unconfirmed_since_idx), and the rest by
+// id.
 func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	done, err := s.admitRead(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	return s.listAccessCodes(ctx, f)
+}
+
+// listAccessCodes is ListAccessCodes within a read's turn.
+func (s *Store) listAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	limit := f.Limit
 	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
@@ -104,13 +130,15 @@ func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]
 			return nil, nil, err
 		}
 		codes = append(codes, page...)
-		return codes, next, s.fillLocks(ctx, codes)
+		fillSeverity(codes)
+		return codes, next, nil
 	}
 	codes, next, err := s.listUrgent(ctx, f, limit)
 	if err != nil {
 		return nil, nil, err
 	}
-	return codes, next, s.fillLocks(ctx, codes)
+	fillSeverity(codes)
+	return codes, next, nil
 }
 
 // listUrgent reads a page in sort=urgency order, segment after segment.
@@ -190,69 +218,24 @@ func rankSQL() string {
 	return b.String()
 }
 
+// deletedKey is when a troubled code's deletion began: troubled codes sort
+// by it after their reason's rank.
+const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestamptz)"
+
+// lockOnlineSQL is a listed code's lock_online, read with the page (devices'
+// primary key, once per row the page returns: Postgres computes it after the
+// LIMIT, or after a sort of the few rows a small index gave).
+const lockOnlineSQL = `(SELECT d.online FROM devices d WHERE d.device_id = access_codes.device_id) AS lock_online`
+
+// troubledOrder is the troubled segment's order. access_codes_troubled_idx
+// and access_codes_troubled_state_idx (migration 00009) index exactly these
+// expressions, so a page is read in index order; TestListPlans fails when
+// they drift apart.
+func troubledOrder() string { return rankSQL() + ", " + deletedKey + ", id" }
+
 // listSegment reads up to limit codes of one segment after cursor.
 func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, limit int) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if len(f.States) > 0 {
-		states := make([]string, len(f.States))
-		for i, st := range f.States {
-			states[i] = string(st)
-		}
-		where = append(where, "deletion_state = ANY("+arg(states)+"::text[])")
-	}
-	if f.NeedsTroubleshooting != nil && seg == segRecent {
-		where = append(where, "needs_troubleshooting = "+arg(*f.NeedsTroubleshooting))
-	}
-	if f.WorkspaceID != "" {
-		where = append(where, "workspace_id = "+arg(f.WorkspaceID))
-	}
-	if f.DeviceID != "" {
-		where = append(where, "device_id = "+arg(f.DeviceID))
-	}
-	if f.Reason != "" {
-		where = append(where, "troubleshooting_reason = "+arg(f.Reason))
-	}
-	// Troubled codes sort by when their deletion began.
-	const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestamptz)"
-	var order string
-	switch seg {
-	case segTroubled:
-		where = append(where, "needs_troubleshooting")
-		order = rankSQL() + ", " + deletedKey + ", id"
-		if after != nil {
-			where = append(where, "("+rankSQL()+", "+deletedKey+", id) > ("+arg(after.Rank)+"::int, "+arg(cursorTime(after.At))+"::timestamptz, "+arg(after.ID)+"::bigint)")
-		}
-	case segUnconfirmed:
-		// Implies access_codes_unconfirmed_idx's predicate, which it
-		// repeats so that the planner uses it.
-		where = append(where, "NOT needs_troubleshooting", unconfirmedSQL)
-		order = "unconfirmed_since, id"
-		if after != nil {
-			where = append(where, "(unconfirmed_since, id) > ("+arg(after.At)+"::timestamptz, "+arg(after.ID)+"::bigint)")
-		}
-	case segOthers:
-		where = append(where, "NOT needs_troubleshooting", "NOT ("+unconfirmedSQL+")")
-		order = "id DESC"
-		if after != nil {
-			where = append(where, "id < "+arg(after.ID))
-		}
-	case segRecent:
-		order = "id DESC"
-		if after != nil {
-			where = append(where, "id < "+arg(after.ID))
-		}
-	}
-	q := `SELECT ` + codeColumns + `, ` + rankSQL() + ` FROM access_codes`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	// One more than the page tells whether there is a next page.
-	q += " ORDER BY " + order + " LIMIT " + arg(limit+1)
+	q, args := segmentQuery(f, seg, after, limit)
 	rs, err := s.pool.Query(ctx, q, append([]any{customPlan}, args...)...)
 	if err != nil {
 		return nil, nil, unavailable(err)
@@ -262,10 +245,12 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	var last lifecycle.ListCursor
 	for rs.Next() {
 		var rank int
-		c, err := scanCodeExtra(rs, &rank)
+		var lockOnline *bool
+		c, err := scanCodeExtra(rs, &rank, &lockOnline)
 		if err != nil {
 			return nil, nil, unavailable(err)
 		}
+		c.LockOnline = lockOnline
 		if len(page) == limit {
 			return page, &last, rs.Err()
 		}
@@ -284,6 +269,107 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	return page, nil, nil
 }
 
+// segmentQuery is the SQL and arguments that read one segment's page: up to
+// limit+1 codes (one more than the page tells whether there is a next page)
+// after cursor, each row codeColumns, its reason's rank and its lock's
+// connectivity (lockOnlineSQL).
+//
+// Each segment's order is an index's (see the cases). A deletion_state
+// filter reads each state listed from an index that leads with the state
+// and continues with the segment's order, each state's page in its own
+// branch, and merges the branches: a filter on a state with few codes in the
+// segment (active among the troubled codes) then reads none, instead of
+// every code of the segment. (Postgres does not merge index scans of one
+// table's UNION ALL branches by itself, hence the LIMIT in each branch.)
+func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, limit int) (string, []any) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.NeedsTroubleshooting != nil && seg == segRecent {
+		where = append(where, "needs_troubleshooting = "+arg(*f.NeedsTroubleshooting))
+	}
+	if f.WorkspaceID != "" {
+		where = append(where, "workspace_id = "+arg(f.WorkspaceID))
+	}
+	if f.DeviceID != "" {
+		where = append(where, "device_id = "+arg(f.DeviceID))
+	}
+	if f.Reason != "" {
+		where = append(where, "troubleshooting_reason = "+arg(f.Reason))
+	}
+	var order string
+	states := f.States
+	switch seg {
+	case segTroubled:
+		// access_codes_troubled_idx, or access_codes_troubled_state_idx per
+		// state.
+		where = append(where, "needs_troubleshooting")
+		order = troubledOrder()
+		if after != nil {
+			where = append(where, "("+rankSQL()+", "+deletedKey+", id) > ("+arg(after.Rank)+"::int, "+arg(cursorTime(after.At))+"::timestamptz, "+arg(after.ID)+"::bigint)")
+		}
+	case segUnconfirmed:
+		// access_codes_unconfirmed_since_idx, or access_codes_waiting_idx
+		// per state; both conditions are repeated so the planner can prove
+		// either index's predicate.
+		where = append(where, "NOT needs_troubleshooting", unconfirmedSQL)
+		order = "unconfirmed_since, id"
+		if after != nil {
+			where = append(where, "(unconfirmed_since, id) > ("+arg(after.At)+"::timestamptz, "+arg(after.ID)+"::bigint)")
+		}
+		states = slices.DeleteFunc(slices.Clone(states), func(st lifecycle.DeletionState) bool { return !st.Unconfirmed() })
+	case segOthers:
+		// access_codes_id_idx backwards, or access_codes_state_idx per state.
+		where = append(where, "NOT needs_troubleshooting", "NOT ("+unconfirmedSQL+")")
+		order = "id DESC"
+		if after != nil {
+			where = append(where, "id < "+arg(after.ID))
+		}
+		states = slices.DeleteFunc(slices.Clone(states), lifecycle.DeletionState.Unconfirmed)
+	case segRecent:
+		order = "id DESC"
+		if after != nil {
+			where = append(where, "id < "+arg(after.ID))
+		}
+	}
+	lock := lockOnlineSQL
+	if f.DeviceID != "" {
+		// One lock: read once (an InitPlan), not once per row.
+		lock = `(SELECT d.online FROM devices d WHERE d.device_id = ` + arg(f.DeviceID) + `) AS lock_online`
+	}
+	cols := codeColumns + `, ` + rankSQL() + ` AS rank, ` + lock
+	// Merging branches needs their order keys as output columns.
+	merged := order
+	if seg == segTroubled && len(states) > 1 {
+		cols += `, ` + deletedKey + ` AS deleted_key`
+		merged = "rank, deleted_key, id"
+	}
+	page := arg(limit + 1)
+	branch := func(extra ...string) string {
+		w := append(slices.Clone(where), extra...)
+		q := `SELECT ` + cols + ` FROM access_codes`
+		if len(w) > 0 {
+			q += " WHERE " + strings.Join(w, " AND ")
+		}
+		return q + " ORDER BY " + order + " LIMIT " + page
+	}
+	switch len(states) {
+	case 0:
+		return branch(), args
+	case 1:
+		return branch("deletion_state = " + arg(string(states[0]))), args
+	}
+	branches := make([]string, len(states))
+	for i, st := range states {
+		branches[i] = "(" + branch("deletion_state = "+arg(string(st))) + ")"
+	}
+	return `SELECT ` + codeColumns + `, rank, lock_online FROM (` + strings.Join(branches, " UNION ALL ") + `) page
+		ORDER BY ` + merged + ` LIMIT ` + page, args
+}
+
 // cursorTime is a cursor's deletion time as the query compares it: a code
 // with no deletion time sorts last ('infinity'), and its cursor's At is zero.
 func cursorTime(t time.Time) pgtype.Timestamptz {
@@ -291,77 +377,6 @@ func cursorTime(t time.Time) pgtype.Timestamptz {
 		return pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
 	}
 	return pgtype.Timestamptz{Time: t, Valid: true}
-}
-
-// Summarize counts codes per state and trouble. Each count reads an index.
-func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	sum := &lifecycle.StatusSummary{DeletionStates: map[lifecycle.DeletionState]int64{}, ByReason: map[string]int64{}}
-	for _, st := range lifecycle.States {
-		sum.DeletionStates[st] = 0
-	}
-	for _, r := range lifecycle.Reasons {
-		sum.ByReason[r] = 0
-	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT deletion_state, count(*) FROM access_codes GROUP BY 1`).Query(func(rs pgx.Rows) error {
-		for rs.Next() {
-			var st string
-			var n int64
-			if err := rs.Scan(&st, &n); err != nil {
-				return err
-			}
-			sum.DeletionStates[lifecycle.DeletionState(st)] = n
-			sum.Total += n
-		}
-		return rs.Err()
-	})
-	// access_codes_needs_idx: codes needing troubleshooting are few (the
-	// lock's evidence can flag a code whose deletion is confirmed).
-	b.Queue(`SELECT troubleshooting_reason, count(*) FROM access_codes
-		WHERE needs_troubleshooting GROUP BY 1`).Query(func(rs pgx.Rows) error {
-		for rs.Next() {
-			var r *string
-			var n int64
-			if err := rs.Scan(&r, &n); err != nil {
-				return err
-			}
-			if r != nil {
-				sum.ByReason[*r] = n
-			}
-			sum.NeedsTroubleshooting += n
-		}
-		return rs.Err()
-	})
-	b.Queue(`SELECT min(unconfirmed_since) FROM access_codes WHERE ` + unconfirmedSQL).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&sum.OldestUnconfirmedDeletionAt)
-	})
-	// The newest row by primary key is the newest received: no index on
-	// received_at needed.
-	b.Queue(`SELECT max(received_at) FROM (SELECT received_at FROM events ORDER BY id DESC LIMIT 1) t`).
-		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.LastEventReceivedAt) })
-	b.Queue(`SELECT count(*) FROM alert_deliveries WHERE status = 'pending'`).
-		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.OutboxDepth) })
-	// devices_offline_idx, access_codes_device_unconfirmed_idx: both few.
-	b.Queue(`SELECT count(*) FROM devices d WHERE d.online = false
-		AND EXISTS (SELECT 1 FROM access_codes c WHERE c.device_id = d.device_id AND c.unconfirmed_since IS NOT NULL)`).
-		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.LocksOfflineWithUnconfirmedDeletions) })
-	// access_codes_used_idx.
-	b.Queue(`SELECT count(*) FROM access_codes
-		WHERE troubleshooting_reason = 'used_after_deletion' AND trouble_since > $1`, s.cfg.Now().Add(-24*time.Hour)).
-		QueryRow(func(r pgx.Row) error { return r.Scan(&sum.CodesUsedAfterDeletion24h) })
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, unavailable(err)
-	}
-	if t := sum.OldestUnconfirmedDeletionAt; t != nil {
-		age := int64(s.cfg.Now().Sub(*t) / time.Second)
-		if age < 0 {
-			age = 0
-		}
-		sum.OldestUnconfirmedDeletionAgeSeconds = &age
-	}
-	return sum, nil
 }
 
 // Acknowledge records that an operator has dealt with a code's current

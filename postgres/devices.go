@@ -223,20 +223,27 @@ func scanDevice(row pgx.Row) (*lifecycle.Device, int64, error) {
 
 var errDeviceNotFound = &lifecycle.Error{Code: lifecycle.ENotFound, Message: "Could not find a device with device_id"}
 
+// getDeviceSQL reads one lock by its primary key, with its counts.
+const getDeviceSQL = `SELECT ` + deviceColumns + ` FROM devices d WHERE d.device_id = $1`
+
 // GetDevice returns a lock with its access codes (most urgent first, up to
 // lifecycle.MaxListLimit).
 func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, error) {
 	qctx, cancel := s.timeout(ctx)
 	defer cancel()
-	d, _, err := scanDevice(s.pool.QueryRow(qctx, `SELECT `+deviceColumns+` FROM devices d WHERE d.device_id = $1`, id))
-	cancel()
+	done, err := s.admitRead(qctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	d, _, err := scanDevice(s.pool.QueryRow(qctx, getDeviceSQL, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errDeviceNotFound
 	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	codes, _, err := s.ListAccessCodes(ctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.MaxListLimit})
+	codes, _, err := s.listAccessCodes(qctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.MaxListLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +256,11 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, er
 func (s *Store) ListDevices(ctx context.Context, f lifecycle.DeviceFilter) ([]lifecycle.Device, int64, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	done, err := s.admitRead(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer done()
 	limit := f.Limit
 	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
@@ -335,27 +347,11 @@ func (s *Store) locksOf(ctx context.Context, q interface {
 	return out, rs.Err()
 }
 
-// fillLocks sets each code's lock_online and troubleshooting_severity.
-func (s *Store) fillLocks(ctx context.Context, codes []lifecycle.AccessCode) error {
-	var devs []string
-	seen := map[string]bool{}
+// fillSeverity sets each listed code's troubleshooting_severity.
+func fillSeverity(codes []lifecycle.AccessCode) {
 	for i := range codes {
 		codes[i].TroubleshootingSeverity = severityOf(codes[i].TroubleshootingReason)
-		if d := codes[i].DeviceID; d != nil && !seen[*d] {
-			seen[*d] = true
-			devs = append(devs, *d)
-		}
 	}
-	locks, err := s.locksOf(ctx, s.pool, devs)
-	if err != nil {
-		return unavailable(err)
-	}
-	for i := range codes {
-		if d := codes[i].DeviceID; d != nil {
-			codes[i].LockOnline = locks[*d].Online
-		}
-	}
-	return nil
 }
 
 func severityOf(reason *string) *string {

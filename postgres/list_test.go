@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,5 +89,34 @@ func TestListByUrgency(t *testing.T) {
 	wantRecent := []string{active2, delayedEarly, awaitingOld, failedEarly, removed, awaitingNew, failedLate, overdue, delayedLate, active1}
 	if fmt.Sprint(recent) != fmt.Sprint(wantRecent) {
 		t.Fatalf("sort=recent:\n got %v\nwant %v", recent, wantRecent)
+	}
+	// Several states: each state's pages merged into the same order, at
+	// every page size.
+	only := func(codes []string, keep ...string) []string {
+		var out []string
+		for _, c := range codes {
+			if slices.Contains(keep, c) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	unconfirmed := []lifecycle.DeletionState{lifecycle.Failed, lifecycle.AwaitingRemoval, lifecycle.Delayed}
+	done := []lifecycle.DeletionState{lifecycle.Removed, lifecycle.Active}
+	for size := 1; size <= 8; size++ {
+		if got, w := list(lifecycle.ListFilter{States: unconfirmed}, size), want[:7]; fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("deletion_state=failed,awaiting_removal,delayed, page size %d:\n got %v\nwant %v", size, got, w)
+		}
+		if got, w := list(lifecycle.ListFilter{States: done}, size), want[7:]; fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("deletion_state=removed,active, page size %d:\n got %v\nwant %v", size, got, w)
+		}
+		if got, w := list(lifecycle.ListFilter{States: []lifecycle.DeletionState{lifecycle.Delayed, lifecycle.Active}}, size),
+			only(want, delayedEarly, delayedLate, active2, active1); fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("deletion_state=delayed,active, page size %d:\n got %v\nwant %v", size, got, w)
+		}
+		if got, w := list(lifecycle.ListFilter{Sort: lifecycle.SortRecent, States: done}, size),
+			only(wantRecent, active2, removed, active1); fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("sort=recent&deletion_state=removed,active, page size %d:\n got %v\nwant %v", size, got, w)
+		}
 	}
 }

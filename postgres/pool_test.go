@@ -50,6 +50,9 @@ func TestPoolConfigDirectAndThroughPgBouncer(t *testing.T) {
 	if v, _ := setting(d, "enable_seqscan"); v != "off" {
 		t.Errorf("direct: enable_seqscan %q", v)
 	}
+	if v, _ := setting(d, "jit"); v != "off" {
+		t.Errorf("direct: jit %q", v)
+	}
 	b := open(bounced)
 	if _, mode := setting(b, "plan_cache_mode"); mode != pgx.QueryExecModeCacheDescribe {
 		t.Errorf("through PgBouncer: exec mode %v, want unnamed statements", mode)

@@ -14,6 +14,11 @@ import (
 func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
+	done, err := s.admitRead(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer done()
 	if limit <= 0 || limit > lifecycle.MaxListLimit {
 		limit = 100
 	}

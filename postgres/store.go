@@ -47,6 +47,12 @@ type Config struct {
 	// deletion is unconfirmed, before codewatch looks it up in Seam's API
 	// (CODEWATCH_RECONCILE_AFTER); 0 never schedules lookups.
 	ReconcileAfter time.Duration
+	// ReadConcurrency bounds the ops API's reads (summary, lists, a code, a
+	// lock, quarantine) running in Postgres at once; more wait their turn
+	// (0: no bound). Readers in a tight loop then take no more of the
+	// database's connections and CPU than that, whatever their number,
+	// and leave the rest to ingest and background work.
+	ReadConcurrency int
 	// Keys seal the raw bodies stored in events and quarantine and key
 	// their PIN hashes (CODEWATCH_DATA_KEYS; see bodies.go). Without keys
 	// the Store neither ingests nor reads bodies; what needs no body
@@ -113,6 +119,9 @@ type Store struct {
 	jobs JobQueue
 	cfg  Config
 	ing  *ingester
+	// reads holds a token per ops read in Postgres (Config.ReadConcurrency);
+	// nil: no bound.
+	reads chan struct{}
 }
 
 // New returns a Store on pool that queues background work with jobs. Call
@@ -120,8 +129,26 @@ type Store struct {
 func New(pool *pgxpool.Pool, jobs JobQueue, cfg Config) *Store {
 	cfg.defaults()
 	s := &Store{pool: pool, jobs: jobs, cfg: cfg}
+	if cfg.ReadConcurrency > 0 {
+		s.reads = make(chan struct{}, cfg.ReadConcurrency)
+	}
 	s.ing = newIngester(s)
 	return s
+}
+
+// admitRead waits for an ops read's turn (Config.ReadConcurrency) and
+// returns what ends it. Only the exported reads call it, once each: a read
+// never waits for a turn while holding one.
+func (s *Store) admitRead(ctx context.Context) (func(), error) {
+	if s.reads == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.reads <- struct{}{}:
+		return func() { <-s.reads }, nil
+	case <-ctx.Done():
+		return nil, unavailable(context.Cause(ctx))
+	}
 }
 
 // Start runs the ingest workers.

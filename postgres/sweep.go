@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,18 +84,6 @@ var (
 // benchmark and for tests that keep it on its index.
 func (s *Store) ExplainSweep(ctx context.Context, now time.Time) (string, error) {
 	return s.explain(ctx, overdueCandidatesSQL, customPlan, lifecycle.OverdueCutoff(now, s.cfg.RemovalTimeout), sweepBatch, time.Unix(0, 0))
-}
-
-// explain returns EXPLAIN's plan of query with args (it reads nothing).
-func (s *Store) explain(ctx context.Context, query string, args ...any) (string, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	rs, err := s.pool.Query(ctx, "EXPLAIN "+query, args...)
-	if err != nil {
-		return "", err
-	}
-	lines, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	return strings.Join(lines, "\n"), err
 }
 
 // sweepOverdue flags up to sweepBatch overdue deletions deleted at or after

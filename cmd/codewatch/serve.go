@@ -165,7 +165,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Sinks:          alert.SinkNames(sinks),
 		Workers:        cfg.IngestWorkers,
 		Keys:           cfg.DataKeys,
-		Logger:         logger,
+		// A quarter of the connections ingest leaves (2 by default): ops
+		// readers in a loop cannot take the database from ingest.
+		ReadConcurrency: max(1, (cfg.DBMaxConns-cfg.IngestWorkers)/4),
+		Logger:          logger,
 		OnFlag: func(reason string) {
 			m.Flagged.WithLabelValues(reason).Inc()
 			if reason == lifecycle.ReasonOverdue {

@@ -16,6 +16,10 @@
 // statements per level from pg_stat_statements), -keep (keep the temp dir).
 // Run `go run ./test/bench -h` for all of them.
 //
+// -reads runs the read benchmark instead (`make bench-reads`, reads.go): a
+// million codes and three million events, webhooks at 1,000 a second, and
+// each ops read from 8 concurrent readers, with its own table.
+//
 // Exit status: 0 when every correctness check passed (performance targets
 // are printed PASS/FAIL but do not fail the run), 1 otherwise, 2 on usage.
 package main
@@ -76,6 +80,19 @@ type options struct {
 	env          []string
 	pg           []string
 	timeout      time.Duration
+
+	// -reads: the read benchmark (reads.go) instead of the others.
+	reads          bool
+	readCodes      int
+	readDevices    int
+	readWorkspaces int
+	readers        int
+	readDuration   time.Duration
+	readWarmup     time.Duration
+	readInterval   time.Duration
+	readStates     string
+	readCapacity   bool
+	ingestRate     int
 }
 
 type envFlag struct{ v *[]string }
@@ -116,6 +133,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var(envFlag{&o.pg}, "pg", "extra postgresql.conf NAME=VALUE for the benchmark's Postgres, e.g. -pg shared_buffers=1GB (repeatable)")
 	fs.Var(envFlag{&o.env}, "env", "extra KEY=VALUE for the service's environment, e.g. -env CODEWATCH_DB_MAX_CONNS=20 (repeatable)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the whole run (default: from the durations)")
+	fs.BoolVar(&o.reads, "reads", false, "run the read benchmark (make bench-reads) instead: ops reads at a million codes during ingest")
+	fs.IntVar(&o.readCodes, "read-codes", 1_000_000, "-reads: access codes seeded (about 3.1 events each)")
+	fs.IntVar(&o.readDevices, "read-devices", 5_000, "-reads: locks the codes are spread over")
+	fs.IntVar(&o.readWorkspaces, "read-workspaces", 20, "-reads: workspaces the locks are spread over")
+	fs.IntVar(&o.readers, "readers", 8, "-reads: concurrent readers")
+	fs.DurationVar(&o.readDuration, "read-duration", 10*time.Second, "-reads: measured time per read")
+	fs.DurationVar(&o.readWarmup, "read-warmup", 2*time.Second, "-reads: unmeasured warm-up before each read")
+	fs.DurationVar(&o.readInterval, "read-interval", 100*time.Millisecond, "-reads: each reader starts a request this often, for the targets (0: closed loop)")
+	fs.BoolVar(&o.readCapacity, "read-capacity", true, "-reads: also measure each read with the readers in a closed loop (capacity)")
+	fs.StringVar(&o.readStates, "read-states", "awaiting_removal,delayed,failed", "-reads: the deletion_state filter measured")
+	fs.IntVar(&o.ingestRate, "ingest-rate", 1000, "-reads: webhooks per second throughout")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -134,6 +162,21 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if !set["sweep-codes"] {
 			o.sweepCodes = 100_000
 		}
+		if !set["read-codes"] {
+			o.readCodes = 50_000
+		}
+		if !set["read-devices"] {
+			o.readDevices = 500
+		}
+		if !set["read-duration"] {
+			o.readDuration = 3 * time.Second
+		}
+		if !set["read-warmup"] {
+			o.readWarmup = time.Second
+		}
+	}
+	if o.readers < 1 || o.ingestRate < 1 || o.readCodes < 1000 || o.readDevices < 1 || o.readWorkspaces < 1 {
+		return nil, fmt.Errorf("-readers, -ingest-rate, -read-devices, -read-workspaces must be positive and -read-codes at least 1000")
 	}
 	for _, s := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -148,6 +191,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.timeout == 0 {
 		per := o.warmup + o.duration + 5*time.Second
 		o.timeout = time.Duration(len(o.levels))*per*2 + 4*time.Minute
+		if o.reads {
+			// Seeding a million codes takes minutes; 15 phases.
+			o.timeout = 30*time.Minute + 15*(o.readWarmup+o.readDuration)*2
+		}
 	}
 	return o, nil
 }
@@ -237,6 +284,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "bench: remove", tmp+":", err)
 		}
 	}()
+
+	if o.reads {
+		logf("# codewatch read benchmark")
+		if err := runReads(ctx, o, tmp, bin, logf, fail); err != nil {
+			return fatal(err)
+		}
+		if len(failures) > 0 {
+			fmt.Fprintf(stdout, "RESULT: FAILED (%d problem(s), listed above with FAIL)\n", len(failures))
+			return 1
+		}
+		fmt.Fprintln(stdout, "RESULT: OK (correctness checks passed; targets above are informative)")
+		return 0
+	}
 
 	began := time.Now()
 	logf("# codewatch benchmark")
