@@ -102,19 +102,8 @@ func (w *deviceWork) queue(b *pgx.Batch, codes []string, ids map[string]codeIDs)
 			return rs.Err()
 		})
 		// Read after the lock: the last transaction to lock a device sees
-		// every event committed before it (events_device_idx,
-		// events_account_idx).
-		b.Queue(`SELECT device_id, connected_account_id, event_id, event_type,
-				COALESCE(occurred_at, created_at, received_at), COALESCE(workspace_id, ''), details
-			FROM events
-			WHERE event_type LIKE 'device.%' AND device_id IS NOT NULL
-				AND device_id IN (SELECT device_id FROM devices WHERE `+which+`)
-			UNION ALL
-			SELECT NULL, connected_account_id, event_id, event_type,
-				COALESCE(occurred_at, created_at, received_at), COALESCE(workspace_id, ''), details
-			FROM events
-			WHERE event_type LIKE 'connected_account.%' AND connected_account_id IS NOT NULL
-				AND connected_account_id IN (SELECT connected_account_id FROM devices WHERE `+which+`)`,
+		// every event committed before it.
+		b.Queue(refoldDevicesSQL,
 			w.devices, w.accounts).Query(func(rs pgx.Rows) error {
 			for rs.Next() {
 				var dev, acct *string
@@ -382,3 +371,24 @@ func devicesOf(rows []*codeRow) []string {
 	}
 	return out
 }
+
+// refoldDevicesSQL reads what FoldDevice needs for the locks $1 and the
+// locks of the accounts $2: each lock's device.* events
+// (events_device_idx) and its account's connected_account.* events
+// (events_account_idx). The locks and accounts are computed first
+// (ARRAY(...) is an InitPlan, run once), so each is an index condition and
+// a batch reads only its locks' events. Written as IN (SELECT ...), the
+// planner, its statistics taken before those events came, read every lock's
+// device events and joined them to the few locks wanted: 8-70 ms per batch
+// at 9,000 device events, growing with the history (TestRefoldReadsOnlyItsLocks).
+const refoldDevicesSQL = `SELECT device_id, connected_account_id, event_id, event_type,
+		COALESCE(occurred_at, created_at, received_at), COALESCE(workspace_id, ''), details
+	FROM events
+	WHERE event_type LIKE 'device.%' AND device_id IS NOT NULL
+		AND device_id = ANY(ARRAY(SELECT device_id FROM devices WHERE device_id = ANY($1) OR connected_account_id = ANY($2)))
+	UNION ALL
+	SELECT NULL, connected_account_id, event_id, event_type,
+		COALESCE(occurred_at, created_at, received_at), COALESCE(workspace_id, ''), details
+	FROM events
+	WHERE event_type LIKE 'connected_account.%' AND connected_account_id IS NOT NULL
+		AND connected_account_id = ANY(ARRAY(SELECT DISTINCT connected_account_id FROM devices WHERE device_id = ANY($1) OR connected_account_id = ANY($2)))`
