@@ -8,14 +8,17 @@ package handlers
 // console_view.go.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -92,6 +95,8 @@ type console struct {
 	ck     cookies
 	logger *slog.Logger
 	pages  *pages
+	// triageCache: the unfiltered home page, shared (sharedTriage).
+	triageCache triageCache
 }
 
 // registerConsole adds the console's routes to the ops router.
@@ -282,19 +287,56 @@ func (k *console) takeFlash(c echo.Context) *flash {
 
 // --- pages ---
 
-// triageLimit is how many codes the home page lists; the rest are a link.
-const triageLimit = 200
+// triageLimit is how many codes the home page lists, most urgent first;
+// the rest are a link to the codes list.
+const triageLimit = 50
+
+// The unfiltered home page's counts and codes are rendered once and shared
+// by every reader for triageShared: with many people keeping it open (and
+// their pages refreshing every few seconds) the database and the templates
+// do the work once a second, not once per reader. An older copy is served
+// only while a fresh one is being rendered, and never past triageStale.
+// The page says when its figures were read. A reader who has just acted
+// (acknowledged, retried...) gets a fresh render, which the others then
+// share.
+const (
+	triageShared = time.Second
+	triageStale  = 5 * time.Second
+)
 
 type triageData struct {
+	Filter   codeFilter
+	Filtered bool
+	// Counts and Attention are the rendered "triage-counts" and
+	// "triage-attention" (triageView).
+	Counts, Attention template.HTML
+}
+
+// triageView is what the counts and the codes needing attention show.
+type triageView struct {
 	Summary  *lifecycle.StatusSummary
 	States   []countView
 	Reasons  []countView
 	Codes    []codeView
 	More     int64
-	Filter   codeFilter
 	Filtered bool
 	// Waiting counts the unconfirmed deletions not (yet) in trouble.
 	Waiting int64
+}
+
+// triageFragments is a rendered triage: its counts, its codes and how many
+// codes it lists.
+type triageFragments struct {
+	at                time.Time
+	counts, attention template.HTML
+	listed            int
+}
+
+// triageCache holds the unfiltered triage shared by every reader.
+type triageCache struct {
+	mu         sync.Mutex
+	entry      *triageFragments
+	refreshing bool
 }
 
 func (k *console) triage(c echo.Context) error {
@@ -303,18 +345,97 @@ func (k *console) triage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sum, err := k.Store.Summarize(ctx)
+	p := k.page(c, "Triage", "triage", true, nil)
+	var fr *triageFragments
+	if f.empty() && p.Flash == nil {
+		fr, err = k.sharedTriage(ctx)
+	} else {
+		fr, err = k.renderTriage(ctx, f)
+		if err == nil && f.empty() {
+			k.keepTriage(fr)
+		}
+	}
 	if err != nil {
 		return err
+	}
+	p.Data = triageData{Filter: f, Filtered: !f.empty(), Counts: fr.counts, Attention: fr.attention}
+	if fr.listed > 0 {
+		p.Title = fmt.Sprintf("(%d) Triage", fr.listed)
+	}
+	return k.render(c, http.StatusOK, "triage", p)
+}
+
+// sharedTriage returns the unfiltered triage: the shared copy while it is
+// fresh; the shared copy while one fresh render runs in the background
+// (started here when none is); rendered now when there is none or it is
+// past triageStale.
+func (k *console) sharedTriage(ctx context.Context) (*triageFragments, error) {
+	tc := &k.triageCache
+	tc.mu.Lock()
+	e, age := tc.entry, time.Duration(0)
+	if e != nil {
+		age = time.Since(e.at) // the machine's clock, not the page's (tests set that)
+	}
+	switch {
+	case e != nil && age < triageShared:
+		tc.mu.Unlock()
+		return e, nil
+	case e != nil && age < triageStale:
+		if !tc.refreshing {
+			tc.refreshing = true
+			// Detached from this request (which is answered at once), with
+			// the store's own deadline on every statement.
+			bg := context.WithoutCancel(ctx)
+			go func() {
+				fr, err := k.renderTriage(bg, codeFilter{})
+				if err == nil {
+					k.keepTriage(fr)
+				} else {
+					k.logger.WarnContext(bg, "console triage render failed", "error", err)
+				}
+				tc.mu.Lock()
+				tc.refreshing = false
+				tc.mu.Unlock()
+			}()
+		}
+		tc.mu.Unlock()
+		return e, nil
+	}
+	tc.mu.Unlock()
+	fr, err := k.renderTriage(ctx, codeFilter{})
+	if err != nil {
+		return nil, err
+	}
+	k.keepTriage(fr)
+	return fr, nil
+}
+
+// keepTriage shares fr unless a newer render is shared already.
+func (k *console) keepTriage(fr *triageFragments) {
+	tc := &k.triageCache
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.entry == nil || fr.at.After(tc.entry.at) {
+		tc.entry = fr
+	}
+}
+
+// renderTriage reads and renders the counts and the codes needing
+// attention that f selects.
+func (k *console) renderTriage(ctx context.Context, f codeFilter) (*triageFragments, error) {
+	at := time.Now()
+	sum, err := k.Store.Summarize(ctx)
+	if err != nil {
+		return nil, err
 	}
 	yes := true
 	lf := f.listFilter()
 	lf.NeedsTroubleshooting, lf.Sort, lf.Limit = &yes, lifecycle.SortUrgency, triageLimit
 	codes, next, err := k.Store.ListAccessCodes(ctx, lf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d := triageData{Summary: sum, Filter: f, Filtered: !f.empty()}
+	d := triageView{Summary: sum, Filtered: !f.empty()}
 	d.States, d.Reasons = stateCounts(sum), reasonCounts(sum)
 	for st, n := range sum.DeletionStates {
 		if st.Unconfirmed() {
@@ -330,11 +451,19 @@ func (k *console) triage(c echo.Context) error {
 	} else if next != nil {
 		d.More = -1 // an unknown number more
 	}
-	title := "Triage"
-	if n := len(codes); n > 0 {
-		title = fmt.Sprintf("(%d) Triage", n)
+	fr := &triageFragments{at: at, listed: len(codes)}
+	set := k.pages.sets["triage"]
+	var b bytes.Buffer
+	if err := set.ExecuteTemplate(&b, "triage-counts", d); err != nil {
+		return nil, fmt.Errorf("render triage counts: %w", err)
 	}
-	return k.render(c, http.StatusOK, "triage", k.page(c, title, "triage", true, d))
+	fr.counts = template.HTML(b.String()) // rendered by html/template: escaped
+	b.Reset()
+	if err := set.ExecuteTemplate(&b, "triage-attention", d); err != nil {
+		return nil, fmt.Errorf("render triage codes: %w", err)
+	}
+	fr.attention = template.HTML(b.String())
+	return fr, nil
 }
 
 type codesData struct {

@@ -759,3 +759,49 @@ func TestConsoleLocks(t *testing.T) {
 		t.Fatalf("bad filter: %d", r.Status)
 	}
 }
+
+// The unfiltered home page is rendered once and shared by its readers for a
+// second (however many keep it open). What a reader relies on: after acting
+// on a code (the page that follows carries the outcome) the list is fresh;
+// a change made elsewhere shows within about a second; the page says when
+// its figures were read; filtered views are never shared.
+func TestConsoleTriageShared(t *testing.T) {
+	e := newConsoleEnv(t, handlers.Console{})
+	first := e.troubled("dev-1")
+	alice, bob := e.client(), e.client()
+	alice.signIn(aliceToken)
+	bob.signIn(bobToken)
+	if r := bob.get("/console/"); !strings.Contains(r.Body, "t-"+first) || !strings.Contains(r.Body, "Figures as of <time") {
+		t.Fatalf("triage lacks the troubled code or its figures' time:\n%.1500s", r.Body)
+	}
+
+	// Bob's read is shared; Alice acknowledges, and the page she lands on
+	// is read afresh (and then shared).
+	token := alice.csrf("/console/codes/" + first)
+	if r := alice.post("/console/codes/"+first+"/acknowledge", url.Values{"note": {"gone"}, "csrf": {token}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("acknowledge: %d", r.Status)
+	}
+	if r := alice.get("/console/"); !strings.Contains(r.Body, "Acknowledged "+first) || strings.Contains(r.Body, "t-"+first) {
+		t.Fatalf("after acknowledging, the triage still lists the code or says nothing:\n%.1500s", r.Body)
+	}
+	if r := bob.get("/console/"); strings.Contains(r.Body, "t-"+first) {
+		t.Error("another reader still sees the acknowledged code after the fresh render")
+	}
+
+	// A code troubled by a webhook: shown to every reader within about a
+	// second of the shared copy (plus one render).
+	second := e.troubled("dev-2")
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(bob.get("/console/").Body, "t-"+second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a new troubled code is not on the shared triage after 3 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Filtered views are read for their reader, at once.
+	third := e.troubled("dev-3")
+	if r := bob.get("/console/?device_id=dev-3"); !strings.Contains(r.Body, "t-"+third) {
+		t.Errorf("a filtered triage is not read afresh:\n%.1500s", r.Body)
+	}
+}
