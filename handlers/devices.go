@@ -65,8 +65,9 @@ func (o *Ops) getDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// As c.JSON would write it, without reflection (a lock's page can hold
-	// 500 codes).
+	d.AccessCodesNextCursor = listCursorOut(d.AccessCodesNext, lifecycle.SortUrgency)
+	// As c.JSON would write it, without reflection (a lock's page holds up
+	// to lifecycle.DeviceCodesLimit codes).
 	b := make([]byte, 0, 512+1100*len(d.AccessCodes))
 	b = append(b, `{"device":`...)
 	b = d.AppendJSON(b)

@@ -125,6 +125,10 @@ func (d *Device) AppendJSON(b []byte) []byte {
 		b = append(b, `,"access_codes":`...)
 		b = AppendCodesJSON(b, d.AccessCodes)
 	}
+	if d.AccessCodesNextCursor != nil {
+		b = append(b, `,"access_codes_next_cursor":`...)
+		b = appendString(b, *d.AccessCodesNextCursor)
+	}
 	return append(b, '}')
 }
 

@@ -416,9 +416,19 @@ type Device struct {
 	CodesAwaitingRemoval        int64 `json:"codes_awaiting_removal"`
 	CodesNeedingTroubleshooting int64 `json:"codes_needing_troubleshooting"`
 	// AccessCodes are the lock's codes, most urgent first; only on a
-	// single-lock read.
+	// single-lock read, at most DeviceCodesLimit of them.
 	AccessCodes []AccessCode `json:"access_codes,omitempty"`
+	// AccessCodesNext is where the lock's next codes start when it has
+	// more (sort=urgency); the API shows it as AccessCodesNextCursor, a
+	// cursor for GET /v1/access_codes?device_id=...
+	AccessCodesNext       *ListCursor `json:"-"`
+	AccessCodesNextCursor *string     `json:"access_codes_next_cursor,omitempty"`
 }
+
+// DeviceCodesLimit is how many of its codes a single-lock read carries (a
+// lock gains a code per stay, thousands over the years); the rest are a
+// list away.
+const DeviceCodesLimit = 100
 
 // DeviceFilter selects locks.
 type DeviceFilter struct {

@@ -232,11 +232,11 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, er
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	codes, _, err := s.listAccessCodes(qctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.MaxListLimit})
+	codes, next, err := s.listAccessCodes(qctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.DeviceCodesLimit})
 	if err != nil {
 		return nil, err
 	}
-	d.AccessCodes = codes
+	d.AccessCodes, d.AccessCodesNext = codes, next
 	return d, nil
 }
 

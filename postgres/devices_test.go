@@ -206,3 +206,50 @@ func TestRetentionKeepsACodeUsedAfterDeletion(t *testing.T) {
 		t.Fatalf("acknowledged and terminal for 100 days, still kept: %v", err)
 	}
 }
+
+// A lock gains a code per stay: a single-lock read carries its most urgent
+// lifecycle.DeviceCodesLimit codes and where the rest start, and the list
+// by device continues from there without repeating or skipping one.
+func TestDeviceCodesBounded(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	lock := seamevent.NewID()
+	const n = lifecycle.DeviceCodesLimit + 7
+	all := map[string]bool{}
+	for i := range n {
+		code := seamevent.NewID()
+		all[code] = true
+		types := []string{lifecycle.TypeSetOnDevice}
+		if i%10 == 0 { // a few needing troubleshooting, listed first
+			types = append(types, lifecycle.TypeDeleted, lifecycle.TypeFailedToRemove)
+		}
+		for j, typ := range types {
+			e.sendRaw(map[string]any{"event_type": typ, "access_code_id": code, "device_id": lock,
+				"workspace_id": "680d7c60-0a92-4e78-85bd-cb45155576b9",
+				"occurred_at":  e.clock.Now().Add(time.Duration(i)*time.Second + time.Duration(j)*time.Millisecond).UTC().Format(time.RFC3339Nano)})
+		}
+	}
+	d := e.device(lock)
+	if len(d.AccessCodes) != lifecycle.DeviceCodesLimit || d.AccessCodesNext == nil {
+		t.Fatalf("a lock with %d codes: %d carried, next %v", n, len(d.AccessCodes), d.AccessCodesNext)
+	}
+	seen := map[string]bool{}
+	for _, c := range d.AccessCodes {
+		seen[c.AccessCodeID] = true
+	}
+	rest, next, err := e.store.ListAccessCodes(e.ctx, lifecycle.ListFilter{DeviceID: lock, Cursor: d.AccessCodesNext, Limit: 500})
+	if err != nil || next != nil {
+		t.Fatalf("the rest: %v, next %v", err, next)
+	}
+	for _, c := range rest {
+		if seen[c.AccessCodeID] {
+			t.Errorf("%s listed twice", c.AccessCodeID)
+		}
+		seen[c.AccessCodeID] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d codes reached", len(seen), n)
+	}
+	if !d.AccessCodes[0].NeedsTroubleshooting {
+		t.Error("the lock's first code is not one needing troubleshooting")
+	}
+}

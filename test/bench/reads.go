@@ -117,7 +117,7 @@ func (e *readsEnv) kinds() []readKind {
 		{name: "GET /v1/devices/{id}", path: func(r *rand.Rand) string {
 			return "/v1/devices/" + pick(r, e.deviceIDs)
 		}},
-		// The console's home page: the summary and the first 200 codes
+		// The console's home page: the summary and the first 50 codes
 		// needing troubleshooting, rendered.
 		{name: "GET /console/ (triage)", console: true, path: func(*rand.Rand) string { return "/console/" },
 			check: func(b []byte) error {
