@@ -20,11 +20,11 @@ type Plan struct {
 	Plan string
 }
 
-// The Explain methods plan each statement for the arguments given, as the
-// statements sent with customPlan are planned. The others (the summary's, a
-// code's and a lock's by key) run with a generic plan; for them the
-// arguments are keys looked up by equality, which the generic plan reads
-// through the same index.
+// The Explain methods plan each statement as the service runs it: the list
+// pages' statements with their generic plan (explainGeneric), the others
+// (the summary's, a code's and a lock's by key) for the arguments given;
+// for those the arguments are keys looked up by equality, which their
+// generic plans read through the same index.
 
 // ExplainSummary returns the plans of Summarize's statements.
 func (s *Store) ExplainSummary(ctx context.Context) ([]Plan, error) {
@@ -60,10 +60,11 @@ func (s *Store) ExplainList(ctx context.Context, f lifecycle.ListFilter) ([]Plan
 	var out []Plan
 	for _, seg := range segs {
 		q, args := segmentQuery(f, seg, nil, limit)
-		p, err := s.explainPlan(ctx, "list segment "+names[seg], q, append([]any{customPlan}, args...)...)
+		plan, err := s.explainGeneric(ctx, q, args...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("explain list segment %s: %w", names[seg], err)
 		}
+		p := Plan{Read: "list segment " + names[seg], SQL: q, Plan: plan}
 		out = append(out, p)
 	}
 	return out, nil
@@ -103,6 +104,48 @@ func (s *Store) explainPlan(ctx context.Context, read, query string, args ...any
 		return Plan{}, fmt.Errorf("explain %s: %w", read, err)
 	}
 	return Plan{Read: read, SQL: query, Plan: plan}, nil
+}
+
+// explainGeneric returns the generic plan of query: the plan a statement
+// prepared once and run under plan_cache_mode=force_generic_plan (the
+// pool's setting) keeps for every execution, whatever its arguments.
+func (s *Store) explainGeneric(ctx context.Context, query string, args ...any) (string, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		return "", err
+	}
+	// A prepared statement outlives the transaction: deallocated below.
+	if _, err := tx.Exec(ctx, "PREPARE codewatch_explain AS "+query); err != nil {
+		return "", err
+	}
+	defer tx.Exec(context.WithoutCancel(ctx), "DEALLOCATE codewatch_explain") //nolint:errcheck // the connection is reset otherwise
+	ph := make([]string, len(args))
+	for i := range args {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+	}
+	exec := "EXPLAIN EXECUTE codewatch_explain"
+	if len(args) > 0 {
+		exec += "(" + strings.Join(ph, ", ") + ")"
+	}
+	// Utility statements take no bind parameters: the arguments are
+	// written into EXECUTE as literals by pgx (simple protocol).
+	rs, err := tx.Query(ctx, exec, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	return strings.Join(lines, "\n"), err
 }
 
 // explain returns EXPLAIN's plan of query with args (it reads nothing).

@@ -154,6 +154,11 @@ func TestReadPlans(t *testing.T) {
 	// few), then its codes newest first.
 	dev := benchseed.DeviceID(7)
 	a, b = list(lifecycle.ListFilter{DeviceID: dev})
+	for _, p := range a {
+		if !strings.Contains(p.Plan, "$1") {
+			t.Errorf("device_id, %s: not the generic plan the service runs (no $1):\n%s", p.Read, p.Plan)
+		}
+	}
 	checkPlans(t, "device_id", a, b,
 		planCheck{uses: []string{"access_codes_device_troubled_idx"}},
 		planCheck{uses: []string{"access_codes_device_unconfirmed_idx"}},

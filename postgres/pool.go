@@ -38,7 +38,8 @@ var plannerSettings = map[string]string{
 // LIMIT (the sweep's next batch, a page of a list, retention's next batch),
 // where a generic plan, not knowing how much of the range the limit covers,
 // may read the whole range and sort it (make bench saw the sweep's candidate
-// scan read 4,900 blocks a batch instead of 500).
+// scan read 4,900 blocks a batch instead of 500). The ops API's list pages
+// are not among them: each is read in an index's order (segmentQuery).
 const customPlan = pgx.QueryExecModeCacheDescribe
 
 // statementMode decides, at the first connection, whether the server takes
