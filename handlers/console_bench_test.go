@@ -13,9 +13,10 @@ import (
 	"github.com/codewatch/codewatch/seamevent"
 )
 
-// BenchmarkConsolePages renders the console's busiest pages over a database
-// of 10,000 codes: 9,000 removed, 800 awaiting removal, 200 whose removal
-// failed (all on the triage page), each with its events and alerts.
+// BenchmarkConsolePages renders the console's busiest pages, and reads the
+// API's lists, over a database of 10,000 codes: 9,000 removed, 800 awaiting
+// removal, 200 whose removal failed (all on the triage page), each with its
+// events and alerts.
 //
 //	pg_virtualenv -t go test -run '^$' -bench ConsolePages -benchtime 200x ./handlers
 func BenchmarkConsolePages(b *testing.B) {
@@ -62,16 +63,21 @@ func BenchmarkConsolePages(b *testing.B) {
 	c := e.client()
 	c.signIn(aliceToken)
 	for name, path := range map[string]string{
-		"triage":      "/console/",
-		"code":        "/console/codes/" + troubled,
-		"codes":       "/console/codes?state=awaiting_removal",
-		"alerts":      "/console/alerts",
-		"live-triage": "/console/",
+		"triage":       "/console/",
+		"code":         "/console/codes/" + troubled,
+		"codes":        "/console/codes?state=awaiting_removal",
+		"alerts":       "/console/alerts",
+		"live-triage":  "/console/",
+		"api-list":     "/v1/access_codes?needs_troubleshooting=true",
+		"api-awaiting": "/v1/access_codes?deletion_state=awaiting_removal",
 	} {
 		b.Run(name, func(b *testing.B) {
 			header := []string{}
-			if name == "live-triage" {
+			switch name {
+			case "live-triage":
 				header = []string{"X-Codewatch-Live", "1"}
+			case "api-list", "api-awaiting":
+				header = []string{"Authorization", "Bearer " + aliceToken}
 			}
 			for b.Loop() {
 				if r := c.get(path, header...); r.Status != http.StatusOK {
