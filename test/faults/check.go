@@ -421,10 +421,11 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 	}
 	type dbAlert struct {
 		code, typ string
+		seq       int64
 		attempts  int
 		status    string
 	}
-	rows, err := conn.Query(ctx, `SELECT a.alert_id::text, a.access_code_id, a.type,
+	rows, err := conn.Query(ctx, `SELECT a.alert_id::text, a.access_code_id, a.type, a.sequence,
 			COALESCE(d.attempts, 0), COALESCE(d.status, 'none')
 		FROM alerts a LEFT JOIN alert_deliveries d ON d.alert_id = a.alert_id AND d.sink = 'webhook'`)
 	if err != nil {
@@ -434,7 +435,7 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 	for rows.Next() {
 		var id string
 		var a dbAlert
-		if err := rows.Scan(&id, &a.code, &a.typ, &a.attempts, &a.status); err != nil {
+		if err := rows.Scan(&id, &a.code, &a.typ, &a.seq, &a.attempts, &a.status); err != nil {
 			rows.Close()
 			return err
 		}
@@ -458,8 +459,8 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 			r.fail("alerts: received alert %s that is not in the outbox", rc.AlertID)
 			continue
 		}
-		if a.code != rc.AccessCodeID || a.typ != rc.Type {
-			r.fail("alerts: alert %s arrived as %s for %s, the outbox has %s for %s", rc.AlertID, rc.Type, rc.AccessCodeID, a.typ, a.code)
+		if a.code != rc.AccessCodeID || a.typ != rc.Type || a.seq != rc.Sequence {
+			r.fail("alerts: alert %s arrived as %s #%d for %s, the outbox has %s #%d for %s", rc.AlertID, rc.Type, rc.Sequence, rc.AccessCodeID, a.typ, a.seq, a.code)
 		}
 		c := perCode[rc.AccessCodeID]
 		if c == nil {
@@ -476,6 +477,17 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 		default:
 			c.other++
 		}
+	}
+	// In order: each code's alerts arrive in the order they were raised. A
+	// documented repeat (below) comes before the code's next alert, which
+	// waits until the earlier one is recorded as delivered: arrival order
+	// never goes back to an earlier sequence than one already received.
+	last := map[string]int64{}
+	for _, rc := range receipts {
+		if prev, ok := last[rc.AccessCodeID]; ok && rc.Sequence < prev {
+			r.fail("alerts: out of order for code %s: alert #%d (%s, %s) arrived after #%d", rc.AccessCodeID, rc.Sequence, rc.Type, rc.AlertID, prev)
+		}
+		last[rc.AccessCodeID] = max(last[rc.AccessCodeID], rc.Sequence)
 	}
 	for id, n := range seen {
 		if n < 2 {

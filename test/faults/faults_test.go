@@ -342,13 +342,13 @@ func TestChecksCatchViolations(t *testing.T) {
 	drv.acked.Store(int64(len(dels)))
 
 	var receipts []receipt
-	rows, err := pool.Query(ctx, `SELECT alert_id::text, type, access_code_id FROM alerts ORDER BY created_at`)
+	rows, err := pool.Query(ctx, `SELECT alert_id::text, type, access_code_id, sequence FROM alerts ORDER BY created_at, sequence`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var rc receipt
-		if err := rows.Scan(&rc.AlertID, &rc.Type, &rc.AccessCodeID); err != nil {
+		if err := rows.Scan(&rc.AlertID, &rc.Type, &rc.AccessCodeID, &rc.Sequence); err != nil {
 			t.Fatal(err)
 		}
 		receipts = append(receipts, rc)
@@ -382,7 +382,8 @@ func TestChecksCatchViolations(t *testing.T) {
 
 	// An alert received twice: a violation, unless a crash explains it
 	// with an attempt per receipt.
-	twice := append(append([]receipt(nil), receipts...), receipts[0])
+	// (Repeated where a repeat arrives: before the code's next alert.)
+	twice := append([]receipt{receipts[0]}, receipts...)
 	if r := checkAll(twice, false); !hasViolation(r, "alerts: alert "+receipts[0].AlertID) {
 		t.Errorf("alert received twice not reported: %v", r.violations)
 	}
@@ -394,6 +395,23 @@ func TestChecksCatchViolations(t *testing.T) {
 	}
 	if r := checkAll(twice, true); len(r.violations) > 0 || r.redeliv != 1 {
 		t.Errorf("explained redelivery: %v (redelivered %d)", r.violations, r.redeliv)
+	}
+	// A code's alerts out of order: its resolution before its trouble.
+	swapped := append([]receipt(nil), receipts...)
+	swappedCode := ""
+	for i := range swapped {
+		for j := i + 1; j < len(swapped) && swappedCode == ""; j++ {
+			if swapped[j].AccessCodeID == swapped[i].AccessCodeID {
+				swapped[i], swapped[j] = swapped[j], swapped[i]
+				swappedCode = swapped[i].AccessCodeID
+			}
+		}
+	}
+	if swappedCode == "" {
+		t.Fatal("the plan raised no code with two alerts")
+	}
+	if r := checkAll(swapped, false); !hasViolation(r, "alerts: out of order for code "+swappedCode) {
+		t.Errorf("alerts out of order not reported: %v", r.violations)
 	}
 	// An alert that never arrived.
 	if r := checkAll(receipts[1:], false); !hasViolation(r, "alerts: alert "+receipts[0].AlertID) {

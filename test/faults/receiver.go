@@ -20,7 +20,10 @@ type receipt struct {
 	AlertID      string
 	Type         string
 	AccessCodeID string
-	At           time.Time
+	// Sequence numbers the code's alerts in the order codewatch raised
+	// them (the payload's sequence).
+	Sequence int64
+	At       time.Time
 }
 
 // receiver is the alert webhook endpoint: it checks each alert's signature
@@ -82,7 +85,7 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.mu.Lock()
-	r.receipts = append(r.receipts, receipt{AlertID: p.AlertID, Type: p.Type, AccessCodeID: p.AccessCodeID, At: time.Now()})
+	r.receipts = append(r.receipts, receipt{AlertID: p.AlertID, Type: p.Type, AccessCodeID: p.AccessCodeID, Sequence: p.Sequence, At: time.Now()})
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
