@@ -142,8 +142,12 @@ func TestE2ESeamAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2 := startServer(t, "serve again", env)
-	if len(s2.logsWithMsg("start-up backfill queued")) != 1 {
-		t.Errorf("no start-up backfill:\n%s", s2.logs())
+	// Queued once it serves (startServer may return a moment before).
+	waitFor(t, 10*time.Second, "the start-up backfill queued", func() bool {
+		return len(s2.logsWithMsg("start-up backfill queued")) > 0
+	})
+	if n := len(s2.logsWithMsg("start-up backfill queued")); n != 1 {
+		t.Errorf("start-up backfill queued %d times:\n%s", n, s2.logs())
 	}
 	waitFor(t, 20*time.Second, "the silent code backfilled", func() bool {
 		var r struct {

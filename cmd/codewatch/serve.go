@@ -261,13 +261,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err == nil {
 			store.Start()
 			if err = worker.Start(bg); err == nil {
-				started.Store(true)
 				logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 					"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens),
 					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String(),
 					"data_keys", cfg.DataKeys)
 				sealing.Go(func() { sealClearBodies(sealCtx, store, logger) })
 				startSeam(bg, sy, worker, cfg, logger)
+				// Ready once everything has started and said so.
+				started.Store(true)
 			}
 		}
 		startc <- err
