@@ -16,9 +16,7 @@ import (
 
 // GetAccessCode returns one code with its history.
 func (s *Store) GetAccessCode(ctx context.Context, id string) (*lifecycle.AccessCode, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	done, err := s.admitRead(ctx)
+	ctx, done, err := s.startRead(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +105,7 @@ const unconfirmedSQL = `unconfirmed_since IS NOT NULL`
 // unconfirmed deletions (access_codes_unconfirmed_since_idx), and the rest by
 // id.
 func (s *Store) ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	done, err := s.admitRead(ctx)
+	ctx, done, err := s.startRead(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

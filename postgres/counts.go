@@ -57,9 +57,7 @@ func summaryQueries(now time.Time) []summaryQuery {
 // with unconfirmed deletions and codes used after deletion. Every figure is
 // exact at AsOf; none is counted by reading the codes it counts.
 func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	done, err := s.admitRead(ctx)
+	ctx, done, err := s.startRead(ctx)
 	if err != nil {
 		return nil, err
 	}

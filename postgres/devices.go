@@ -215,24 +215,22 @@ var errDeviceNotFound = &lifecycle.Error{Code: lifecycle.ENotFound, Message: "Co
 // getDeviceSQL reads one lock by its primary key, with its counts.
 const getDeviceSQL = `SELECT ` + deviceColumns + ` FROM devices d WHERE d.device_id = $1`
 
-// GetDevice returns a lock with its access codes (most urgent first, up to
-// lifecycle.MaxListLimit).
+// GetDevice returns a lock with its most urgent access codes (up to
+// lifecycle.DeviceCodesLimit) and where the rest start.
 func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, error) {
-	qctx, cancel := s.timeout(ctx)
-	defer cancel()
-	done, err := s.admitRead(qctx)
+	ctx, done, err := s.startRead(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	d, _, err := scanDevice(s.pool.QueryRow(qctx, getDeviceSQL, id))
+	d, _, err := scanDevice(s.pool.QueryRow(ctx, getDeviceSQL, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errDeviceNotFound
 	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	codes, next, err := s.listAccessCodes(qctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.DeviceCodesLimit})
+	codes, next, err := s.listAccessCodes(ctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.DeviceCodesLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -243,9 +241,7 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*lifecycle.Device, er
 // ListDevices returns a page of locks, newest first by when codewatch first
 // heard of them, and the cursor of the next page (0: none).
 func (s *Store) ListDevices(ctx context.Context, f lifecycle.DeviceFilter) ([]lifecycle.Device, int64, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	done, err := s.admitRead(ctx)
+	ctx, done, err := s.startRead(ctx)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
@@ -47,7 +45,7 @@ func (s *Store) CodesWithPIN(ctx context.Context, deviceID, pin string) ([]strin
 	// From the device's codes (access_codes_device_idx) to their events
 	// (events_access_code_idx, whose predicate this repeats): no index on
 	// pin_hash is needed, and none costs ingest.
-	rs, err := s.pool.Query(ctx, `SELECT DISTINCT c.access_code_id
+	ids, err := queryIDs(ctx, s.pool, `SELECT DISTINCT c.access_code_id
 		FROM access_codes c
 		JOIN events e ON e.access_code_id = c.access_code_id
 			AND e.access_code_id IS NOT NULL AND e.event_type LIKE 'access_code.%'
@@ -55,11 +53,7 @@ func (s *Store) CodesWithPIN(ctx context.Context, deviceID, pin string) ([]strin
 			AND (e.key_id, e.pin_hash) IN (SELECT k, h FROM unnest($2::text[], $3::bytea[]) AS u(k, h))
 		ORDER BY 1`, deviceID, keyIDs, hashes)
 	if err != nil {
-		return nil, unavailable(err)
-	}
-	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	if err != nil {
-		return nil, unavailable(err)
+		return nil, err
 	}
 	if ids == nil {
 		ids = []string{}

@@ -12,9 +12,7 @@ import (
 
 // ListQuarantine returns quarantined deliveries, newest first.
 func (s *Store) ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	done, err := s.admitRead(ctx)
+	ctx, done, err := s.startRead(ctx)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -59,18 +59,10 @@ func (s *Store) replayIDs(ctx context.Context, last string, batchSize int) ([]st
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	// Served by events_access_code_idx, whose predicate this repeats.
-	rs, err := s.pool.Query(ctx, `SELECT DISTINCT access_code_id FROM events
+	return queryIDs(ctx, s.pool, `SELECT DISTINCT access_code_id FROM events
 		WHERE access_code_id IS NOT NULL AND `+historySQL+` AND `+ownEventSQL+`
 			AND access_code_id > $1
 		ORDER BY 1 LIMIT $2`, customPlan, last, batchSize)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	return ids, nil
 }
 
 func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {

@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // pruneBatch is small so each prune transaction holds few locks briefly and
@@ -78,15 +76,11 @@ func (s *Store) pruneCodes(ctx context.Context, cutoff time.Time, deleted func(s
 	// Ingest notices a row deleted under it and retries (errRowVanished).
 	// A terminal code can still need troubleshooting (its lock reported it
 	// after its deletion): kept until someone acknowledges.
-	rs, err := tx.Query(ctx, `SELECT access_code_id FROM access_codes
+	ids, err := queryIDs(ctx, tx, `SELECT access_code_id FROM access_codes
 		WHERE terminal_at < $1 AND NOT needs_troubleshooting
 		ORDER BY terminal_at LIMIT $2 FOR UPDATE SKIP LOCKED`, customPlan, cutoff, pruneBatch)
 	if err != nil {
-		return 0, unavailable(err)
-	}
-	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	if err != nil {
-		return 0, unavailable(err)
+		return 0, err
 	}
 	if len(ids) == 0 {
 		return 0, nil

@@ -79,17 +79,9 @@ func (s *Store) recordTx(ctx context.Context, reqs []*request, jobs []river.Inse
 func (s *Store) DueForReconcile(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
-	rs, err := s.pool.Query(ctx, `SELECT access_code_id FROM access_codes
+	return queryIDs(ctx, s.pool, `SELECT access_code_id FROM access_codes
 		WHERE next_reconcile_at IS NOT NULL AND next_reconcile_at <= $1
 		ORDER BY next_reconcile_at LIMIT $2`, customPlan, now, limit)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	return ids, nil
 }
 
 // UnconfirmedCodes returns up to limit codes whose deletion is unconfirmed,
@@ -100,17 +92,9 @@ func (s *Store) UnconfirmedCodes(ctx context.Context, after string, limit int) (
 	defer cancel()
 	// Few rows: access_codes_unconfirmed_since_idx finds them, a sort
 	// orders them.
-	rs, err := s.pool.Query(ctx, `SELECT access_code_id FROM access_codes
+	return queryIDs(ctx, s.pool, `SELECT access_code_id FROM access_codes
 		WHERE `+unconfirmedSQL+` AND access_code_id > $1
 		ORDER BY access_code_id LIMIT $2`, customPlan, after, limit)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	return ids, nil
 }
 
 // NewestWebhookEvent returns when the newest event Seam sent (by

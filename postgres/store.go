@@ -136,19 +136,37 @@ func New(pool *pgxpool.Pool, jobs JobQueue, cfg Config) *Store {
 	return s
 }
 
-// admitRead waits for an ops read's turn (Config.ReadConcurrency) and
-// returns what ends it. Only the exported reads call it, once each: a read
-// never waits for a turn while holding one.
-func (s *Store) admitRead(ctx context.Context) (func(), error) {
+// startRead bounds an ops read by the query timeout and waits for its turn
+// (Config.ReadConcurrency); done ends both. Only the exported reads call it,
+// once each: a read never waits for a turn while holding one.
+func (s *Store) startRead(ctx context.Context) (_ context.Context, done func(), _ error) {
+	ctx, cancel := s.timeout(ctx)
 	if s.reads == nil {
-		return func() {}, nil
+		return ctx, cancel, nil
 	}
 	select {
 	case s.reads <- struct{}{}:
-		return func() { <-s.reads }, nil
+		return ctx, func() { <-s.reads; cancel() }, nil
 	case <-ctx.Done():
-		return nil, unavailable(context.Cause(ctx))
+		cancel()
+		return nil, nil, unavailable(context.Cause(ctx))
 	}
+}
+
+// queryIDs runs a statement selecting one text column (ids) on q, a pool or
+// a transaction, and returns its values.
+func queryIDs(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args ...any) ([]string, error) {
+	rs, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return ids, nil
 }
 
 // Start runs the ingest workers.
