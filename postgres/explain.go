@@ -91,7 +91,7 @@ func (s *Store) ExplainGetDevice(ctx context.Context, id string) ([]Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	codes, err := s.ExplainList(ctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.MaxListLimit})
+	codes, err := s.ExplainList(ctx, lifecycle.ListFilter{DeviceID: id, Limit: lifecycle.DeviceCodesLimit})
 	if err != nil {
 		return nil, err
 	}
