@@ -133,7 +133,7 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 	fs.StringVar(&o.WorkspaceID, "workspace-id", "", "the workspace (default: an example workspace)")
 	fs.StringVar(&o.EventID, "event-id", "", "event_id (default: a new UUID)")
 	occurred := fs.String("occurred-at", "", "occurred_at, RFC 3339 (default: now)")
-	msgID := fs.String("message-id", "", "svix-id (default: a new msg_ id; reuse one to send a retry)")
+	msgID := fs.String("message-id", "", "svix-id (default: a new msg_ id; a retry reuses it with the same --event-id and --occurred-at)")
 	url := config.EnvString(fs, "url", "CODEWATCH_SEND_URL", "", "webhook URL ($CODEWATCH_SEND_URL; default: the running development service, or http://127.0.0.1:8080/webhooks/seam)", getenv)
 	secret := config.EnvString(fs, "secret", "SEAM_WEBHOOK_SECRET", "", "whsec_ secret to sign with ($SEAM_WEBHOOK_SECRET; default: the development secret)", getenv)
 	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
