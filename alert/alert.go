@@ -148,6 +148,9 @@ func SlackText(a *lifecycle.AlertPayload) string {
 			b.WriteString("\n")
 		} else {
 			fmt.Fprintf(&b, "access code is now `%s`\n", a.DeletionState)
+			if a.Confirmation != nil {
+				fmt.Fprintf(&b, "Confirmed by: %s\n", lifecycle.ConfirmationText(a.Confirmation))
+			}
 		}
 	}
 	fmt.Fprintf(&b, "Access code `%s` on device `%s`", a.AccessCodeID, a.DeviceID)

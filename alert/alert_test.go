@@ -48,7 +48,7 @@ func TestSlackSinkMessageSaysWhatAndWhatNext(t *testing.T) {
 	}
 
 	// The acknowledgement's resolution says who and why, without a next step.
-	if _, _, err := o.store.Acknowledge(o.ctx, code, "ops@example.com", "code gone in the lock app"); err != nil {
+	if _, _, err := o.store.Acknowledge(o.ctx, code, "ops@example.com", "code gone in the lock app", ""); err != nil {
 		t.Fatal(err)
 	}
 	o.waitSettled(2)

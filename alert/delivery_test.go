@@ -46,7 +46,7 @@ func TestDeliveryWebhookSignedAndDeliveredOnce(t *testing.T) {
 	}
 
 	// The acknowledgement's resolution is the code's second alert.
-	if _, _, err := o.store.Acknowledge(o.ctx, code, "ops", ""); err != nil {
+	if _, _, err := o.store.Acknowledge(o.ctx, code, "ops", "", ""); err != nil {
 		t.Fatal(err)
 	}
 	o.waitSettled(2)
@@ -113,7 +113,7 @@ func TestDeliveryKeepsEachCodesOrderWhenASendFails(t *testing.T) {
 		code := seamevent.NewID()
 		now := o.clock.Now()
 		failCode(t, o.store, now, code)
-		if _, _, err := o.store.Acknowledge(o.ctx, code, "ops", ""); err != nil {
+		if _, _, err := o.store.Acknowledge(o.ctx, code, "ops", "", ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := ingest(o.store, lifecycle.TypeFailedToRemove, code, now.Add(-time.Minute)); err != nil {
@@ -217,7 +217,7 @@ func TestDeliveryGivenUpAfterMaxAgeThenTheNextGoesOut(t *testing.T) {
 		Counters: alert.Counters{GivenUp: func(string) { givenUp.Add(1) }, Failed: func(string) { failed.Add(1) }}},
 		rcv.sink(secret))
 	code, first := o.fail()
-	if _, _, err := o.store.Acknowledge(o.ctx, code, "ops", "done"); err != nil {
+	if _, _, err := o.store.Acknowledge(o.ctx, code, "ops", "done", ""); err != nil {
 		t.Fatal(err)
 	}
 	ids := o.alertIDs(code)
@@ -255,7 +255,7 @@ func TestDeliverySinkDownLosesNothing(t *testing.T) {
 	for i := range codeIDs {
 		codeIDs[i] = seamevent.NewID()
 		failCode(t, o.store, o.clock.Now(), codeIDs[i])
-		if _, _, err := o.store.Acknowledge(o.ctx, codeIDs[i], "ops", ""); err != nil {
+		if _, _, err := o.store.Acknowledge(o.ctx, codeIDs[i], "ops", "", ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -58,8 +58,10 @@ type Config struct {
 	SeamAPIURL                 string
 	SeamRPS                    float64
 	SeamDeviceDeletesPerMinute int
-	ReconcileAfter             time.Duration
-	StartupBackfill            time.Duration
+	// SeamTimeout bounds one attempt of one call to Seam's API.
+	SeamTimeout     time.Duration
+	ReconcileAfter  time.Duration
+	StartupBackfill time.Duration
 	// PublicURL is where people reach the ops listener (the console), e.g.
 	// https://codewatch-ops.example.com behind a TLS proxy; nil when unset.
 	PublicURL *url.URL
@@ -111,6 +113,7 @@ var Vars = []Var{
 	{"SEAM_API_URL", "seam-api-url", "https://connect.getseam.com", "Seam's API", false},
 	{"CODEWATCH_SEAM_RPS", "seam-rps", "5", "requests per second to Seam's API, all calls together", false},
 	{"CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "seam-device-deletes-per-minute", "20", "deletions per lock per minute (Seam's limit)", false},
+	{"CODEWATCH_SEAM_TIMEOUT", "seam-timeout", "10s", "how long one attempt of a call to Seam's API may take (an attempt that times out is retried, then recorded as a failed lookup)", false},
 	{"CODEWATCH_RECONCILE_AFTER", "reconcile-after", "10m", "look an unconfirmed deletion up in Seam's API once its newest evidence is this old, then at doubling intervals up to 6h (0: never)", false},
 	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest stored one, at most this far back (0: off; at most 7d)", false},
 	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
@@ -244,6 +247,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		{"CODEWATCH_RECONCILE_AFTER", &c.ReconcileAfter, true, true},
 		{"CODEWATCH_STARTUP_BACKFILL", &c.StartupBackfill, true, true},
 		{"CODEWATCH_SESSION_TTL", &c.SessionTTL, false, true},
+		{"CODEWATCH_SEAM_TIMEOUT", &c.SeamTimeout, false, true},
 	} {
 		v, err := ParseDuration(get(d.env))
 		switch {

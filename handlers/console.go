@@ -625,12 +625,19 @@ func (k *console) acknowledge(c echo.Context) error {
 		k.setFlash(c, "error", "The note must be text of at most 2000 bytes; nothing was acknowledged.")
 		return c.Redirect(http.StatusSeeOther, codeURL(id))
 	}
+	troubleID := c.FormValue("trouble_id")
+	if !validText(troubleID) {
+		troubleID = "\x00invalid" // matches no trouble: refused as changed
+	}
 	by := sessionOf(c).Name
-	_, changed, err := k.Store.Acknowledge(c.Request().Context(), id, by, note)
+	_, changed, err := k.Store.Acknowledge(c.Request().Context(), id, by, note, troubleID)
 	switch lifecycle.ErrorCode(err) {
 	case "":
 	case lifecycle.ENotFound:
 		return accessCodeNotFound(id)
+	case lifecycle.ETroubleChanged:
+		k.setFlash(c, "error", "Nothing was acknowledged: this code's trouble changed since the page was shown. Read it again below, then acknowledge what it shows now.")
+		return c.Redirect(http.StatusSeeOther, codeURL(id))
 	case lifecycle.EConflict:
 		k.setFlash(c, "error", "There is nothing to acknowledge: this code does not need troubleshooting.")
 		return c.Redirect(http.StatusSeeOther, codeURL(id))

@@ -494,10 +494,13 @@ type fact struct {
 // seamView is what Seam's API showed of the code when codewatch last
 // polled it (issue 11).
 type seamView struct {
-	PolledAt time.Time
-	Found    bool
-	Status   string
-	Messages []seamMessage
+	PolledAt  time.Time
+	Found     bool
+	Status    string
+	Messages  []seamMessage
+	RequestID string
+	// Error is the newest lookup's, when it gave no evidence.
+	Error *lifecycle.LookupError
 }
 
 // requestView is a deletion codewatch asked Seam for (issue 11).
@@ -525,6 +528,9 @@ type codeView struct {
 	// ConfirmedBy says what confirmed the removal (issue 11: "webhook" or
 	// "poll"); "" shows none.
 	ConfirmedBy string
+	// Confirmation names the evidence that confirmed the removal ("" shows
+	// none).
+	Confirmation string
 	// Seam and Request are issue 11's seam block and deletion request;
 	// nil shows none.
 	Seam    *seamView
@@ -562,7 +568,11 @@ func newCodeView(c *lifecycle.AccessCode) codeView {
 	}
 	if sv := c.Seam; sv != nil {
 		d, _ := json.Marshal(map[string]any{"access_code_errors": sv.Errors, "access_code_warnings": sv.Warnings})
-		v.Seam = &seamView{PolledAt: sv.PolledAt, Found: sv.Found, Status: sv.Status, Messages: seamMessages(d)}
+		v.Seam = &seamView{PolledAt: sv.PolledAt, Found: sv.Found, Status: sv.Status, Messages: seamMessages(d),
+			RequestID: sv.RequestID, Error: sv.Error}
+	}
+	if cf := c.Confirmation; cf != nil {
+		v.Confirmation = lifecycle.ConfirmationText(cf)
 	}
 	if r := c.DeletionRequest; r != nil {
 		v.Request = &requestView{RequestedAt: r.RequestedAt, RequestedBy: r.RequestedBy, ActionAttemptID: r.ActionAttemptID,

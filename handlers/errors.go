@@ -22,6 +22,9 @@ type apiError struct {
 	Message          string
 	ValidationErrors map[string]any
 	Data             map[string]any
+	// Beside is shown beside "error" at the top of the body, e.g. the
+	// current access_code of a refused acknowledgement.
+	Beside map[string]any
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -71,6 +74,11 @@ func fromDomain(err error) *apiError {
 		return newError(http.StatusBadGateway, "seam_api_error", de.Message)
 	case lifecycle.ESeamOff:
 		return newError(http.StatusNotImplemented, "seam_api_not_configured", de.Message)
+	case lifecycle.ETroubleChanged:
+		return newError(http.StatusConflict, "trouble_changed", de.Message)
+	case lifecycle.ENotCovered:
+		// Like a missing key: this codewatch cannot ask Seam about it.
+		return newError(http.StatusConflict, "workspace_not_covered", de.Message)
 	}
 	return newError(http.StatusInternalServerError, "internal_error", "internal error")
 }
@@ -99,6 +107,11 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			"error": errorBody{Type: ae.Type, Message: ae.Message,
 				ValidationErrors: ae.ValidationErrors, Data: ae.Data, RequestID: rid},
 			"ok": false,
+		}
+		for k, v := range ae.Beside {
+			if k != "error" && k != "ok" {
+				body[k] = v
+			}
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(ae.Status)

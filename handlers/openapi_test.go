@@ -168,6 +168,12 @@ type oaService struct {
 // fake (and a River client works their jobs).
 func oaStart(t *testing.T, secret string, fake *seamfake.Fake) *oaService {
 	t.Helper()
+	return oaStartWith(t, secret, fake, nil)
+}
+
+// oaStartWith is oaStart with the ops server's settings changed by tune.
+func oaStartWith(t *testing.T, secret string, fake *seamfake.Fake, tune func(*handlers.Ops)) *oaService {
+	t.Helper()
 	pool := pgtest.New(t)
 	logger := slog.New(slog.DiscardHandler)
 	store := storetest.New(t, pool, postgres.Config{RemovalTimeout: 30 * time.Minute, Logger: logger})
@@ -179,6 +185,10 @@ func oaStart(t *testing.T, secret string, fake *seamfake.Fake) *oaService {
 			t.Fatal(err)
 		}
 		svc := seamsync.New(seamsync.Config{Seam: client, Store: store, Logger: logger})
+		// As serve does at start-up: the key's workspace (the fake's seed).
+		if _, err := svc.ResolveWorkspace(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		workers := river.NewWorkers()
 		svc.Register(workers)
 		svc.UseJobs(storetest.Start(t, pool, workers))
@@ -200,10 +210,14 @@ func oaStart(t *testing.T, secret string, fake *seamfake.Fake) *oaService {
 	s.publicE = handlers.NewPublicServer(&handlers.Public{
 		Verifier: verifier, Store: store, Metrics: m, Logger: logger, IngestTimeout: 10 * time.Second,
 	})
-	s.opsE = handlers.NewOpsServer(&handlers.Ops{
+	ops := &handlers.Ops{
 		Store: store, Tokens: []handlers.Token{{Name: "oncall", Value: oaToken}},
 		Metrics: m, Logger: logger, Ready: ready, Seam: sy, Console: &handlers.Console{Store: store},
-	})
+	}
+	if tune != nil {
+		tune(ops)
+	}
+	s.opsE = handlers.NewOpsServer(ops)
 	s.public = httptest.NewServer(s.publicE)
 	t.Cleanup(s.public.Close)
 	s.ops = httptest.NewServer(s.opsE)
@@ -729,6 +743,13 @@ func TestOpenAPILive(t *testing.T) {
 		}
 	}
 	c.do(oaCall{name: "acknowledge again, no body", method: http.MethodPost, url: ack(failed), header: oaAuth(), want: http.StatusOK})
+	{
+		_, b := c.do(oaCall{name: "acknowledge a trouble that is not the code's", method: http.MethodPost, url: ack(failed), header: oaAuth(),
+			body: []byte(`{"note":"x","trouble_id":"trouble_000000000000000000000000"}`), want: http.StatusConflict})
+		if !bytes.Contains(b, []byte(`"type":"trouble_changed"`)) || !bytes.Contains(b, []byte(`"access_code":{`)) {
+			t.Errorf("trouble changed: %s", b)
+		}
+	}
 	c.do(oaCall{name: "acknowledge without trouble", method: http.MethodPost, url: ack(active), header: oaAuth(),
 		body: []byte(`{"note":"x"}`), want: http.StatusConflict})
 	c.do(oaCall{name: "acknowledge unknown", method: http.MethodPost, url: ack("nope"), header: oaAuth(),
@@ -824,7 +845,14 @@ func TestOpenAPILive(t *testing.T) {
 		if !bytes.Contains(b, []byte(`"type":"seam_api_error"`)) {
 			t.Errorf("outage: %s", b)
 		}
-		c.do(oaCall{name: "reconcile during Seam's outage", method: http.MethodPost, url: rec(active), header: oaAuth(), want: http.StatusBadGateway})
+		c.do(oaCall{name: "reconcile during Seam's outage", method: http.MethodPost, url: rec(seamCode), header: oaAuth(), want: http.StatusBadGateway})
+		// The test's other codes are in another workspace than the fake's
+		// key: not this key's to look up or delete.
+		_, b = c.do(oaCall{name: "reconcile a code of another workspace", method: http.MethodPost, url: rec(active), header: oaAuth(), want: http.StatusConflict})
+		if !bytes.Contains(b, []byte(`"type":"workspace_not_covered"`)) {
+			t.Errorf("not covered: %s", b)
+		}
+		c.do(oaCall{name: "delete a code of another workspace", method: http.MethodPost, url: del(active), header: oaAuth(), want: http.StatusConflict})
 		if err := fake.SimulateWorkspaceOutage(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -836,6 +864,18 @@ func TestOpenAPILive(t *testing.T) {
 			t.Errorf("off: %s", b)
 		}
 		oc.do(oaCall{name: "reconcile, Seam API off", method: http.MethodPost, url: off.ops.URL + "/v1/access_codes/x/reconcile", header: oaAuth(), want: http.StatusNotImplemented})
+
+		// A route whose call to Seam outlasts its wait answers 202 saying
+		// where to look (a wait too short for any lookup to finish).
+		impatient := oaStartWith(t, secret, fake, func(o *handlers.Ops) { o.SeamWait = time.Nanosecond })
+		ic := &oaChecker{t: t, router: oaRouter(t, impatient.public.URL, impatient.ops.URL), covered: c.covered}
+		ic.do(oaSigned(t, "a code in the key's workspace", impatient.public.URL+"/webhooks/seam", secret, seamevent.NewMessageID(), time.Now(),
+			[]byte(`{"event_id":"`+seamevent.NewID()+`","event_type":"access_code.deleted","access_code_id":"slow1","device_id":"d","workspace_id":"seed_workspace_1","occurred_at":"2026-01-01T00:00:00Z"}`), http.StatusOK))
+		hdr, b := ic.do(oaCall{name: "reconcile outlasting its wait", method: http.MethodPost, url: impatient.ops.URL + "/v1/access_codes/slow1/reconcile",
+			header: oaAuth(), want: http.StatusAccepted})
+		if !bytes.Contains(b, []byte(`"in_progress":{`)) || hdr.Get("Location") != "/v1/access_codes/slow1" {
+			t.Errorf("in progress: %s %v", b, hdr)
+		}
 	}
 
 	// The same oaService with its database gone: 503 wherever it is needed.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ type OpsStore interface {
 	ListAccessCodes(ctx context.Context, f lifecycle.ListFilter) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error)
 	Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 	ListQuarantine(ctx context.Context, limit int, cursor int64) ([]lifecycle.QuarantinedDelivery, int64, error)
-	Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error)
+	Acknowledge(ctx context.Context, id, by, note, troubleID string) (code *lifecycle.AccessCode, changed bool, err error)
 	ListDevices(ctx context.Context, f lifecycle.DeviceFilter) ([]lifecycle.Device, int64, error)
 	GetDevice(ctx context.Context, id string) (*lifecycle.Device, error)
 }
@@ -58,16 +59,30 @@ type Ops struct {
 	// Console, when set, serves the ops console under /console (signed in
 	// with the same Tokens).
 	Console *Console
+	// SeamWait bounds how long a route waits for Seam's API (SeamWait if 0).
+	SeamWait time.Duration
 }
 
-// SeamOps is what the ops API asks of Seam's API (seamsync.Service).
+func (o *Ops) seamWait() time.Duration {
+	if o.SeamWait > 0 {
+		return o.SeamWait
+	}
+	return SeamWait
+}
+
+// SeamOps is what the ops API asks of Seam's API (seamsync.Service). Each
+// call stops waiting after wait and says whether it finished; what has not
+// finished goes on in the background.
 type SeamOps interface {
-	RequestDeletion(ctx context.Context, id, by string) (*lifecycle.AccessCode, error)
-	ReconcileNow(ctx context.Context, id string) (*lifecycle.AccessCode, error)
+	RequestDeletionWithin(ctx context.Context, id, by string, wait time.Duration) (*lifecycle.AccessCode, bool, error)
+	ReconcileWithin(ctx context.Context, id string, wait time.Duration) (*lifecycle.AccessCode, bool, error)
 }
 
-// reconcileWait bounds how long POST .../reconcile waits for its lookup.
-const reconcileWait = 50 * time.Second
+// SeamWait bounds how long POST .../delete and .../reconcile (and the
+// console's buttons) wait for Seam's API: well inside the ops server's
+// 30 s write timeout, so that the answer always reaches the client. What
+// has not finished by then answers 202 saying where to look.
+const SeamWait = 20 * time.Second
 
 // NewOpsServer returns the ops router. Every route is listed here.
 func NewOpsServer(o *Ops) *echo.Echo {
@@ -333,6 +348,9 @@ func statesList() string {
 
 type acknowledgeBody struct {
 	Note string `json:"note"`
+	// TroubleID is the trouble being acknowledged (the code's trouble_id
+	// when it was shown); without it, whatever trouble the code has now.
+	TroubleID string `json:"trouble_id"`
 }
 
 func (o *Ops) acknowledge(c echo.Context) error {
@@ -353,10 +371,24 @@ func (o *Ops) acknowledge(c echo.Context) error {
 	if len(body.Note) > 2000 || strings.ContainsRune(body.Note, 0) || !utf8.ValidString(body.Note) {
 		return invalidParam("note", "must be text of at most 2000 bytes")
 	}
+	if !validText(body.TroubleID) {
+		return invalidParam("trouble_id", "must be a trouble_id as a code shows it")
+	}
 	by, _ := c.Get("token_name").(string)
-	code, changed, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note)
+	code, changed, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note, body.TroubleID)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
 		return accessCodeNotFound(id)
+	}
+	if lifecycle.ErrorCode(err) == lifecycle.ETroubleChanged {
+		// What the person must look at again: the code as it is now.
+		e := fromDomain(err)
+		e.Data = map[string]any{"access_code_id": id, "trouble_id": body.TroubleID}
+		cur, gerr := o.Store.GetAccessCode(c.Request().Context(), id)
+		if gerr != nil {
+			return gerr
+		}
+		e.Beside = map[string]any{"access_code": cur}
+		return e
 	}
 	if lifecycle.ErrorCode(err) == lifecycle.EConflict {
 		e := fromDomain(err)
@@ -413,14 +445,29 @@ func (o *Ops) requestDeletion(c echo.Context) error {
 		return errSeamOff
 	}
 	by, _ := c.Get("token_name").(string)
-	code, err := o.Seam.RequestDeletion(c.Request().Context(), id, by)
+	code, done, err := o.Seam.RequestDeletionWithin(c.Request().Context(), id, by, o.seamWait())
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
 		return accessCodeNotFound(id)
 	}
 	if err != nil {
 		return err
 	}
+	if !done {
+		return stillRunning(c, id, code, "deletion_request",
+			"Seam has not answered the deletion request yet; it goes on in the background. "+
+				"GET /v1/access_codes/"+id+" shows deletion_request once Seam has answered.")
+	}
 	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true})
+}
+
+// stillRunning answers 202 for a call to Seam's API that has not finished
+// within the route's wait: the code as it stands, what is still running and where
+// to look (also in Location).
+func stillRunning(c echo.Context, id string, code *lifecycle.AccessCode, what, msg string) error {
+	loc := "/v1/access_codes/" + url.PathEscape(id)
+	c.Response().Header().Set(echo.HeaderLocation, loc)
+	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true,
+		"in_progress": map[string]any{"what": what, "message": msg, "check": loc}})
 }
 
 func (o *Ops) reconcile(c echo.Context) error {
@@ -431,14 +478,17 @@ func (o *Ops) reconcile(c echo.Context) error {
 	if o.Seam == nil {
 		return errSeamOff
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), reconcileWait)
-	defer cancel()
-	code, err := o.Seam.ReconcileNow(ctx, id)
+	code, done, err := o.Seam.ReconcileWithin(c.Request().Context(), id, o.seamWait())
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
 		return accessCodeNotFound(id)
 	}
 	if err != nil {
 		return err
+	}
+	if !done {
+		return stillRunning(c, id, code, "lookup",
+			"The lookup in Seam's API has not finished; it goes on in the background. "+
+				"GET /v1/access_codes/"+id+" shows its result under seam (polled_at, error).")
 	}
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }

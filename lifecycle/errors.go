@@ -19,6 +19,12 @@ const (
 	ESeam Code = "seam_api_error"
 	// ESeamOff: the call needs Seam's API and SEAM_API_KEY is not set.
 	ESeamOff Code = "seam_api_not_configured"
+	// ENotCovered: the code is in a workspace SEAM_API_KEY does not reach;
+	// codewatch does not call Seam's API about it with that key.
+	ENotCovered Code = "workspace_not_covered"
+	// ETroubleChanged: an acknowledgement named a trouble (trouble_id) that
+	// is no longer the code's.
+	ETroubleChanged Code = "trouble_changed"
 )
 
 // Error is the domain's error: a code for the caller and a message fit to show.

@@ -56,6 +56,12 @@ func (c *AccessCode) AppendJSON(b []byte) []byte {
 	b = appendStringPtr(b, c.AcknowledgementNote)
 	b = append(b, `,"confirmed_by":`...)
 	b = appendStringPtr(b, c.ConfirmedBy)
+	b = append(b, `,"confirmation":`...)
+	if c.Confirmation == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendValue(b, c.Confirmation)
+	}
 	b = append(b, `,"deletion_request":`...)
 	if c.DeletionRequest == nil {
 		b = append(b, "null"...)
@@ -72,6 +78,8 @@ func (c *AccessCode) AppendJSON(b []byte) []byte {
 	b = appendTimePtr(b, c.NextReconcileAt)
 	b = append(b, `,"troubleshooting_severity":`...)
 	b = appendStringPtr(b, c.TroubleshootingSeverity)
+	b = append(b, `,"trouble_id":`...)
+	b = appendStringPtr(b, c.TroubleID)
 	b = append(b, `,"lock_online":`...)
 	b = appendBoolPtr(b, c.LockOnline)
 	if c.PinHint != nil {

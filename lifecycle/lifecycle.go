@@ -69,10 +69,33 @@ const (
 	// TypeAccessCodePolled: access_codes/get found the code, with its
 	// status, errors and warnings.
 	TypeAccessCodePolled = "codewatch.access_code_polled"
-	// TypeAccessCodeGone: access_codes/get answered 404: Seam has no such
-	// code any more.
+	// TypeAccessCodeGone: access_codes/get answered Seam's own 404
+	// (access_code_not_found in Seam's error shape) for a code in the API
+	// key's workspace: Seam has no such code any more. Nothing else is
+	// recorded as this type (docs/lifecycle.md, "What confirms a removal").
 	TypeAccessCodeGone = "codewatch.access_code_not_found"
-	codewatchPrefix    = "codewatch."
+	// TypeLookupFailed: a lookup gave no evidence about the code: Seam's
+	// API failed or answered something that is not Seam's word (an HTML
+	// 404, a redirect, a 5xx...), or the code is in a workspace the API key
+	// does not reach, or which workspace the key reaches is not known yet.
+	// It confirms nothing; the code shows it under seam.error.
+	TypeLookupFailed = "codewatch.lookup_failed"
+	codewatchPrefix  = "codewatch."
+)
+
+// Why a lookup gave no evidence (LookupError.Type).
+const (
+	// LookupSeamError: Seam's API failed or answered something that is not
+	// Seam's word about the code.
+	LookupSeamError = "seam_api_error"
+	// LookupNotCovered: the code is in another workspace than SEAM_API_KEY's;
+	// codewatch never looks it up, deletes it or backfills it with that key.
+	LookupNotCovered = "workspace_not_covered"
+	// LookupWorkspaceUnknown: Seam answered not found, but which workspace
+	// SEAM_API_KEY belongs to is not known yet (workspaces/get failed), or
+	// the code's workspace is not known: the answer may be about another
+	// workspace, so it confirms nothing.
+	LookupWorkspaceUnknown = "workspace_unknown"
 )
 
 // Event sources.
@@ -164,6 +187,8 @@ type Event struct {
 	ConnectedAccountID string
 	// Source is SourceWebhook or SourcePoll ("" reads as webhook).
 	Source string
+	// MessageID is the delivery's message id: Svix's id for a webhook.
+	MessageID string
 	// PINMatch says the event carries the PIN of the code whose history it
 	// is loaded into (the store compares keyed hashes; the PIN itself never
 	// reaches the domain).
@@ -204,6 +229,8 @@ type State struct {
 	// SourceWebhook (a Seam event, received as a webhook) or SourcePoll
 	// (codewatch's own poll of the API, or a Seam event it backfilled).
 	ConfirmedBy string
+	// Confirmation names the evidence that confirmed a removed code.
+	Confirmation *Confirmation
 	// DeletionRequest is codewatch's own deletion request, if any.
 	DeletionRequest *DeletionRequest
 	// Seam is what Seam's API said of the code at the newest poll.
@@ -279,6 +306,44 @@ type SeamView struct {
 	Status   string            `json:"status,omitempty"`
 	Errors   []json.RawMessage `json:"errors"`
 	Warnings []json.RawMessage `json:"warnings"`
+	// RequestID is Seam's seam-request-id of the lookup at PolledAt.
+	RequestID string `json:"request_id,omitempty"`
+	// Error is set when the newest lookup gave no evidence (its answer was
+	// not Seam's word, or the code is outside the key's workspace); the
+	// fields above are then the last lookup that did, if any.
+	Error *LookupError `json:"error,omitempty"`
+}
+
+// LookupError is a lookup that gave no evidence about the code.
+type LookupError struct {
+	// At is when the lookup was made (the event's occurred_at).
+	At time.Time `json:"at,omitzero"`
+	// Type is LookupSeamError, LookupNotCovered or LookupWorkspaceUnknown.
+	Type string `json:"type"`
+	// Message says what came back, for people.
+	Message string `json:"message"`
+	// HTTPStatus is the answer's status (0: no answer).
+	HTTPStatus int `json:"http_status,omitempty"`
+	// SeamErrorType is the error type an answer in Seam's shape carried.
+	SeamErrorType string `json:"seam_error_type,omitempty"`
+	RequestID     string `json:"request_id,omitempty"`
+}
+
+// Confirmation is the evidence that confirmed a code's removal: a Seam
+// event (its event id, and its Svix message id when it came as a webhook)
+// or a lookup whose answer was Seam's own not-found (its seam-request-id).
+type Confirmation struct {
+	// ConfirmedBy is SourceWebhook or SourcePoll, as AccessCode.ConfirmedBy.
+	ConfirmedBy string `json:"confirmed_by"`
+	EventID     string `json:"event_id"`
+	EventType   string `json:"event_type"`
+	// At is the event's occurred_at, or when the lookup was made.
+	At time.Time `json:"at"`
+	// SvixID is the webhook's message id (svix-id); empty for events read
+	// from Seam's API.
+	SvixID string `json:"svix_id,omitempty"`
+	// SeamRequestID is the lookup's seam-request-id.
+	SeamRequestID string `json:"seam_request_id,omitempty"`
 }
 
 // PollDetails is the details of TypeAccessCodePolled and
@@ -287,6 +352,8 @@ type PollDetails struct {
 	Status   string            `json:"status,omitempty"`
 	Errors   []json.RawMessage `json:"errors"`
 	Warnings []json.RawMessage `json:"warnings"`
+	// RequestID is the lookup's seam-request-id.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // AttemptDetails is the details of TypeDeletionRequested and
@@ -326,9 +393,11 @@ func Fold(events []Event) State {
 		deleted   bool
 		requested bool // codewatch asked Seam to delete it
 		confirmed bool // off the lock by a confirmation not undone by a later set
-		// lastConfirmedBy is the source of the newest confirmation.
-		lastConfirmedBy string
-		trouble         *Trouble
+		// lastConfirmedBy is the source of the newest confirmation, and
+		// lastConfirmation its evidence.
+		lastConfirmedBy  string
+		lastConfirmation *Confirmation
+		trouble          *Trouble
 		// attempts are the action attempts' ends, by id: applied to the
 		// request they belong to after the loop, whatever their order.
 		attempts = map[string]Event{}
@@ -382,14 +451,14 @@ func Fold(events []Event) State {
 			confirmed = true
 			trouble = nil
 			st.RemovedFromDeviceAt = &at
-			lastConfirmedBy = sourceOf(e)
+			lastConfirmedBy, lastConfirmation = sourceOf(e), eventConfirmation(e)
 		case TypeDeletedExternally:
 			onDevice = &no
 			confirmed = true
 			trouble = nil
 			st.DeletedExternally = true
 			st.RemovedFromDeviceAt = &at
-			lastConfirmedBy = sourceOf(e)
+			lastConfirmedBy, lastConfirmation = sourceOf(e), eventConfirmation(e)
 			if !deleted {
 				deleted = true
 				st.DeletedAt = &at
@@ -430,7 +499,8 @@ func Fold(events []Event) State {
 			}
 			var d PollDetails
 			_ = json.Unmarshal(e.Details, &d)
-			st.Seam = &SeamView{PolledAt: at, Found: true, Status: d.Status, Errors: nonNil(d.Errors), Warnings: nonNil(d.Warnings)}
+			st.Seam = &SeamView{PolledAt: at, Found: true, Status: d.Status, Errors: nonNil(d.Errors), Warnings: nonNil(d.Warnings),
+				RequestID: d.RequestID}
 			// What the lock's code looks like in Seam counts like Seam's
 			// own reports, once the code is being deleted.
 			if (deleted || requested) && !confirmed {
@@ -440,11 +510,26 @@ func Fold(events []Event) State {
 			}
 		case TypeUnmanagedFound:
 			lockEvents = append(lockEvents, e)
+		case TypeLookupFailed:
+			var d LookupError
+			_ = json.Unmarshal(e.Details, &d)
+			if (deleted || requested) && d.Type != LookupNotCovered {
+				st.Polls++ // a failing API is asked again later, not sooner
+			}
+			d.At = at
+			v := SeamView{PolledAt: at, Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}}
+			if st.Seam != nil {
+				v = *st.Seam
+			}
+			v.Error = &d
+			st.Seam = &v
 		case TypeAccessCodeGone:
 			if deleted || requested {
 				st.Polls++
 			}
-			st.Seam = &SeamView{PolledAt: at, Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}}
+			var d PollDetails
+			_ = json.Unmarshal(e.Details, &d)
+			st.Seam = &SeamView{PolledAt: at, Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}, RequestID: d.RequestID}
 			// A 404 after the deletion (or codewatch's request) confirms it.
 			// After a request alone, Seam's deletion event has not come: the
 			// 404 is the first evidence of the deletion too.
@@ -459,6 +544,8 @@ func Fold(events []Event) State {
 				trouble = nil
 				st.RemovedFromDeviceAt = &at
 				lastConfirmedBy = SourcePoll
+				lastConfirmation = &Confirmation{ConfirmedBy: SourcePoll, EventID: e.EventID, EventType: e.Type,
+					At: at, SeamRequestID: d.RequestID}
 			}
 		}
 	}
@@ -484,6 +571,7 @@ func Fold(events []Event) State {
 		st.DeletionState = Removed
 		st.OnDevice = &no
 		st.ConfirmedBy = lastConfirmedBy
+		st.Confirmation = lastConfirmation
 	case trouble != nil && trouble.Reason == ReasonFailed:
 		st.DeletionState = Failed
 		st.Trouble = trouble
@@ -560,6 +648,16 @@ func lockDetails(e *Event) json.RawMessage {
 	b, _ := json.Marshal(map[string]any{"lock_event": map[string]any{"event_id": e.EventID, "event_type": e.Type,
 		"occurred_at": e.OccurredAt, "device_id": e.DeviceID, "matched_by": match}})
 	return b
+}
+
+// eventConfirmation is the evidence a Seam event gives of a removal: its
+// ids, and the Svix message id when it came as a webhook.
+func eventConfirmation(e *Event) *Confirmation {
+	c := &Confirmation{ConfirmedBy: sourceOf(e), EventID: e.EventID, EventType: e.Type, At: e.OccurredAt}
+	if c.ConfirmedBy == SourceWebhook {
+		c.SvixID = e.MessageID
+	}
+	return c
 }
 
 // sourceOf names the source of an event ("" reads as webhook).
@@ -643,7 +741,7 @@ func contentBefore(a, b Event) bool {
 	}
 	for _, f := range [][2]string{
 		{a.Type, b.Type}, {a.AccessCodeID, b.AccessCodeID}, {a.WorkspaceID, b.WorkspaceID},
-		{a.DeviceID, b.DeviceID}, {a.ConnectedAccountID, b.ConnectedAccountID},
+		{a.DeviceID, b.DeviceID}, {a.ConnectedAccountID, b.ConnectedAccountID}, {a.MessageID, b.MessageID},
 	} {
 		if f[0] != f[1] {
 			return f[0] < f[1]

@@ -1,7 +1,9 @@
 package lifecycle
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -28,6 +30,10 @@ type AccessCode struct {
 	// ConfirmedBy is "webhook" or "poll" on a removed code: how its removal
 	// was confirmed; null otherwise.
 	ConfirmedBy *string `json:"confirmed_by"`
+	// Confirmation names the evidence that confirmed a removed code (a Seam
+	// event with its svix id, or a lookup with its seam-request-id); null
+	// otherwise.
+	Confirmation *Confirmation `json:"confirmation"`
 	// DeletionRequest is codewatch's own deletion request, if it made one.
 	DeletionRequest *DeletionRequest `json:"deletion_request"`
 	// Seam is what Seam's API said of the code when codewatch last looked.
@@ -38,6 +44,9 @@ type AccessCode struct {
 	// TroubleshootingSeverity is the current trouble's: "critical" (the
 	// lock shows the deleted code is still there), "warning", or null.
 	TroubleshootingSeverity *string `json:"troubleshooting_severity"`
+	// TroubleID is an opaque id of the code's current trouble (null
+	// without one): acknowledging with it acknowledges that trouble only.
+	TroubleID *string `json:"trouble_id"`
 	// LockOnline is the lock's connectivity (null when no event told).
 	LockOnline *bool `json:"lock_online"`
 	// PinHint is what people may see of the code's PIN: "••" and its last
@@ -99,6 +108,21 @@ type AlertPayload struct {
 	// LockOnline is the lock's connectivity when the alert was raised (null
 	// when no event told).
 	LockOnline *bool `json:"lock_online"`
+	// TroubleID is the trouble's trouble_id (trouble and reminder alerts):
+	// acknowledging with it acknowledges this trouble and nothing newer.
+	TroubleID string `json:"trouble_id,omitempty"`
+	// Confirmation names the evidence of a removal, on a resolution that a
+	// confirmed removal brought.
+	Confirmation *Confirmation `json:"confirmation,omitempty"`
+}
+
+// TroubleID is the opaque id of a code's trouble, as the API and console
+// show it (trouble_id): an acknowledgement that names it covers that
+// trouble and nothing newer. It is derived from the trouble's key, so it is
+// the same on every replica and changes exactly when the trouble does.
+func TroubleID(accessCodeID, troubleKey string) string {
+	sum := sha256.Sum256([]byte(accessCodeID + "\x00" + troubleKey))
+	return "trouble_" + fmt.Sprintf("%x", sum[:12])
 }
 
 // NextStep is the troubleshooting guidance for a reason, on a lock in the
@@ -160,10 +184,32 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 		p.NextStep = NextStep(flag.Reason, lock)
 		if typ != AlertResolved {
 			p.Severity = Severity(flag.Reason)
+			p.TroubleID = TroubleID(st.AccessCodeID, flag.Key)
 		}
+	}
+	if typ == AlertResolved && st.DeletionState == Removed {
+		p.Confirmation = st.Confirmation
 	}
 	p.Message = AlertMessage(p)
 	return p
+}
+
+// ConfirmationText names the evidence of a removal in one line, for people.
+func ConfirmationText(c *Confirmation) string {
+	if c.EventType == TypeAccessCodeGone {
+		s := "Seam's API answered access_code_not_found to a lookup at " + c.At.UTC().Format(time.RFC3339)
+		if c.SeamRequestID != "" {
+			s += " (seam-request-id " + c.SeamRequestID + ")"
+		}
+		return s
+	}
+	s := "Seam's " + c.EventType + " event " + c.EventID
+	if c.SvixID != "" {
+		s += " (webhook, svix id " + c.SvixID + ")"
+	} else {
+		s += " (read from Seam's API)"
+	}
+	return s
 }
 
 // AlertMessage is the one-line summary of an alert.
@@ -189,6 +235,9 @@ func AlertMessage(p AlertPayload) string {
 	default:
 		if p.Resolution == "acknowledged" {
 			return "Acknowledged: access code " + p.AccessCodeID + " was checked by " + p.AcknowledgedBy
+		}
+		if p.Confirmation != nil {
+			return "Resolved: access code " + p.AccessCodeID + " is " + string(p.DeletionState) + ", confirmed by " + ConfirmationText(p.Confirmation)
 		}
 		return "Resolved: access code " + p.AccessCodeID + " is " + string(p.DeletionState)
 	}

@@ -28,7 +28,7 @@ func TestAcknowledgeClearsTroubleOnce(t *testing.T) {
 
 	ackAt := e.clock.Advance(10 * time.Minute)
 	const by, note = "ops@example.com", "checked in the lock app: code gone"
-	got, changed, err := e.store.Acknowledge(e.ctx, code, by, note)
+	got, changed, err := e.store.Acknowledge(e.ctx, code, by, note, "")
 	if err != nil || !changed {
 		t.Fatalf("acknowledge: changed %v, %v", changed, err)
 	}
@@ -66,7 +66,7 @@ func TestAcknowledgeClearsTroubleOnce(t *testing.T) {
 
 	// Again, later and by someone else: nothing changes, no alert.
 	e.clock.Advance(time.Minute)
-	again, changed, err := e.store.Acknowledge(e.ctx, code, "someone-else", "again")
+	again, changed, err := e.store.Acknowledge(e.ctx, code, "someone-else", "again", "")
 	if err != nil || changed {
 		t.Fatalf("second acknowledge: changed %v, %v; want an idempotent no-op", changed, err)
 	}
@@ -105,7 +105,7 @@ func TestAcknowledgeClearsTroubleOnce(t *testing.T) {
 	e.checkAlert(trouble[1], lifecycle.AlertTrouble, code)
 
 	// And that trouble can be acknowledged in turn.
-	if _, _, err := e.store.Acknowledge(e.ctx, code, by, "second look"); err != nil {
+	if _, _, err := e.store.Acknowledge(e.ctx, code, by, "second look", ""); err != nil {
 		t.Fatal(err)
 	}
 	if c := e.get(code); c.NeedsTroubleshooting || strp(c.AcknowledgementNote) != "second look" {
@@ -127,7 +127,7 @@ func TestAcknowledgeOverdueStaysQuiet(t *testing.T) {
 	if res := e.sweep(0); res.Overdue != 1 {
 		t.Fatalf("sweep: %+v, want 1 overdue", res)
 	}
-	if _, _, err := e.store.Acknowledge(e.ctx, code, "ops", ""); err != nil {
+	if _, _, err := e.store.Acknowledge(e.ctx, code, "ops", "", ""); err != nil {
 		t.Fatal(err)
 	}
 	if c := e.get(code); c.NeedsTroubleshooting {
@@ -173,7 +173,7 @@ func TestAcknowledgeErrors(t *testing.T) {
 	e.send(lifecycle.TypeRemovedFromDevice, removed, now.Add(-time.Minute))
 
 	for _, code := range []string{active, waiting, removed} {
-		_, _, err := e.store.Acknowledge(e.ctx, code, "ops", "nothing to see")
+		_, _, err := e.store.Acknowledge(e.ctx, code, "ops", "nothing to see", "")
 		if lifecycle.ErrorCode(err) != lifecycle.EConflict {
 			t.Errorf("acknowledge %s (%s): error %v, want %s", code, e.get(code).DeletionState, err, lifecycle.EConflict)
 		}
@@ -181,7 +181,7 @@ func TestAcknowledgeErrors(t *testing.T) {
 			t.Errorf("refused acknowledgement was recorded on %s", code)
 		}
 	}
-	_, _, err := e.store.Acknowledge(e.ctx, seamevent.NewID(), "ops", "")
+	_, _, err := e.store.Acknowledge(e.ctx, seamevent.NewID(), "ops", "", "")
 	if lifecycle.ErrorCode(err) != lifecycle.ENotFound {
 		t.Errorf("acknowledge unknown code: error %v, want %s", err, lifecycle.ENotFound)
 	}

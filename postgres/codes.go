@@ -386,7 +386,12 @@ func cursorTime(t time.Time) pgtype.Timestamptz {
 //
 // Acknowledging again is a no-op: the first acknowledgement (who, when, its
 // note) stands, and changed is false.
-func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error) {
+//
+// troubleID, when given, is the trouble the person saw (trouble_id): if the
+// code's trouble is another by now (a critical came since), nothing is
+// acknowledged and the error is ETroubleChanged. The check runs under the
+// row's lock, so no new trouble can slip in between.
+func (s *Store) Acknowledge(ctx context.Context, id, by, note, troubleID string) (code *lifecycle.AccessCode, changed bool, err error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	now := s.cfg.Now()
@@ -403,6 +408,14 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (code *lif
 	}
 	if err != nil {
 		return nil, false, unavailable(err)
+	}
+	if troubleID != "" && (row.TroubleID == nil || *row.TroubleID != troubleID) {
+		now := "it has no trouble now"
+		if row.TroubleID != nil {
+			now = "its trouble now is " + *row.TroubleID + " (" + deref(row.TroubleshootingReason) + ")"
+		}
+		return nil, false, lifecycle.Errorf(lifecycle.ETroubleChanged,
+			"the trouble of access code %s changed since %s was shown: %s; nothing was acknowledged", id, troubleID, now)
 	}
 	if row.troubleKey == nil {
 		return nil, false, lifecycle.Errorf(lifecycle.EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)

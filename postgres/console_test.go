@@ -69,7 +69,7 @@ func TestConsoleDeliveries(t *testing.T) {
 		e.send(lifecycle.TypeFailedToRemove, code, t0)
 		e.clock.Advance(time.Second)
 	}
-	if _, _, err := e.store.Acknowledge(e.ctx, codes[0], "alice", "checked"); err != nil {
+	if _, _, err := e.store.Acknowledge(e.ctx, codes[0], "alice", "checked", ""); err != nil {
 		t.Fatal(err)
 	}
 	mine, err := e.store.CodeAlerts(e.ctx, codes[0])

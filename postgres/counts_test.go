@@ -130,7 +130,7 @@ func TestSummaryCountsFollowEveryWrite(t *testing.T) {
 	e.send(lifecycle.TypeLockUnlocked, codes[0], e.clock.Now())
 	e.checkCounts("removed and used")
 	// Acknowledgement clears the flag, keeping the reason.
-	if _, changed, err := e.store.Acknowledge(e.ctx, codes[2], "ops", "replaced the lock"); err != nil || !changed {
+	if _, changed, err := e.store.Acknowledge(e.ctx, codes[2], "ops", "replaced the lock", ""); err != nil || !changed {
 		t.Fatalf("acknowledge: %v %v", changed, err)
 	}
 	e.checkCounts("acknowledged")

@@ -196,7 +196,7 @@ func TestRetentionKeepsACodeUsedAfterDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.get(code) // still there
-	if _, _, err := e.store.Acknowledge(e.ctx, code, "ops", "removed at the keypad"); err != nil {
+	if _, _, err := e.store.Acknowledge(e.ctx, code, "ops", "removed at the keypad", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Prune(e.ctx, 90*24*time.Hour, 0, nil); err != nil {

@@ -194,7 +194,8 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	acknowledged_at, acknowledged_by, acknowledgement_note, deletion_event_id,
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
 	last_event_at, terminal_at, last_alert_at, updated_at, id, alert_seq,
-	confirmed_by, deletion_request, seam, unconfirmed_since, next_reconcile_at`
+	confirmed_by, deletion_request, seam, unconfirmed_since, next_reconcile_at,
+	confirmation`
 
 // codeRow is one access_codes row.
 type codeRow struct {
@@ -208,6 +209,7 @@ type codeRow struct {
 	id              int64
 	alertSeq        int64
 	request, seam   []byte // as stored, for sameAs
+	confirmation    []byte
 	unconfirmed     *time.Time
 }
 
@@ -223,9 +225,20 @@ func scanCodeExtra(row pgx.Row, extra ...any) (*codeRow, error) {
 		&c.AcknowledgedAt, &c.AcknowledgedBy, &c.AcknowledgementNote, &c.deletionEventID,
 		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
 		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq,
-		&c.ConfirmedBy, &c.request, &c.seam, &c.unconfirmed, &c.NextReconcileAt}, extra...)...)
+		&c.ConfirmedBy, &c.request, &c.seam, &c.unconfirmed, &c.NextReconcileAt,
+		&c.confirmation}, extra...)...)
 	if err != nil {
 		return nil, err
+	}
+	if c.troubleKey != nil {
+		id := lifecycle.TroubleID(c.AccessCodeID, *c.troubleKey)
+		c.TroubleID = &id
+	}
+	if c.confirmation != nil {
+		c.Confirmation = new(lifecycle.Confirmation)
+		if err := json.Unmarshal(c.confirmation, c.Confirmation); err != nil {
+			return nil, err
+		}
 	}
 	if c.request != nil {
 		c.DeletionRequest = new(lifecycle.DeletionRequest)
@@ -296,7 +309,7 @@ func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]lifecycle.Even
 	b.Queue(`SELECT access_code_id, event_id, event_type,
 			COALESCE(occurred_at, created_at, received_at),
 			COALESCE(workspace_id, ''), COALESCE(device_id, ''),
-			COALESCE(connected_account_id, ''), details, source
+			COALESCE(connected_account_id, ''), details, source, message_id
 		FROM events
 		WHERE access_code_id = ANY($1) AND `+historySQL, ids).
 		Query(func(rs pgx.Rows) error {
@@ -304,7 +317,7 @@ func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]lifecycle.Even
 				var e lifecycle.Event
 				var details []byte
 				if err := rs.Scan(&e.AccessCodeID, &e.EventID, &e.Type, &e.OccurredAt,
-					&e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &details, &e.Source); err != nil {
+					&e.WorkspaceID, &e.DeviceID, &e.ConnectedAccountID, &details, &e.Source, &e.MessageID); err != nil {
 					return err
 				}
 				e.Details = details
@@ -365,7 +378,7 @@ type row struct {
 	needs                                      bool
 	since, created, set, deleted, removed      *time.Time
 	last, terminal, lastAlert                  *time.Time
-	confirmedBy, request, seam                 *string
+	confirmedBy, request, seam, confirmation   *string
 	unconfirmed, nextReconcile                 *time.Time
 }
 
@@ -378,7 +391,8 @@ func (s *Store) newRow(now time.Time, c change) row {
 		deleted: st.DeletedAt, removed: st.RemovedFromDeviceAt, last: st.LastEventAt,
 		lastAlert:   c.old.lastAlertAt,
 		confirmedBy: nonEmpty(st.ConfirmedBy), request: jsonOrNil(st.DeletionRequest), seam: jsonOrNil(st.Seam),
-		unconfirmed: st.UnconfirmedSince(), nextReconcile: lifecycle.NextReconcile(st, s.cfg.ReconcileAfter),
+		confirmation: jsonOrNil(st.Confirmation),
+		unconfirmed:  st.UnconfirmedSince(), nextReconcile: lifecycle.NextReconcile(st, s.cfg.ReconcileAfter),
 	}
 	if c.flag != nil {
 		d := lifecycle.TroubleDetails(c.flag)
@@ -411,6 +425,7 @@ func (r row) sameAs(o *codeRow) bool {
 		eqt(r.deleted, o.DeletedAt) && eqt(r.removed, o.RemovedFromDeviceAt) && eqt(r.last, o.LastEventAt) &&
 		eqt(r.terminal, o.terminalAt) && eqt(r.lastAlert, o.lastAlertAt) &&
 		eqs(r.confirmedBy, o.ConfirmedBy) && eqj(r.request, o.request) && eqj(r.seam, o.seam) &&
+		eqj(r.confirmation, o.confirmation) &&
 		eqt(r.unconfirmed, o.unconfirmed) && eqt(r.nextReconcile, o.NextReconcileAt)
 }
 
@@ -455,7 +470,7 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 		since, created, set, deleted, removed, last     []*time.Time
 		terminal, lastAlert                             []*time.Time
 		seq                                             []int64
-		confirmedBy, request, seam                      []*string
+		confirmedBy, request, seam, confirmation        []*string
 		unconfirmed, nextReconcile                      []*time.Time
 		alerts                                          []*lifecycle.AlertPayload
 	)
@@ -478,6 +493,7 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 		terminal, lastAlert = append(terminal, r.terminal), append(lastAlert, r.lastAlert)
 		seq = append(seq, c.old.alertSeq)
 		confirmedBy, request, seam = append(confirmedBy, r.confirmedBy), append(request, r.request), append(seam, r.seam)
+		confirmation = append(confirmation, r.confirmation)
 		unconfirmed, nextReconcile = append(unconfirmed, r.unconfirmed), append(nextReconcile, r.nextReconcile)
 	}
 	b := &pgx.Batch{}
@@ -493,19 +509,21 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 			terminal_at = u.terminal, last_alert_at = u.last_alert, alert_seq = u.seq,
 			confirmed_by = u.confirmed_by, deletion_request = u.request::jsonb, seam = u.seam::jsonb,
 			unconfirmed_since = u.unconfirmed, next_reconcile_at = u.next_reconcile,
+			confirmation = u.confirmation::jsonb,
 			updated_at = $19
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
 			$7::bool[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[],
 			$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
 			$17::timestamptz[], $18::timestamptz[], $20::timestamptz[], $21::bigint[],
-			$22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[])
+			$22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[],
+			$27::text[])
 			AS u(id, ws, dev, acct, state, on_device, needs, reason, details, key, since,
 				del_id, created, set, deleted, removed, last, terminal, last_alert, seq,
-				confirmed_by, request, seam, unconfirmed, next_reconcile)
+				confirmed_by, request, seam, unconfirmed, next_reconcile, confirmation)
 		WHERE c.access_code_id = u.id`,
 			ids, ws, dev, acct, state, onDevice, needs, reason, details, key, since, delID,
 			created, set, deleted, removed, last, terminal, now, lastAlert, seq,
-			confirmedBy, request, seam, unconfirmed, nextReconcile)
+			confirmedBy, request, seam, unconfirmed, nextReconcile, confirmation)
 	}
 	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
 		return nil, nil, err
@@ -570,6 +588,7 @@ func rowState(r *codeRow) lifecycle.State {
 		CreatedAt: r.CreatedAt, SetOnDeviceAt: r.SetOnDeviceAt, DeletedAt: r.DeletedAt,
 		RemovedFromDeviceAt: r.RemovedFromDeviceAt, LastEventAt: r.LastEventAt,
 		ConfirmedBy: deref(r.ConfirmedBy), DeletionRequest: r.DeletionRequest, Seam: r.Seam,
+		Confirmation: r.Confirmation,
 	}
 }
 

@@ -574,7 +574,7 @@ func TestSweepReminders(t *testing.T) {
 	}
 
 	// Acknowledged trouble gets no reminders; the other code still does.
-	if _, _, err := e.store.Acknowledge(e.ctx, failed, "ops@example.com", "on it"); err != nil {
+	if _, _, err := e.store.Acknowledge(e.ctx, failed, "ops@example.com", "on it", ""); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(repeat + time.Second)

@@ -69,7 +69,7 @@ func (c *Client) GetActionAttempt(ctx context.Context, id string) (*ActionAttemp
 
 func attemptOf(route, reqID string, a *ActionAttempt) (*ActionAttempt, error) {
 	if a == nil || a.ID == "" {
-		return nil, fmt.Errorf("seam %s: answer has no action_attempt (request %s)", route, reqID)
+		return nil, &AnswerError{Route: route, RequestID: reqID, Problem: "a 2xx answer without an action_attempt"}
 	}
 	a.RequestID = reqID
 	return a, nil
@@ -89,10 +89,32 @@ func (c *Client) GetAccessCode(ctx context.Context, id string) (*AccessCode, err
 		return nil, err
 	}
 	if out.AccessCode == nil {
-		return nil, fmt.Errorf("seam access_codes/get: answer has no access_code (request %s)", reqID)
+		return nil, &AnswerError{Route: "access_codes/get", RequestID: reqID, Problem: "a 2xx answer without an access_code"}
 	}
+	if out.AccessCode.AccessCodeID != id {
+		// Not an answer about this code: nothing it says can describe it.
+		return nil, &AnswerError{Route: "access_codes/get", RequestID: reqID, Problem: "a 2xx answer about another access code"}
+	}
+	out.AccessCode.RequestID = reqID
 	c.codeDev.put(out.AccessCode.AccessCodeID, out.AccessCode.DeviceID)
 	return out.AccessCode, nil
+}
+
+// GetWorkspace reads the workspace the API key belongs to (workspaces/get).
+// An API key reaches one workspace: Seam's answers about codes of another
+// say nothing about them.
+func (c *Client) GetWorkspace(ctx context.Context) (*Workspace, error) {
+	var out struct {
+		Workspace *Workspace `json:"workspace"`
+	}
+	reqID, err := c.call(ctx, "workspaces/get", map[string]string{}, &out, "")
+	if err != nil {
+		return nil, err
+	}
+	if out.Workspace == nil || out.Workspace.WorkspaceID == "" {
+		return nil, &AnswerError{Route: "workspaces/get", RequestID: reqID, Problem: "a 2xx answer without a workspace"}
+	}
+	return out.Workspace, nil
 }
 
 // maxPages bounds paging, in case a server hands out cursors forever.

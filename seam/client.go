@@ -316,7 +316,11 @@ func (c *Client) attempt(ctx context.Context, route string, payload []byte, out 
 	}
 	c.debug(ctx, route, n, resp.StatusCode, reqID, began, nil)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseError(route, resp.StatusCode, reqID, raw)
+		e := parseError(route, resp.StatusCode, reqID, resp.Header.Get("Content-Type"), raw)
+		if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+			// Seam never redirects: say where to, it names what answered.
+			e.Got += `, redirect to "` + printable([]byte(loc), 120) + `"`
+		}
 		e.Attempts = n
 		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now()); ok {
 			e.RetryAfter = ra
@@ -326,8 +330,9 @@ func (c *Client) attempt(ctx context.Context, route string, payload []byte, out 
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return reqID, retryAfter, fmt.Errorf("seam %s: answer %d is not the JSON expected (request %s): %w",
-				route, resp.StatusCode, reqID, err)
+			return reqID, retryAfter, &AnswerError{Route: route, RequestID: reqID,
+				Problem: fmt.Sprintf("a %d answer that is not the JSON Seam sends (%s)", resp.StatusCode,
+					describeBody(resp.Header.Get("Content-Type"), raw))}
 		}
 	}
 	return reqID, retryAfter, nil

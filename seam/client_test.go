@@ -169,9 +169,32 @@ func TestErrorMapping(t *testing.T) {
 			status: 404, typ: "not_found", msg: "Access Code Not Found", reqID: "req-a", notFound: true,
 		},
 		{
+			// Only a 404 is Seam saying a thing is not found (issue 19).
 			name:   "not-found type on another status",
 			a:      answer{400, nil, `{"error":{"type":"action_attempt_not_found","message":"x"},"ok":false}`},
-			status: 400, typ: "action_attempt_not_found", msg: "x", reqID: "req-a", notFound: true,
+			status: 400, typ: "action_attempt_not_found", msg: "x", reqID: "req-a",
+		},
+		{
+			name:   "HTML 404 from a proxy",
+			a:      answer{404, map[string]string{"Content-Type": "text/html"}, `<html><head><title>404 Not Found</title></head><body><center>nginx</center></body></html>`},
+			status: 404, msg: "Not Found", reqID: "req-a",
+			wantInText: []string{"not Seam's error body", "text/html", "404 Not Found"},
+		},
+		{
+			name:   "gateway JSON 404",
+			a:      answer{404, nil, `{"message":"Not Found"}`},
+			status: 404, msg: "Not Found", reqID: "req-a",
+			wantInText: []string{"not Seam's error body", "JSON body without Seam's error shape"},
+		},
+		{
+			name:   "Seam's error type without ok:false",
+			a:      answer{404, nil, `{"error":{"type":"not_found","message":"Not Found"}}`},
+			status: 404, typ: "not_found", msg: "Not Found", reqID: "req-a",
+		},
+		{
+			name:   "another error type on a 404",
+			a:      answer{404, nil, `{"error":{"type":"device_disconnected","message":"x"},"ok":false}`},
+			status: 404, typ: "device_disconnected", msg: "x", reqID: "req-a",
 		},
 		{
 			name:   "bad request",

@@ -79,6 +79,15 @@ type AccessCode struct {
 
 	// Raw is the access code object exactly as Seam sent it.
 	Raw json.RawMessage `json:"-"`
+	// RequestID is Seam's id of the request that returned this code.
+	RequestID string `json:"-"`
+}
+
+// Workspace is the workspace an API key belongs to (workspaces/get).
+type Workspace struct {
+	WorkspaceID string `json:"workspace_id"`
+	Name        string `json:"name"`
+	IsSandbox   bool   `json:"is_sandbox"`
 }
 
 // UnmarshalJSON decodes the known fields and keeps the whole object in Raw.

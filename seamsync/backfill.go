@@ -28,6 +28,10 @@ type BackfillResult struct {
 	Stored      int `json:"stored"`
 	Duplicate   int `json:"duplicate"`
 	Quarantined int `json:"quarantined"`
+	// OtherWorkspace counts events of another workspace than the API key's,
+	// left alone (Seam scopes events/list to the key's workspace; its fake
+	// does not).
+	OtherWorkspace int `json:"other_workspace"`
 	// Through is the end of the last window read.
 	Through time.Time `json:"through"`
 }
@@ -53,6 +57,13 @@ func (s *Service) Backfill(ctx context.Context, from, to time.Time, progress fun
 			go func() {
 				defer wg.Done()
 				for body := range work {
+					if s.otherWorkspace(body) {
+						mu.Lock()
+						res.Read++
+						res.OtherWorkspace++
+						mu.Unlock()
+						continue
+					}
 					r, err := s.cfg.Store.Ingest(ctx, backfillDelivery(body))
 					mu.Lock()
 					switch {
@@ -90,6 +101,21 @@ func (s *Service) Backfill(ctx context.Context, from, to time.Time, progress fun
 		return res, seamErrorOrStore(err)
 	}
 	return res, nil
+}
+
+// otherWorkspace reports whether an event read from events/list belongs to
+// another workspace than the API key's (when that is known): not the key's
+// to backfill.
+func (s *Service) otherWorkspace(body json.RawMessage) bool {
+	ws := s.workspace.Load()
+	if ws == nil {
+		return false
+	}
+	var head struct {
+		WorkspaceID string `json:"workspace_id"`
+	}
+	_ = json.Unmarshal(body, &head)
+	return head.WorkspaceID != "" && head.WorkspaceID != ws.WorkspaceID
 }
 
 // seamErrorOrStore leaves the store's own errors as they are.

@@ -12,11 +12,14 @@ package seamsync
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +28,7 @@ import (
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/ids"
+	"github.com/codewatch/codewatch/internal/text"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seam"
@@ -39,12 +43,17 @@ type Store interface {
 	UnconfirmedCodes(ctx context.Context, after string, limit int) ([]string, error)
 	NewestWebhookEvent(ctx context.Context) (*time.Time, error)
 	CodePINHashes(ctx context.Context, id string) ([][]byte, error)
+	// ClaimDeletion takes the code's deletion claim until ttl from now, if
+	// no one else holds it; ReleaseDeletion gives it back.
+	ClaimDeletion(ctx context.Context, id, holder string, ttl time.Duration) (bool, error)
+	ReleaseDeletion(ctx context.Context, id, holder string) error
 }
 
 // JobClient inserts and reads River jobs (*river.Client[pgx.Tx]).
 type JobClient interface {
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
 }
 
 // Config configures a Service.
@@ -63,17 +72,24 @@ type Config struct {
 	MaxFollowWait time.Duration
 	// ScanBatch bounds the lookups one scan queues. Default 1000.
 	ScanBatch int
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// DeleteTimeout bounds one deletion request (Seam's call with its
+	// retries and the recording of its answer), wherever it was started:
+	// a request the caller stopped waiting for runs on in the background
+	// until then. Default 3 min.
+	DeleteTimeout time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Service is codewatch's use of Seam's API.
 type Service struct {
 	cfg Config
-	// requesting serialises deletion requests per code within a process,
-	// so that a double click asks Seam once.
-	mu         sync.Mutex
-	requesting map[string]*sync.Mutex
+	// workspace is the workspace SEAM_API_KEY belongs to, once workspaces/get
+	// has said (nil until then).
+	workspace atomic.Pointer[seam.Workspace]
+	// background counts deletion requests running on after their caller
+	// stopped waiting, for Drain.
+	background sync.WaitGroup
 }
 
 // New returns a Service.
@@ -87,13 +103,16 @@ func New(cfg Config) *Service {
 	if cfg.ScanBatch <= 0 {
 		cfg.ScanBatch = 1000
 	}
+	if cfg.DeleteTimeout <= 0 {
+		cfg.DeleteTimeout = 3 * time.Minute
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, requesting: map[string]*sync.Mutex{}}
+	return &Service{cfg: cfg}
 }
 
 // UseJobs sets the River client that inserts and reads lookups, for when it
@@ -119,54 +138,140 @@ func (s *Service) Periodic(interval time.Duration) []*river.PeriodicJob {
 		&river.PeriodicJobOpts{ID: "reconcile_scan", RunOnStart: true})}
 }
 
-// seamError turns a failed call into the error the caller sees: Seam's 404
-// becomes not-found; anything else is ESeam with Seam's message.
+// seamError turns a failed call into the error the caller sees: Seam's own
+// not-found (in Seam's error shape) becomes not-found; anything else is
+// ESeam, saying what came back.
 func seamError(err error) error {
 	if seam.IsNotFound(err) {
 		return &lifecycle.Error{Code: lifecycle.ENotFound, Message: "Seam has no access_code with this access_code_id", Err: err}
 	}
+	return &lifecycle.Error{Code: lifecycle.ESeam, Message: seamFailure(err), Err: err}
+}
+
+// seamFailure says, for people, what came back from a call that gave no
+// answer codewatch can use: Seam's own error, something else that answered
+// instead of Seam (a proxy's HTML page, a gateway's JSON, a redirect), a 2xx
+// without what Seam sends, or no answer at all.
+func seamFailure(err error) string {
 	var se *seam.Error
-	if errors.As(err, &se) {
-		msg := se.Message
-		if msg == "" {
-			msg = fmt.Sprintf("Seam answered %d", se.Status)
-		}
+	var ae *seam.AnswerError
+	switch {
+	case errors.As(err, &se) && se.SeamShaped:
+		msg := fmt.Sprintf("Seam's API answered %d %s: %s", se.Status, se.Type, se.Message)
 		if se.RequestID != "" {
 			msg += " (Seam request " + se.RequestID + ")"
 		}
-		return &lifecycle.Error{Code: lifecycle.ESeam, Message: msg, Err: err}
+		return text.Clip(msg, maxMessage)
+	case errors.As(err, &se):
+		return text.Clip(fmt.Sprintf("%s answered %d (%s): not Seam's error body, so not Seam's word "+
+			"(a proxy, a gateway or a wrong SEAM_API_URL?)", se.Route, se.Status, se.Got), maxMessage)
+	case errors.As(err, &ae):
+		return text.Clip(ae.Error()+": not Seam's answer about the code", maxMessage)
 	}
-	return &lifecycle.Error{Code: lifecycle.ESeam, Message: "Seam's API did not answer: " + err.Error(), Err: err}
+	return text.Clip("Seam's API did not answer: "+err.Error(), maxMessage)
 }
 
-// lockCode returns the code's request mutex, locked.
-func (s *Service) lockCode(id string) func() {
-	s.mu.Lock()
-	m, ok := s.requesting[id]
-	if !ok {
-		m = &sync.Mutex{}
-		s.requesting[id] = m
-	}
-	s.mu.Unlock()
-	m.Lock()
-	return func() {
-		m.Unlock()
-		s.mu.Lock()
-		if s.requesting[id] == m && m.TryLock() {
-			delete(s.requesting, id)
-			m.Unlock()
+// maxMessage bounds a message codewatch stores or shows about a call.
+const maxMessage = 500
+
+// lookupError is what a failed call tells of itself, for the code's seam
+// block.
+func lookupError(typ, msg string, err error) lifecycle.LookupError {
+	le := lifecycle.LookupError{Type: typ, Message: msg}
+	var se *seam.Error
+	if errors.As(err, &se) {
+		le.HTTPStatus, le.RequestID = se.Status, se.RequestID
+		if se.SeamShaped {
+			le.SeamErrorType = se.Type
 		}
-		s.mu.Unlock()
 	}
+	var ae *seam.AnswerError
+	if errors.As(err, &ae) {
+		le.RequestID = ae.RequestID
+	}
+	return le
 }
+
+// claimTTL is how long a deletion claim lasts: longer than any request it
+// covers (DeleteTimeout), so it only runs out for a process that died.
+func (s *Service) claimTTL() time.Duration { return s.cfg.DeleteTimeout + time.Minute }
+
+// claimPoll is how often a caller waiting for another's deletion request
+// looks again.
+const claimPoll = 100 * time.Millisecond
 
 // RequestDeletion asks Seam to delete a code and records the request with
 // the job that follows its action attempt, in one transaction. A code with a
 // pending request, or whose deletion is already recorded, is returned as it
-// is: Seam is not asked twice.
+// is: Seam is not asked twice. Requests for one code are serialised in the
+// database (a claim), across goroutines, replicas and CLIs: a second caller
+// waits for the first to record its request, then gets the code with it.
+// The request runs for at most DeleteTimeout whatever ctx says, so that
+// Seam's answer is never lost to an impatient caller.
 func (s *Service) RequestDeletion(ctx context.Context, id, by string) (*lifecycle.AccessCode, error) {
-	unlock := s.lockCode(id)
-	defer unlock()
+	code, done, err := s.RequestDeletionWithin(ctx, id, by, 0)
+	if err == nil && !done {
+		return nil, lifecycle.Unavailable(ctx.Err())
+	}
+	return code, err
+}
+
+// RequestDeletionWithin is RequestDeletion that stops waiting after wait (0:
+// until ctx ends): done is false when the request is still under way, in
+// the background, and code is the code as it stands (nil if codewatch has
+// not seen it).
+func (s *Service) RequestDeletionWithin(ctx context.Context, id, by string, wait time.Duration) (code *lifecycle.AccessCode, done bool, err error) {
+	type result struct {
+		code *lifecycle.AccessCode
+		err  error
+	}
+	res := make(chan result, 1)
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DeleteTimeout)
+		defer cancel()
+		c, err := s.requestDeletion(bctx, id, by)
+		res <- result{c, err}
+	}()
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case r := <-res:
+		return r.code, true, r.err
+	case <-ctx.Done():
+	case <-timeout:
+	}
+	c, err := s.cfg.Store.GetAccessCode(context.WithoutCancel(ctx), id)
+	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+		return nil, false, nil
+	}
+	return c, false, err
+}
+
+// Drain waits until deletion requests running in the background have
+// finished, or ctx ends.
+func (s *Service) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.background.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) requestDeletion(ctx context.Context, id, by string) (*lifecycle.AccessCode, error) {
+	release, err := s.claim(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	code, err := s.cfg.Store.GetAccessCode(ctx, id)
 	switch {
 	case lifecycle.ErrorCode(err) == lifecycle.ENotFound:
@@ -180,11 +285,19 @@ func (s *Service) RequestDeletion(ctx context.Context, id, by string) (*lifecycl
 	if code != nil {
 		ref = lifecycle.CodeRefOf(code)
 	}
+	if err := s.checkCovered(ctx, ref); err != nil {
+		return nil, err
+	}
+	if ws := s.workspace.Load(); ws != nil && ref.WorkspaceID == "" {
+		// Seam takes the deletion only for a code of the key's workspace:
+		// that is the code's workspace, and its later lookups count.
+		ref.WorkspaceID = ws.WorkspaceID
+	}
 	a, err := s.cfg.Seam.DeleteAccessCodeOf(ctx, id, ref.DeviceID)
 	var se *seam.Error
 	switch {
 	case err == nil:
-	case seam.IsNotFound(err) && errors.As(err, &se) && se.Attempts > 1 && code != nil:
+	case seam.IsAccessCodeNotFound(err) && errors.As(err, &se) && se.Attempts > 1 && code != nil:
 		// An earlier attempt of this call went through and its answer was
 		// lost: the deletion happened, its attempt id is unknown. Record
 		// the request without one; a lookup confirms it.
@@ -213,6 +326,34 @@ func (s *Service) RequestDeletion(ctx context.Context, id, by string) (*lifecycl
 	return s.cfg.Store.GetAccessCode(ctx, id)
 }
 
+// claim takes the code's deletion claim, waiting while someone else holds
+// it, and returns its release.
+func (s *Service) claim(ctx context.Context, id string) (func(), error) {
+	holder := ids.NewTimeOrdered(s.cfg.Now())
+	for {
+		ok, err := s.cfg.Store.ClaimDeletion(ctx, id, holder, s.claimTTL())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return func() {
+				// Released even when ctx has ended: a claim left behind
+				// holds the next request back until it expires.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				if err := s.cfg.Store.ReleaseDeletion(rctx, id, holder); err != nil {
+					s.cfg.Logger.Warn("deletion claim not released; it expires by itself", "access_code_id", id, "error", err)
+				}
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, lifecycle.Unavailable(fmt.Errorf("waiting for another deletion request of this code: %w", ctx.Err()))
+		case <-time.After(claimPoll):
+		}
+	}
+}
+
 func pendingRequest(c *lifecycle.AccessCode) bool {
 	return c.DeletionState == lifecycle.DeletionRequested && c.DeletionRequest != nil &&
 		c.DeletionRequest.Status == seam.ActionAttemptPending
@@ -237,29 +378,59 @@ func attemptEnd(a *seam.ActionAttempt, at time.Time, ref lifecycle.CodeRef) life
 	return lifecycle.OwnEvent("cw_attempt_"+a.ID+"_"+a.Status, lifecycle.TypeActionAttempt, at, ref, d)
 }
 
-// Lookup reads the code from Seam's API now and records what it says: a
-// 404 (codewatch.access_code_not_found) or the live code's status, errors and
-// warnings (codewatch.access_code_polled). The Reconcile job runs it.
+// Lookup reads the code from Seam's API now and records what it says: Seam's
+// own not-found (codewatch.access_code_not_found), the live code's status,
+// errors and warnings (codewatch.access_code_polled), or, when the answer is
+// not Seam's word about the code, a failed lookup
+// (codewatch.lookup_failed), which confirms nothing. A code of a workspace
+// the API key does not reach is not looked up at all. The Reconcile job runs
+// it; an error means the lookup should be tried again.
 func (s *Service) Lookup(ctx context.Context, id string) error {
 	code, err := s.cfg.Store.GetAccessCode(ctx, id)
 	if err != nil {
 		return err
 	}
 	ref := lifecycle.CodeRefOf(code)
+	if err := s.checkCovered(ctx, ref); err != nil {
+		return err
+	}
 	ac, err := s.cfg.Seam.GetAccessCode(ctx, id)
 	now := s.cfg.Now()
 	var ev lifecycle.Delivery
+	var failed error // returned after the lookup is recorded: the job retries
 	switch {
-	case seam.IsNotFound(err):
+	case seam.IsAccessCodeNotFound(err):
+		var reqID string
+		var se *seam.Error
+		if errors.As(err, &se) {
+			reqID = se.RequestID
+		}
+		if why := s.cannotConfirm(ref); why != "" {
+			le := lookupError(lifecycle.LookupWorkspaceUnknown, why, err)
+			ev = lifecycle.OwnEvent("cw_lookup_"+ids.NewTimeOrdered(now), lifecycle.TypeLookupFailed, now, ref, le)
+			if s.workspace.Load() == nil {
+				// Known later: look again then.
+				failed = &lifecycle.Error{Code: lifecycle.ESeam, Message: why}
+			}
+			break
+		}
 		ev = lifecycle.OwnEvent("cw_poll_"+ids.NewTimeOrdered(now), lifecycle.TypeAccessCodeGone, now, ref,
-			lifecycle.PollDetails{Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}})
+			lifecycle.PollDetails{Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}, RequestID: reqID})
 	case err != nil:
-		return seamError(err)
+		if ctx.Err() != nil {
+			return err // stopped, not answered: nothing to record
+		}
+		msg := seamFailure(err)
+		ev = lifecycle.OwnEvent("cw_lookup_"+ids.NewTimeOrdered(now), lifecycle.TypeLookupFailed, now, ref,
+			lookupError(lifecycle.LookupSeamError, msg, err))
+		failed = &lifecycle.Error{Code: lifecycle.ESeam, Message: msg}
 	default:
-		ev = lifecycle.OwnEvent("cw_poll_"+ids.NewTimeOrdered(now), lifecycle.TypeAccessCodePolled, now, ref, pollDetails(ac))
+		d := pollDetails(ac)
+		d.RequestID = ac.RequestID
+		ev = lifecycle.OwnEvent("cw_poll_"+ids.NewTimeOrdered(now), lifecycle.TypeAccessCodePolled, now, ref, d)
 	}
 	evs := []lifecycle.Delivery{ev}
-	if code.DeletedAt != nil && ref.DeviceID != "" {
+	if failed == nil && code.DeletedAt != nil && ref.DeviceID != "" {
 		found, err := s.unmanagedWithPIN(ctx, id, ref)
 		if err != nil {
 			// The lookup itself is evidence; the unmanaged check is tried
@@ -268,8 +439,85 @@ func (s *Service) Lookup(ctx context.Context, id string) error {
 		}
 		evs = append(evs, found...)
 	}
-	_, err = s.cfg.Store.Record(ctx, evs, nil)
-	return err
+	if _, err := s.cfg.Store.Record(ctx, evs, nil); err != nil {
+		return err
+	}
+	return failed
+}
+
+// cannotConfirm says why Seam's not-found cannot confirm this code's removal
+// ("" when it can): Seam answers not-found for codes of every workspace but
+// the key's, so it speaks for a code only once the key's workspace is known
+// and is the code's.
+func (s *Service) cannotConfirm(ref lifecycle.CodeRef) string {
+	ws := s.workspace.Load()
+	switch {
+	case ws == nil:
+		return "Seam answered access_code_not_found, but which workspace SEAM_API_KEY belongs to is not known yet " +
+			"(workspaces/get has not answered): the answer may be about another workspace, so it confirms nothing"
+	case ref.WorkspaceID == "":
+		return "Seam answered access_code_not_found, but no event said which workspace this code is in: " +
+			"the answer may be about another workspace than SEAM_API_KEY's (" + ws.WorkspaceID + "), so it confirms nothing"
+	}
+	return ""
+}
+
+// checkCovered refuses a code of a workspace the API key does not reach,
+// recording once on the code why it is not looked up.
+func (s *Service) checkCovered(ctx context.Context, ref lifecycle.CodeRef) error {
+	ws := s.workspace.Load()
+	if ws == nil || ref.WorkspaceID == "" || ref.WorkspaceID == ws.WorkspaceID {
+		return nil
+	}
+	msg := "access code " + ref.AccessCodeID + " is in workspace " + ref.WorkspaceID + "; SEAM_API_KEY belongs to workspace " +
+		ws.WorkspaceID + ": codewatch does not look it up, delete it or backfill it with that key"
+	now := s.cfg.Now()
+	// One event per code and key workspace: recorded again, a duplicate.
+	sum := sha256.Sum256([]byte(ref.AccessCodeID + "\x00" + ws.WorkspaceID))
+	ev := lifecycle.OwnEvent("cw_not_covered_"+hex.EncodeToString(sum[:12]), lifecycle.TypeLookupFailed, now, ref,
+		lifecycle.LookupError{Type: lifecycle.LookupNotCovered, Message: msg})
+	if _, err := s.cfg.Store.Record(ctx, []lifecycle.Delivery{ev}, nil); err != nil {
+		return err
+	}
+	return &lifecycle.Error{Code: lifecycle.ENotCovered, Message: msg}
+}
+
+// Workspace returns the workspace SEAM_API_KEY belongs to, nil until
+// workspaces/get has answered.
+func (s *Service) Workspace() *seam.Workspace { return s.workspace.Load() }
+
+// ResolveWorkspace asks Seam which workspace the API key belongs to, once,
+// and remembers it.
+func (s *Service) ResolveWorkspace(ctx context.Context) (*seam.Workspace, error) {
+	ws, err := s.cfg.Seam.GetWorkspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.workspace.Store(ws)
+	s.cfg.Logger.Info("seam: API key's workspace", "workspace_id", ws.WorkspaceID, "workspace_name", ws.Name,
+		"is_sandbox", ws.IsSandbox)
+	return ws, nil
+}
+
+// WatchWorkspace resolves the API key's workspace, retrying with backoff
+// (1 s doubling to 5 min) until it succeeds or ctx ends. Until then deletes
+// and lookups run, but no lookup confirms a removal.
+func (s *Service) WatchWorkspace(ctx context.Context) {
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		_, err := s.ResolveWorkspace(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.cfg.Logger.Warn("seam: could not read the API key's workspace (workspaces/get); no lookup confirms a removal until it is known",
+			"attempt", attempt, "retry_in", wait, "error", seamFailure(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Minute)
+	}
 }
 
 // unmanagedWithPIN lists the lock's unmanaged codes and returns an event for
@@ -334,17 +582,52 @@ func pollDetails(ac *seam.AccessCode) lifecycle.PollDetails {
 // code, is what keeps two replicas or a replica and the CLI from polling one
 // code at once; a River client must be working the seam queue.
 func (s *Service) ReconcileNow(ctx context.Context, id string) (*lifecycle.AccessCode, error) {
-	if _, err := s.cfg.Store.GetAccessCode(ctx, id); err != nil {
-		return nil, err
+	code, done, err := s.ReconcileWithin(ctx, id, 0)
+	if err == nil && !done {
+		return nil, lifecycle.Unavailable(fmt.Errorf("waiting for the lookup: %w", ctx.Err()))
+	}
+	return code, err
+}
+
+// ReconcileWithin is ReconcileNow that stops waiting after wait (0: until
+// ctx ends): done is false when the lookup has not finished, and code is the
+// code as it stands. A code outside the key's workspace is not looked up
+// (ENotCovered); a lookup that failed is ESeam at once, saying what came
+// back, while its job retries.
+func (s *Service) ReconcileWithin(ctx context.Context, id string, wait time.Duration) (code *lifecycle.AccessCode, done bool, err error) {
+	code, err = s.cfg.Store.GetAccessCode(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := s.checkCovered(ctx, lifecycle.CodeRefOf(code)); err != nil {
+		return nil, false, err
 	}
 	res, err := s.cfg.Jobs.Insert(ctx, jobs.Reconcile{AccessCodeID: id}, nil)
 	if err != nil {
-		return nil, lifecycle.Unavailable(err)
+		return nil, false, lifecycle.Unavailable(err)
 	}
-	if err := s.wait(ctx, res.Job.ID); err != nil {
-		return nil, err
+	if res.UniqueSkippedAsDuplicate && res.Job.State == rivertype.JobStateRetryable {
+		// A lookup that failed earlier waits for its retry: asked now, try
+		// now, so that the answer is what Seam says now.
+		if _, err := s.cfg.Jobs.JobRetry(ctx, res.Job.ID); err != nil {
+			return nil, false, lifecycle.Unavailable(err)
+		}
 	}
-	return s.cfg.Store.GetAccessCode(ctx, id)
+	wctx := ctx
+	if wait > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	if err := s.wait(wctx, res.Job.ID); err != nil {
+		if wctx.Err() != nil && lifecycle.ErrorCode(err) == lifecycle.EUnavailable {
+			code, err := s.cfg.Store.GetAccessCode(context.WithoutCancel(ctx), id)
+			return code, false, err
+		}
+		return nil, false, err
+	}
+	code, err = s.cfg.Store.GetAccessCode(ctx, id)
+	return code, err == nil, err
 }
 
 // wait polls a job until it finishes. A failed attempt's error is the
@@ -378,7 +661,7 @@ func jobError(j *rivertype.JobRow, what string) error {
 	if n := len(j.Errors); n > 0 {
 		msg += ": " + j.Errors[n-1].Error
 	}
-	return &lifecycle.Error{Code: lifecycle.ESeam, Message: msg}
+	return &lifecycle.Error{Code: lifecycle.ESeam, Message: text.Clip(msg, 2*maxMessage)}
 }
 
 // QueueLookups queues a lookup for each of ids (unique per code) and returns
@@ -409,7 +692,7 @@ type followWorker struct {
 func (w *followWorker) Work(ctx context.Context, job *river.Job[jobs.FollowAttempt]) error {
 	s := w.s
 	a, err := s.cfg.Seam.GetActionAttempt(ctx, job.Args.ActionAttemptID)
-	if seam.IsNotFound(err) {
+	if seam.IsActionAttemptNotFound(err) {
 		s.cfg.Logger.Warn("seam: action attempt not found; reconciliation will confirm the deletion",
 			"access_code_id", job.Args.AccessCodeID, "action_attempt_id", job.Args.ActionAttemptID)
 		return nil
@@ -450,8 +733,12 @@ type reconcileWorker struct {
 
 func (w *reconcileWorker) Work(ctx context.Context, job *river.Job[jobs.Reconcile]) error {
 	err := w.s.Lookup(ctx, job.Args.AccessCodeID)
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
+	switch lifecycle.ErrorCode(err) {
+	case lifecycle.ENotFound:
 		return nil // pruned meanwhile
+	case lifecycle.ENotCovered:
+		// Not this key's to look up: recorded on the code; nothing to retry.
+		return river.JobCancel(err)
 	}
 	return err
 }

@@ -63,6 +63,11 @@ func onFake(t *testing.T, cfg postgres.Config) *env {
 	f := seamfake.Start(t)
 	e := newEnv(t, f.URL, f.APIKey, cfg)
 	e.fake = f
+	// As serve does at start-up: until the key's workspace is known, no
+	// lookup confirms a removal.
+	if _, err := e.svc.ResolveWorkspace(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -342,7 +347,9 @@ func TestSeamOutage(t *testing.T) {
 	if err := e.svc.Lookup(ctx, id); lifecycle.ErrorCode(err) != lifecycle.ESeam {
 		t.Fatalf("lookup during the outage: %v", err)
 	}
-	if c := e.code(id); c.DeletionState != lifecycle.AwaitingRemoval || c.Seam != nil {
+	// The failed lookup shows under seam and confirms nothing (issue 19).
+	if c := e.code(id); c.DeletionState != lifecycle.AwaitingRemoval || c.Seam == nil || c.Seam.Error == nil ||
+		c.Seam.Error.Type != lifecycle.LookupSeamError || c.Seam.Error.HTTPStatus != http.StatusServiceUnavailable || c.Confirmation != nil {
 		t.Fatalf("the outage changed the code: %s %+v", c.DeletionState, c.Seam)
 	}
 	if err := e.fake.SimulateWorkspaceOutage(ctx); err != nil {
@@ -659,5 +666,129 @@ func TestLookupFindsThePINAmongUnmanagedCodes(t *testing.T) {
 	var n int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = $1`, lifecycle.TypeUnmanagedFound).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d findings: %v", n, err)
+	}
+}
+
+// slowSeam plays Seam's API with deletions that take delay to answer and a
+// count of deletions per code: Seam's fake answers at once and cannot tell
+// how often it was asked.
+func slowSeam(t *testing.T, delay time.Duration) (*httptest.Server, func(code string) int32) {
+	t.Helper()
+	var mu sync.Mutex
+	deletes := map[string]int32{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			AccessCodeID string `json:"access_code_id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/workspaces/get":
+			fmt.Fprint(w, `{"workspace":{"workspace_id":"seed_workspace_1","name":"w"},"ok":true}`)
+		case "/access_codes/delete":
+			mu.Lock()
+			deletes[body.AccessCodeID]++
+			n := deletes[body.AccessCodeID]
+			mu.Unlock()
+			time.Sleep(delay)
+			fmt.Fprintf(w, `{"action_attempt":{"action_attempt_id":"aa_%s_%d","action_type":"DELETE_ACCESS_CODE","status":"pending","result":null,"error":null},"ok":true}`, body.AccessCodeID, n)
+		case "/action_attempts/get":
+			fmt.Fprint(w, `{"action_attempt":{"action_attempt_id":"x","action_type":"DELETE_ACCESS_CODE","status":"pending","result":null,"error":null},"ok":true}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error":{"type":"not_found","message":"no"},"ok":false}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func(code string) int32 {
+		mu.Lock()
+		defer mu.Unlock()
+		return deletes[code]
+	}
+}
+
+// Issue 19, point 13: one deletion request per code across replicas. Two
+// Services on one database (two replicas, or a replica and the CLI), many
+// concurrent requests for the same code while Seam is slow to answer: Seam
+// is asked once, and every caller gets the one recorded request. Before the
+// claim in the database, each process asked Seam on its own.
+func TestOneDeletionRequestAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	srv, deletes := slowSeam(t, 300*time.Millisecond)
+	a := newEnv(t, srv.URL, "k", postgres.Config{})
+	// The second replica: its own Service and client on the same database.
+	client, err := seam.New(seam.Config{APIKey: "k", BaseURL: srv.URL, RPS: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := seamsync.New(seamsync.Config{Seam: client, Store: a.store})
+	e := a
+	e.webhook(seamEvent(t, lifecycle.TypeSetOnDevice, "c13", "dev13", time.Now().Add(-time.Hour)))
+	var wg sync.WaitGroup
+	attempts := make(chan string, 16)
+	for i := range 16 {
+		svc := a.svc
+		if i%2 == 1 {
+			svc = b
+		}
+		wg.Go(func() {
+			c, err := svc.RequestDeletion(ctx, "c13", fmt.Sprintf("ops%d", i))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			if c.DeletionRequest == nil {
+				t.Errorf("request %d: no deletion request in %+v", i, c)
+				return
+			}
+			attempts <- c.DeletionRequest.ActionAttemptID
+		})
+	}
+	wg.Wait()
+	close(attempts)
+	for id := range attempts {
+		if id != "aa_c13_1" {
+			t.Errorf("a caller got attempt %q, want the one request's aa_c13_1", id)
+		}
+	}
+	if n := deletes("c13"); n != 1 {
+		t.Fatalf("Seam was asked to delete the code %d times, want once", n)
+	}
+}
+
+// Issue 19, point 12: a caller that stops waiting (a route's deadline) gets
+// the code as it stands and done=false, while the request runs on and is
+// recorded; a second caller meanwhile waits for it rather than asking Seam
+// again.
+func TestDeletionRequestOutlivesItsCaller(t *testing.T) {
+	ctx := context.Background()
+	srv, deletes := slowSeam(t, 1500*time.Millisecond)
+	e := newEnv(t, srv.URL, "k", postgres.Config{})
+	e.webhook(seamEvent(t, lifecycle.TypeSetOnDevice, "c12", "dev12", time.Now().Add(-time.Hour)))
+	began := time.Now()
+	c, done, err := e.svc.RequestDeletionWithin(ctx, "c12", "ops", 200*time.Millisecond)
+	if err != nil || done || c == nil || c.DeletionRequest != nil {
+		t.Fatalf("within 200ms: done %v, err %v, code %+v", done, err, c)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Fatalf("the caller waited %s", took)
+	}
+	// A short-lived caller's context ending does not stop the request.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, done, _ := e.svc.RequestDeletionWithin(cctx, "c12", "ops2", 0); done {
+		t.Fatalf("a cancelled caller was told done")
+	}
+	got := e.eventually("c12", "the request recorded after its caller left", func(c *lifecycle.AccessCode) bool {
+		return c.DeletionRequest != nil
+	})
+	if got.DeletionRequest.ActionAttemptID != "aa_c12_1" || got.DeletionRequest.RequestedBy != "ops" {
+		t.Fatalf("request %+v", got.DeletionRequest)
+	}
+	if err := e.svc.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := deletes("c12"); n != 1 {
+		t.Fatalf("Seam asked %d times", n)
 	}
 }

@@ -78,9 +78,15 @@ func (f *seamFlags) open(ctx context.Context, getenv func(string) string, stderr
 		return nil, err
 	}
 	store.Start()
+	sy := seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: kr, Logger: logger})
+	// Which workspace the key reaches: codes of others are left alone, and
+	// until it is known no lookup confirms a removal.
+	if _, err := sy.ResolveWorkspace(ctx); err != nil {
+		logger.Warn("could not read the API key's workspace (workspaces/get): no lookup confirms a removal in this run", "error", err)
+	}
 	return &seamEnv{
 		store: store,
-		sync:  seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: kr, Logger: logger}),
+		sync:  sy,
 		done:  func() { store.Close(); done() },
 	}, nil
 }
@@ -395,7 +401,11 @@ func backfill(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("backfill: %w (after %d stored, %d duplicate, %d quarantined)", err, res.Stored, res.Duplicate, res.Quarantined)
 	}
-	fmt.Fprintf(stdout, "backfill %s..%s: %d read, %d stored, %d duplicate, %d quarantined\n",
-		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), res.Read, res.Stored, res.Duplicate, res.Quarantined)
+	other := ""
+	if res.OtherWorkspace > 0 {
+		other = fmt.Sprintf(", %d of another workspace than the API key's (left alone)", res.OtherWorkspace)
+	}
+	fmt.Fprintf(stdout, "backfill %s..%s: %d read, %d stored, %d duplicate, %d quarantined%s\n",
+		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), res.Read, res.Stored, res.Duplicate, res.Quarantined, other)
 	return nil
 }

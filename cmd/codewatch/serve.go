@@ -252,7 +252,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
 	// Bodies stored in clear by a version before encryption are sealed in
-	// the background once serving (sealClearBodies); stopped at shutdown.
+	// the background once serving (sealClearBodies), and the Seam API key's
+	// workspace is asked for until Seam answers; stopped at shutdown.
 	sealCtx, stopSealing := context.WithCancel(bg)
 	defer stopSealing()
 	var sealing sync.WaitGroup
@@ -266,7 +267,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String(),
 					"data_keys", cfg.DataKeys)
 				sealing.Go(func() { sealClearBodies(sealCtx, store, logger) })
-				startSeam(bg, sy, worker, cfg, logger)
+				startSeam(bg, sealCtx, sy, worker, cfg, logger)
 				// Ready once everything has started and said so.
 				started.Store(true)
 			}
@@ -322,6 +323,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			})
 		}
 		wg.Wait()
+		if sy != nil {
+			// Deletion requests whose callers stopped waiting record
+			// Seam's answer before the store closes.
+			if err := sy.Drain(sctx); err != nil {
+				logger.Warn("deletion requests still running at shutdown", "error", err)
+			}
+		}
 		stopSealing()
 		sealing.Wait()
 		if started.Load() {
@@ -354,13 +362,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 func seamActions(sy *seamsync.Service) []handlers.CodeAction {
 	return []handlers.CodeAction{
 		{Name: "reconcile", Label: "Reconcile now",
-			Help: "Look the code up in Seam's API now: a 404 after the deletion confirms it; Seam's errors and warnings are shown.",
+			Help: "Look the code up in Seam's API now: only Seam's own not-found after the deletion confirms it; Seam's errors and warnings are shown.",
 			Do: func(ctx context.Context, id, _ string) (string, error) {
-				ctx, cancel := context.WithTimeout(ctx, 50*time.Second)
-				defer cancel()
-				c, err := sy.ReconcileNow(ctx, id)
-				if err != nil {
+				c, done, err := sy.ReconcileWithin(ctx, id, handlers.SeamWait)
+				switch {
+				case err != nil:
 					return "", err
+				case !done:
+					return "The lookup in Seam's API has not finished; it goes on in the background and this page shows its result when it has.", nil
 				}
 				return "Looked up in Seam: the code is " + string(c.DeletionState) + ".", nil
 			}},
@@ -370,9 +379,12 @@ func seamActions(sy *seamsync.Service) []handlers.CodeAction {
 				return c.DeletedAt == nil && c.DeletionState != lifecycle.DeletionRequested
 			},
 			Do: func(ctx context.Context, id, by string) (string, error) {
-				c, err := sy.RequestDeletion(ctx, id, by)
-				if err != nil {
+				c, done, err := sy.RequestDeletionWithin(ctx, id, by, handlers.SeamWait)
+				switch {
+				case err != nil:
 					return "", err
+				case !done || c == nil:
+					return "Seam has not answered the deletion request yet; it goes on in the background and this page shows the request when Seam has answered.", nil
 				}
 				attempt := ""
 				if c.DeletionRequest != nil {
@@ -389,18 +401,21 @@ const reconcileScanEvery = 15 * time.Second
 // seamConfig is the Seam API client's configuration.
 func seamConfig(cfg *config.Config, logger *slog.Logger) seam.Config {
 	return seam.Config{APIKey: cfg.SeamAPIKey, BaseURL: cfg.SeamAPIURL, RPS: cfg.SeamRPS,
-		DeviceDeletesPerMinute: cfg.SeamDeviceDeletesPerMinute, Logger: logger}
+		DeviceDeletesPerMinute: cfg.SeamDeviceDeletesPerMinute, Timeout: cfg.SeamTimeout, Logger: logger}
 }
 
 // startSeam says in one line whether Seam's API is used, and queues the
 // start-up backfill.
-func startSeam(ctx context.Context, sy *seamsync.Service, worker *river.Client[pgx.Tx], cfg *config.Config, logger *slog.Logger) {
+func startSeam(ctx, background context.Context, sy *seamsync.Service, worker *river.Client[pgx.Tx], cfg *config.Config, logger *slog.Logger) {
 	if sy == nil {
 		logger.Info("Seam API off: SEAM_API_KEY is not set, so deletion requests, reconciliation and backfill are unavailable")
 		return
 	}
 	logger.Info("Seam API on", "url", cfg.SeamAPIURL, "rps", cfg.SeamRPS,
 		"reconcile_after", cfg.ReconcileAfter.String(), "startup_backfill", cfg.StartupBackfill.String())
+	// Which workspace the key reaches: until Seam says, no lookup confirms
+	// a removal (it retries in the background, logging each failure).
+	go sy.WatchWorkspace(background)
 	if cfg.StartupBackfill <= 0 {
 		return
 	}
