@@ -41,7 +41,7 @@ func foldP(m int) *time.Time { t := foldAt(m); return &t }
 // foldEv is an event of typ with the default ids, m minutes after foldT0.
 func foldEv(id, typ string, m int) Event {
 	e := Event{EventID: id, Type: typ, OccurredAt: foldAt(m), WorkspaceID: foldWorkspace,
-		AccessCodeID: foldCodeID, DeviceID: foldDevice, ConnectedAccountID: foldAccount}
+		AccessCodeID: foldCodeID, DeviceID: foldDevice, ConnectedAccountID: foldAccount, MessageID: "msg_" + id}
 	if typ == TypeDelayInRemoving || typ == TypeFailedToRemove {
 		e.Details = json.RawMessage(`{"access_code_errors":[{"message":"` + id + `"}]}`)
 	}
@@ -147,6 +147,7 @@ func foldStateDiff(a, b State) string {
 	str("lock_evidence", foldFmtTrouble(a.LockEvidence), foldFmtTrouble(b.LockEvidence))
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	str("deletion_request", js(a.DeletionRequest), js(b.DeletionRequest))
+	str("confirmation", js(a.Confirmation), js(b.Confirmation))
 	str("seam", js(a.Seam), js(b.Seam))
 	switch {
 	case a.Trouble == nil && b.Trouble == nil:
@@ -619,6 +620,36 @@ func foldScenarios() []foldScenario {
 	}
 }
 
+// wantConfirmation is the evidence a removed code's fold must name: the
+// confirming event (a removal, an external deletion, or Seam's own 404 to a
+// lookup) at the code's removed_from_device_at, the last of them in Fold's
+// order; nil when the code is not removed.
+func wantConfirmation(events []Event, want State) *Confirmation {
+	if want.DeletionState != Removed || want.RemovedFromDeviceAt == nil {
+		return nil
+	}
+	evs := append([]Event(nil), events...)
+	Sort(evs)
+	var c *Confirmation
+	for _, e := range evs {
+		if !e.OccurredAt.Equal(*want.RemovedFromDeviceAt) {
+			continue
+		}
+		switch e.Type {
+		case TypeRemovedFromDevice, TypeDeletedExternally:
+			c = &Confirmation{ConfirmedBy: sourceOf(&e), EventID: e.EventID, EventType: e.Type, At: e.OccurredAt}
+			if c.ConfirmedBy == SourceWebhook {
+				c.SvixID = e.MessageID
+			}
+		case TypeAccessCodeGone:
+			var d PollDetails
+			_ = json.Unmarshal(e.Details, &d)
+			c = &Confirmation{ConfirmedBy: SourcePoll, EventID: e.EventID, EventType: e.Type, At: e.OccurredAt, SeamRequestID: d.RequestID}
+		}
+	}
+	return c
+}
+
 // foldCheckOrders checks that every order of events folds to want, and that
 // duplicating any event changes nothing.
 func foldCheckOrders(t *testing.T, events []Event, want State) {
@@ -676,6 +707,7 @@ func foldCheckScenario(t *testing.T, sc foldScenario) {
 					}
 				}
 			}
+			want.Confirmation = wantConfirmation(sc.events, want)
 			got := Fold(sc.events)
 			if d := foldStateDiff(got, want); d != "" {
 				t.Fatalf("Fold: %s", d)
@@ -715,6 +747,10 @@ func TestFoldScenarioSeamExamplesOneTimestamp(t *testing.T) {
 	want := foldWant{state: Removed, onDevice: "false", external: true,
 		deletionEventID: ids["deleted_external_to_seam"],
 		created:         foldP(0), set: foldP(0), deleted: foldP(0), removed: foldP(0), last: foldP(0)}.state2()
+	want.Confirmation = wantConfirmation(events, want)
+	if want.Confirmation == nil || want.Confirmation.EventID != ids["deleted_external_to_seam"] {
+		t.Fatalf("the external deletion does not confirm: %+v", want.Confirmation)
+	}
 	if d := foldStateDiff(got, want); d != "" {
 		t.Fatal(d)
 	}
@@ -801,6 +837,7 @@ func TestFoldTimestampsFirstAndLatest(t *testing.T) {
 	}
 	want := foldWant{state: Removed, onDevice: "false", deletionEventID: "d1",
 		created: foldP(0), set: foldP(3), deleted: foldP(5), removed: foldP(6), last: foldP(6)}.state2()
+	want.Confirmation = wantConfirmation(evs, want)
 	foldCheckOrders(t, evs, want)
 }
 

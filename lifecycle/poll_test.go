@@ -47,13 +47,38 @@ func polledEv(id string, m int, status string, errorCodes, warningCodes []string
 
 func goneEv(id string, m int) Event { return pollEv(id, TypeAccessCodeGone, m, PollDetails{}) }
 
+// goneReqEv is Seam's own 404 to a lookup whose seam-request-id was reqID.
+func goneReqEv(id string, m int, reqID string) Event {
+	return pollEv(id, TypeAccessCodeGone, m, PollDetails{RequestID: reqID})
+}
+
+// failedLookupEv is a lookup that gave no evidence, of kind typ.
+func failedLookupEv(id string, m int, typ string, status int) Event {
+	return pollEv(id, TypeLookupFailed, m, LookupError{Type: typ, Message: "an HTML page answered", HTTPStatus: status, RequestID: "req-" + id})
+}
+
+// failedView is the seam block after failed lookups over prev (nil: none
+// before).
+func failedView(prev *SeamView, e Event) *SeamView {
+	var d LookupError
+	_ = json.Unmarshal(e.Details, &d)
+	d.At = e.OccurredAt
+	v := SeamView{PolledAt: e.OccurredAt, Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}}
+	if prev != nil {
+		v = *prev
+	}
+	v.Error = &d
+	return &v
+}
+
 // backfilled is a Seam event codewatch fetched from events/list.
 func backfilled(e Event) Event { e.Source = SourcePoll; return e }
 
 func pollView(e Event, found bool) *SeamView {
 	var d PollDetails
 	_ = json.Unmarshal(e.Details, &d)
-	return &SeamView{PolledAt: e.OccurredAt, Found: found, Status: d.Status, Errors: nonNil(d.Errors), Warnings: nonNil(d.Warnings)}
+	return &SeamView{PolledAt: e.OccurredAt, Found: found, Status: d.Status, Errors: nonNil(d.Errors), Warnings: nonNil(d.Warnings),
+		RequestID: d.RequestID}
 }
 
 func pollTrouble(e Event) string {
@@ -190,6 +215,34 @@ func pollScenarios() []foldScenario {
 			events: []Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 7), goneEv("p-gone", 8), foldEv("x", TypeRemovedFromDevice, 9)},
 			want: foldWant{polls: 1, state: Removed, onDevice: "false", deletionEventID: "d", set: foldP(1), deleted: foldP(7), removed: foldP(9), last: foldP(9),
 				confirmedBy: SourceWebhook, seam: pollView(goneEv("p-gone", 8), false)},
+		},
+		{
+			// Issue 19: a lookup whose answer is not Seam's word (an HTML
+			// 404, a gateway, a 5xx) confirms nothing and shows why.
+			name:   "deleted, the lookup fails: nothing confirmed, the failure shown",
+			events: []Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 7), failedLookupEv("p-html", 20, LookupSeamError, 404)},
+			want: foldWant{polls: 1, state: AwaitingRemoval, onDevice: "true", deletionEventID: "d", set: foldP(1), deleted: foldP(7), last: foldP(20),
+				seam: failedView(nil, failedLookupEv("p-html", 20, LookupSeamError, 404))},
+		},
+		{
+			name: "a failed lookup after a live poll keeps what the poll saw",
+			events: []Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 7), quiet,
+				failedLookupEv("p-502", 25, LookupSeamError, 502)},
+			want: foldWant{polls: 2, state: AwaitingRemoval, onDevice: "true", deletionEventID: "d", set: foldP(1), deleted: foldP(7), last: foldP(25),
+				seam: failedView(pollView(quiet, true), failedLookupEv("p-502", 25, LookupSeamError, 502))},
+		},
+		{
+			name: "failed lookups, then Seam's own 404: removed, naming the lookup",
+			events: []Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 7), failedLookupEv("p-html", 20, LookupSeamError, 404),
+				failedLookupEv("p-ws", 22, LookupWorkspaceUnknown, 404), goneReqEv("p-gone", 30, "req-7")},
+			want: foldWant{polls: 3, state: Removed, onDevice: "false", deletionEventID: "d", set: foldP(1), deleted: foldP(7), removed: foldP(30), last: foldP(30),
+				confirmedBy: SourcePoll, seam: pollView(goneReqEv("p-gone", 30, "req-7"), false)},
+		},
+		{
+			name:   "a code of another workspace: not looked up, not counted as a lookup",
+			events: []Event{foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 7), failedLookupEv("p-nc", 20, LookupNotCovered, 0)},
+			want: foldWant{state: AwaitingRemoval, onDevice: "true", deletionEventID: "d", set: foldP(1), deleted: foldP(7), last: foldP(20),
+				seam: failedView(nil, failedLookupEv("p-nc", 20, LookupNotCovered, 0))},
 		},
 		{
 			name:   "set again after a 404: awaiting removal",
@@ -376,5 +429,38 @@ func TestOwnEventParses(t *testing.T) {
 	// the webhook path's job (IsOwnEvent).
 	if !IsOwnEvent(p.EventType) || IsOwnEvent(TypeDeleted) {
 		t.Fatal("IsOwnEvent")
+	}
+}
+
+// Issue 19, point 3: a confirmation names its evidence, written out here
+// rather than derived, for each kind of confirming event.
+func TestConfirmationNamesItsEvidence(t *testing.T) {
+	set, del := foldEv("s", TypeSetOnDevice, 1), foldEv("d", TypeDeleted, 7)
+	for _, tc := range []struct {
+		name string
+		last Event
+		want Confirmation
+	}{
+		{"removed_from_device by webhook", foldEv("x", TypeRemovedFromDevice, 9),
+			Confirmation{ConfirmedBy: SourceWebhook, EventID: "x", EventType: TypeRemovedFromDevice, At: foldAt(9), SvixID: "msg_x"}},
+		{"removed_from_device backfilled", backfilled(foldEv("x", TypeRemovedFromDevice, 9)),
+			Confirmation{ConfirmedBy: SourcePoll, EventID: "x", EventType: TypeRemovedFromDevice, At: foldAt(9)}},
+		{"deleted_external_to_seam by webhook", foldEv("e", TypeDeletedExternally, 9),
+			Confirmation{ConfirmedBy: SourceWebhook, EventID: "e", EventType: TypeDeletedExternally, At: foldAt(9), SvixID: "msg_e"}},
+		{"Seam's own 404 to a lookup", goneReqEv("g", 9, "req-42"),
+			Confirmation{ConfirmedBy: SourcePoll, EventID: "g", EventType: TypeAccessCodeGone, At: foldAt(9), SeamRequestID: "req-42"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := Fold([]Event{set, del, tc.last})
+			if st.DeletionState != Removed || st.Confirmation == nil || *st.Confirmation != tc.want {
+				t.Fatalf("got %s %+v, want %+v", st.DeletionState, st.Confirmation, tc.want)
+			}
+			if st := Fold([]Event{set, del, tc.last, foldEv("s2", TypeSetOnDevice, 10)}); st.Confirmation != nil {
+				t.Fatalf("set again: confirmation %+v stays", st.Confirmation)
+			}
+		})
+	}
+	if st := Fold([]Event{set, del, failedLookupEv("f", 9, LookupSeamError, 404)}); st.Confirmation != nil || st.DeletionState != AwaitingRemoval {
+		t.Fatalf("a failed lookup confirmed: %s %+v", st.DeletionState, st.Confirmation)
 	}
 }

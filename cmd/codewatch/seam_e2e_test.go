@@ -90,7 +90,7 @@ func TestE2ESeamAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &cliSender{t: t, s: s}
-	c.send("access_code.set_on_device", code, "--device-id", fake.Devices[0])
+	c.send("access_code.set_on_device", code, "--device-id", fake.Devices[0], "--workspace-id", fake.WorkspaceID)
 
 	res := runCLI(t, cli, "delete", code)
 	if res.Code != 0 || !strings.HasPrefix(res.Stdout, code+"\tdeletion_requested\taction_attempt_id=") {
