@@ -805,3 +805,38 @@ func TestConsoleTriageShared(t *testing.T) {
 		t.Errorf("a filtered triage is not read afresh:\n%.1500s", r.Body)
 	}
 }
+
+// Issue 19, point 6: the console's acknowledgement is bound to the trouble
+// its page showed: the form carries the code's trouble_id, and when the
+// trouble has changed since (a critical came), nothing is acknowledged and
+// the page says so.
+func TestConsoleAcknowledgesTheTroubleShown(t *testing.T) {
+	e := newConsoleEnv(t, handlers.Console{})
+	code := e.troubled("dev-1")
+	alice := e.client()
+	alice.signIn(aliceToken)
+	page := "/console/codes/" + code
+	shown, _ := e.store.GetAccessCode(context.Background(), code)
+	r := alice.get(page)
+	if shown.TroubleID == nil || !strings.Contains(r.Body, `name="trouble_id" value="`+*shown.TroubleID+`"`) {
+		t.Fatalf("the acknowledge form does not carry the trouble shown (%v):\n%.2000s", shown.TroubleID, r.Body)
+	}
+	token := alice.csrf(page)
+	// While the page is open, the lock reports the deleted code in use.
+	e.send(lifecycle.TypeLockUnlocked, code, "dev-1", time.Minute)
+	r = alice.post(page+"/acknowledge", url.Values{"note": {"checked"}, "csrf": {token}, "trouble_id": {*shown.TroubleID}})
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != page {
+		t.Fatalf("stale acknowledge: %d %s", r.Status, r.Header.Get("Location"))
+	}
+	if got, _ := e.store.GetAccessCode(context.Background(), code); !got.NeedsTroubleshooting || got.AcknowledgedBy != nil {
+		t.Fatalf("a stale page acknowledged the critical: %+v", got)
+	}
+	if r := alice.get(page); !strings.Contains(r.Body, "trouble changed since the page was shown") {
+		t.Errorf("the page does not say why nothing was acknowledged:\n%.1500s", r.Body)
+	}
+	now, _ := e.store.GetAccessCode(context.Background(), code)
+	r = alice.post(page+"/acknowledge", url.Values{"note": {"removed at the lock"}, "csrf": {token}, "trouble_id": {*now.TroubleID}})
+	if got, _ := e.store.GetAccessCode(context.Background(), code); r.Status != http.StatusSeeOther || got.NeedsTroubleshooting {
+		t.Fatalf("acknowledging the trouble shown now: %d, needs %v", r.Status, got.NeedsTroubleshooting)
+	}
+}

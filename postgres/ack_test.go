@@ -189,3 +189,52 @@ func TestAcknowledgeErrors(t *testing.T) {
 		t.Fatalf("%d alerts, want 0", n)
 	}
 }
+
+// Issue 19, point 6: an acknowledgement is bound to the trouble that was
+// shown. A failure is on screen (trouble_id A); meanwhile the lock reports
+// the deleted code opening the door (critical, trouble B). Acknowledging A
+// acknowledges nothing (ETroubleChanged) and the critical stays; B can be
+// acknowledged. Without trouble_id, today's behaviour.
+func TestAcknowledgeIsBoundToTheTroubleShown(t *testing.T) {
+	e := newSwEnv(t, 30*time.Minute)
+	code := seamevent.NewID()
+	e.ackFailedCode(code)
+	shown := e.get(code)
+	if !shown.NeedsTroubleshooting || shown.TroubleID == nil {
+		t.Fatalf("failed code: needs %v trouble_id %v", shown.NeedsTroubleshooting, shown.TroubleID)
+	}
+	a := *shown.TroubleID
+	if again := e.get(code); again.TroubleID == nil || *again.TroubleID != a {
+		t.Fatalf("trouble_id not stable across reads: %v, %s", again.TroubleID, a)
+	}
+	e.send(lifecycle.TypeLockUnlocked, code, e.clock.Now())
+	now := e.get(code)
+	if now.TroubleshootingReason == nil || *now.TroubleshootingReason != lifecycle.ReasonUsedAfterDeletion || now.TroubleID == nil || *now.TroubleID == a {
+		t.Fatalf("after the unlock: reason %v trouble_id %v (was %s)", now.TroubleshootingReason, now.TroubleID, a)
+	}
+	_, changed, err := e.store.Acknowledge(e.ctx, code, "ops", "checked the failure", a)
+	if lifecycle.ErrorCode(err) != lifecycle.ETroubleChanged || changed {
+		t.Fatalf("acknowledging the trouble shown before: changed %v, err %v", changed, err)
+	}
+	if c := e.get(code); !c.NeedsTroubleshooting || c.AcknowledgedBy != nil {
+		t.Fatalf("the critical was acknowledged by a stale page: %+v", c)
+	}
+	if n := len(alertsOfType(e.alerts(code), lifecycle.AlertResolved)); n != 0 {
+		t.Fatalf("%d resolutions sent for a refused acknowledgement", n)
+	}
+	got, changed, err := e.store.Acknowledge(e.ctx, code, "ops", "removed it at the lock", *now.TroubleID)
+	if err != nil || !changed || got.NeedsTroubleshooting {
+		t.Fatalf("acknowledging the trouble now shown: changed %v, err %v", changed, err)
+	}
+	// A trouble_id once the trouble has been acknowledged is a no-op, as
+	// acknowledging twice is.
+	if _, changed, err := e.store.Acknowledge(e.ctx, code, "ops", "again", *now.TroubleID); err != nil || changed {
+		t.Fatalf("again: changed %v, err %v", changed, err)
+	}
+	// A code without trouble refuses a trouble_id as changed.
+	quiet := seamevent.NewID()
+	e.send(lifecycle.TypeSetOnDevice, quiet, e.clock.Now())
+	if _, _, err := e.store.Acknowledge(e.ctx, quiet, "ops", "", a); lifecycle.ErrorCode(err) != lifecycle.ETroubleChanged {
+		t.Fatalf("a trouble_id on a code without trouble: %v", err)
+	}
+}
