@@ -380,6 +380,9 @@ func cursorTime(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: true}
 }
 
+// maxNoteText bounds an acknowledgement's note (the handlers refuse longer).
+const maxNoteText = 2000
+
 // Acknowledge records that an operator has dealt with a code's current
 // trouble: the flag clears, a resolution alert goes out, and only new trouble
 // flags the code again.
@@ -387,6 +390,10 @@ func cursorTime(t time.Time) pgtype.Timestamptz {
 // Acknowledging again is a no-op: the first acknowledgement (who, when, its
 // note) stands, and changed is false.
 func (s *Store) Acknowledge(ctx context.Context, id, by, note string) (code *lifecycle.AccessCode, changed bool, err error) {
+	// The handlers refuse a note Postgres would not take; whoever calls,
+	// the name and the note are stored as text it takes (and the note goes
+	// into the alert's jsonb payload).
+	by, note = lifecycle.CleanText(by, lifecycle.MaxIDLength), lifecycle.CleanText(note, maxNoteText)
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	now := s.cfg.Now()
