@@ -40,13 +40,6 @@ func SinkNames(sinks []Sink) []string {
 	return out
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
 // LogSink writes each alert as one structured log line: trouble at WARN,
 // good news (a resolution) at INFO.
 type LogSink struct{ Logger *slog.Logger }
@@ -212,10 +205,17 @@ func humanAge(d time.Duration) string {
 	return fmt.Sprintf("%ds", int(d.Seconds()))
 }
 
+// post sends body and accepts only a 2xx answer. A redirect is not
+// followed, whatever client the sink was given: following a 301, 302 or 303
+// turns the POST into a GET without the alert (which the other side may
+// answer 200: a false "sent"), and a 307 or 308 sends the alert wherever the
+// Location says. A 3xx is a failed delivery, retried.
 func post(ctx context.Context, client *http.Client, url string, body []byte, h http.Header) error {
 	if client == nil {
 		client = http.DefaultClient
 	}
+	noFollow := *client // shares the transport and its connections
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -225,7 +225,7 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, h h
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "codewatch-alerts/1")
-	resp, err := client.Do(req)
+	resp, err := noFollow.Do(req)
 	if err != nil {
 		var ue *neturl.Error
 		if errors.As(err, &ue) {
@@ -236,7 +236,13 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, h h
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%s answered %d: %s", redactURL(url), resp.StatusCode, strings.TrimSpace(string(snippet)))
+		what := strings.TrimSpace(string(snippet))
+		if loc, err := resp.Location(); err == nil && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			what = strings.TrimSpace("redirect to " + redactURL(loc.String()) + " not followed; " + what)
+		}
+		// The answer may hold anything (a cut character, a NUL): the
+		// outbox and River store this text.
+		return fmt.Errorf("%s answered %d: %s", redactURL(url), resp.StatusCode, lifecycle.CleanText(what, 512))
 	}
 	return nil
 }

@@ -115,7 +115,7 @@ var Vars = []Var{
 	{"CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "seam-device-deletes-per-minute", "20", "deletions per lock per minute (Seam's limit)", false},
 	{"CODEWATCH_SEAM_TIMEOUT", "seam-timeout", "10s", "how long one attempt of a call to Seam's API may take (an attempt that times out is retried, then recorded as a failed lookup)", false},
 	{"CODEWATCH_RECONCILE_AFTER", "reconcile-after", "10m", "look an unconfirmed deletion up in Seam's API once its newest evidence is this old, then at doubling intervals up to 6h (0: never)", false},
-	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest stored one, at most this far back (0: off; at most 7d)", false},
+	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest webhook from Seam, at most this far back (0: off; at most 7d)", false},
 	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
 	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
 }

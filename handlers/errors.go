@@ -46,6 +46,9 @@ func invalidParam(name, problem string) *apiError {
 	}
 }
 
+// maxMessage bounds an error answer's message.
+const maxMessage = 4096
+
 type errorBody struct {
 	Type             string         `json:"type"`
 	Message          string         `json:"message"`
@@ -104,7 +107,9 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 				"method", c.Request().Method, "path", c.Path(), "request_id", rid, "error", err)
 		}
 		body := map[string]any{
-			"error": errorBody{Type: ae.Type, Message: ae.Message,
+			// A message may quote Seam or another job's error: no NUL or
+			// broken character reaches a client's JSON parser.
+			"error": errorBody{Type: ae.Type, Message: lifecycle.CleanText(ae.Message, maxMessage),
 				ValidationErrors: ae.ValidationErrors, Data: ae.Data, RequestID: rid},
 			"ok": false,
 		}

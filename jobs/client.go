@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/codewatch/codewatch/internal/quietlog"
+	"github.com/codewatch/codewatch/lifecycle"
 )
 
 // Config configures the River client that works codewatch's jobs.
@@ -77,6 +78,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 		JobTimeout:           time.Minute,
 		RescueStuckJobsAfter: 90 * time.Second,
 		ErrorHandler:         errorCounter{count: cfg.OnError, logger: cfg.Logger},
+		Middleware:           []rivertype.Middleware{&cleanErrors{}},
 		Logger:               quietlog.Warn(cfg.Logger),
 	})
 }
@@ -86,6 +88,37 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 func NewInserter(pool *pgxpool.Pool, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
 	return river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietlog.Warn(logger)})
 }
+
+// maxJobError bounds the error River records for a failed attempt.
+const maxJobError = 4096
+
+// cleanErrors makes every failed attempt's error text storable. River
+// records it in the job's errors (jsonb), which refuses a NUL, and a job's
+// error may carry anything from outside (a sink's answer, Seam's message):
+// a refused record left the job running until rescued, and failed the
+// batch of job updates it was sent with.
+type cleanErrors struct{ river.MiddlewareDefaults }
+
+func (*cleanErrors) Work(ctx context.Context, _ *rivertype.JobRow, doInner func(context.Context) error) error {
+	err := doInner(ctx)
+	if err == nil {
+		return nil
+	}
+	if msg := err.Error(); lifecycle.CleanText(msg, maxJobError) != msg {
+		return &cleanError{msg: lifecycle.CleanText(msg, maxJobError), err: err}
+	}
+	return err
+}
+
+// cleanError is err with storable text; River still finds a snooze or a
+// cancel through Unwrap.
+type cleanError struct {
+	msg string
+	err error
+}
+
+func (e *cleanError) Error() string { return e.msg }
+func (e *cleanError) Unwrap() error { return e.err }
 
 // errorCounter counts and logs failed attempts; River still retries them.
 // Alert deliveries log their own failures, with the sink's answer.

@@ -110,14 +110,16 @@ func Parse(raw []byte) (Parsed, error) {
 // webhook that claims one is refused.
 func IsOwnEvent(eventType string) bool { return strings.HasPrefix(eventType, codewatchPrefix) }
 
-// ownDetails re-encodes the details object of codewatch's own event.
+// ownDetails re-encodes the details object of codewatch's own event. They
+// copy Seam's texts (an attempt's error, a polled code's errors), which may
+// hold a NUL: it is replaced, never a reason to drop what the details say.
 func ownDetails(v json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if json.Unmarshal(v, &m) != nil || m == nil {
 		return nil
 	}
-	clean, err := json.Marshal(m)
-	if err != nil || bytes.Contains(clean, []byte(`\u0000`)) {
+	clean, err := json.Marshal(cleanJSON(m))
+	if err != nil {
 		return nil
 	}
 	return clean
@@ -193,14 +195,14 @@ func details(fields map[string]json.RawMessage) json.RawMessage {
 			continue
 		}
 		// Re-encode: Go replaces invalid UTF-8 and lone surrogates with
-		// U+FFFD, which jsonb would refuse. jsonb also refuses \u0000;
-		// such details stay in the raw body only.
+		// U+FFFD, which jsonb would refuse; cleanJSON replaces NULs, which
+		// jsonb refuses too (the raw body keeps the original).
 		var arr []any
 		if json.Unmarshal(v, &arr) != nil {
 			continue
 		}
-		clean, err := json.Marshal(arr)
-		if err != nil || bytes.Contains(clean, []byte(`\u0000`)) {
+		clean, err := json.Marshal(cleanJSON(arr))
+		if err != nil {
 			continue
 		}
 		out[k] = clean
@@ -215,11 +217,12 @@ func details(fields map[string]json.RawMessage) json.RawMessage {
 	return b
 }
 
+// truncate cuts s for a quarantine reason, which Postgres must take.
 func truncate(s string, n int) string {
 	if len(s) <= n {
-		return s
+		return CleanText(s, n)
 	}
-	return s[:n] + "..."
+	return CleanText(s, n) + "..."
 }
 
 // Kind is the stable part of a reason ("not_json", "missing_event_id", ...),

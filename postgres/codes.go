@@ -380,6 +380,9 @@ func cursorTime(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: true}
 }
 
+// maxNoteText bounds an acknowledgement's note (the handlers refuse longer).
+const maxNoteText = 2000
+
 // Acknowledge records that an operator has dealt with a code's current
 // trouble: the flag clears, a resolution alert goes out, and only new trouble
 // flags the code again.
@@ -392,6 +395,10 @@ func cursorTime(t time.Time) pgtype.Timestamptz {
 // acknowledged and the error is ETroubleChanged. The check runs under the
 // row's lock, so no new trouble can slip in between.
 func (s *Store) Acknowledge(ctx context.Context, id, by, note, troubleID string) (code *lifecycle.AccessCode, changed bool, err error) {
+	// The handlers refuse a note Postgres would not take; whoever calls,
+	// the name and the note are stored as text it takes (and the note goes
+	// into the alert's jsonb payload).
+	by, note = lifecycle.CleanText(by, lifecycle.MaxIDLength), lifecycle.CleanText(note, maxNoteText)
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	now := s.cfg.Now()

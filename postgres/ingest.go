@@ -438,7 +438,8 @@ func queueInsertQuarantine(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request
 	msg, reason := make([]string, n), make([]string, n)
 	raw, keyID := make([][]byte, n), make([]string, n)
 	for i, r := range reqs {
-		msg[i], reason[i] = r.d.MessageID, r.reason
+		// A reason Postgres refused would lose the delivery it explains.
+		msg[i], reason[i] = r.d.MessageID, lifecycle.CleanText(r.reason, 1000)
 		keyID[i], raw[i] = r.seal(keys, tableQuarantine)
 	}
 	b.Queue(`INSERT INTO quarantine (message_id, reason, raw, key_id)

@@ -123,13 +123,17 @@ func (s *Store) StartAttempt(ctx context.Context, alertID, sink string) error {
 	return nil
 }
 
-// RecordFailure records why an attempt failed and when the next is due.
+// maxErrorText bounds a delivery's last_error.
+const maxErrorText = 500
+
+// RecordFailure records why an attempt failed and when the next is due. msg
+// is the sink's answer, which may hold anything: it is cleaned and cut.
 func (s *Store) RecordFailure(ctx context.Context, alertID, sink, msg string, next time.Time) error {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	_, err := s.pool.Exec(ctx, `UPDATE alert_deliveries
 		SET last_error = $3, next_attempt_at = $4
-		WHERE alert_id = $1 AND sink = $2 AND status = 'pending'`, alertID, sink, truncate(msg, 500), next)
+		WHERE alert_id = $1 AND sink = $2 AND status = 'pending'`, alertID, sink, lifecycle.CleanText(msg, maxErrorText), next)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -157,7 +161,9 @@ func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, com
 	case lifecycle.DeliverySent:
 		sentAt = &now
 	case lifecycle.DeliveryGivenUp:
-		m := truncate(msg, 500)
+		// Cleaned: a message Postgres refused would make the give-up
+		// impossible, and the code's later alerts would wait forever.
+		m := lifecycle.CleanText(msg, maxErrorText)
 		gaveUpAt, lastErr = &now, &m
 	default:
 		return 0, fmt.Errorf("finish delivery: status %q", status)
@@ -260,11 +266,4 @@ func deliverArgs(encoded []byte) (jobs.DeliverAlert, bool) {
 		return a, false
 	}
 	return a, true
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -97,17 +97,26 @@ func (s *Store) UnconfirmedCodes(ctx context.Context, after string, limit int) (
 		ORDER BY access_code_id LIMIT $2`, customPlan, after, limit)
 }
 
-// NewestWebhookEvent returns when the newest event Seam sent (by
-// occurred_at, among the last received) happened, or nil when none is
-// stored: the start-up backfill reads from shortly before it.
+// NewestWebhookEvent returns the point Seam's webhooks had reached: the
+// newest occurred_at among the last webhooks received, or nil when none is
+// among the newest stored events. The start-up backfill reads from shortly
+// before it. Only source 'webhook' counts: codewatch's own events carry its
+// poll times and backfilled ones prove nothing about what came before them
+// (seamsync.StartupBackfill says why).
 func (s *Store) NewestWebhookEvent(ctx context.Context) (*time.Time, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	var t *time.Time
-	// The newest rows by primary key are the newest received; their newest
-	// occurred_at is the point webhooks had reached.
-	err := s.pool.QueryRow(ctx, `SELECT max(COALESCE(occurred_at, received_at)) FROM
-		(SELECT occurred_at, received_at FROM events ORDER BY id DESC LIMIT 1000) t`).Scan(&t)
+	// The newest rows by primary key are the newest received (the backward
+	// scan of events_pkey stops at the first 1000 webhooks, or after
+	// 100000 rows of any source: no webhook among those is a long outage,
+	// answered nil, the whole bound). Each row counts at most from its
+	// receipt, so an occurred_at in the future (a skewed or hostile clock)
+	// cannot hide the time since (LEAST skips a NULL occurred_at).
+	err := s.pool.QueryRow(ctx, `SELECT max(LEAST(occurred_at, received_at)) FROM
+		(SELECT occurred_at, received_at FROM
+			(SELECT occurred_at, received_at, source FROM events ORDER BY id DESC LIMIT 100000) recent
+		WHERE source = 'webhook' LIMIT 1000) t`).Scan(&t)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

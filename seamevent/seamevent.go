@@ -146,10 +146,14 @@ func (s *Sender) Send(ctx context.Context, msgID string, body []byte) (Reply, er
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Svix-Webhooks/1.0 (codewatch send)")
-	client := s.Client
-	if client == nil {
-		client = &http.Client{Timeout: 15 * time.Second}
+	client := http.Client{Timeout: 15 * time.Second}
+	if s.Client != nil {
+		client = *s.Client // shares the transport and its connections
 	}
+	// Svix does not follow redirects (a 3xx is a failed delivery): neither
+	// does this, or a 302 would turn the POST into a GET without the event,
+	// answered 200, and `codewatch send` would report a success.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)
 	if err != nil {
 		return Reply{}, err

@@ -82,3 +82,31 @@ func TestSenderSigns(t *testing.T) {
 		t.Fatalf("timestamps %v", stamps)
 	}
 }
+
+// Defect (issue 19, point 11's sibling): `codewatch send` followed
+// redirects, so a 302 turned the signed POST into a GET without the event,
+// answered 200, and the command reported success. Svix does not follow
+// redirects (a 3xx is a failed delivery): neither does Send, whatever
+// client it is given, and the caller sees the 3xx.
+func TestSenderDoesNotFollowRedirects(t *testing.T) {
+	var followed []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			followed = append(followed, r.Method)
+			w.Write([]byte(`{"ok":true}`))
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	}))
+	defer srv.Close()
+	for _, client := range []*http.Client{nil, {Timeout: 5 * time.Second}} {
+		s := &seamevent.Sender{URL: srv.URL + "/webhooks/seam", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Client: client}
+		rep, err := s.Send(context.Background(), "msg_1", []byte(`{"event_id":"e"}`))
+		if err != nil || rep.Status != http.StatusFound {
+			t.Fatalf("client %v: %v, status %d; want the 302 itself", client, err, rep.Status)
+		}
+	}
+	if len(followed) != 0 {
+		t.Fatalf("the redirect was followed: %v", followed)
+	}
+}

@@ -18,8 +18,9 @@ import (
 // MaxStartupBackfill bounds how far back serve's start-up backfill reads.
 const MaxStartupBackfill = 7 * 24 * time.Hour
 
-// startupOverlap is how far before the newest stored event the start-up
-// backfill begins: events delivered out of order around an outage.
+// startupOverlap is how far before the newest event Seam sent as a webhook
+// the start-up backfill begins: events delivered out of order around an
+// outage.
 const startupOverlap = 15 * time.Minute
 
 // BackfillResult counts what a backfill did with the events it read.
@@ -136,16 +137,25 @@ func backfillDelivery(body json.RawMessage) lifecycle.Delivery {
 	}
 	_ = json.Unmarshal(body, &head)
 	sum := sha256.Sum256(body)
-	id := head.EventID
-	if len(id) > lifecycle.MaxIDLength {
-		id = id[:lifecycle.MaxIDLength]
-	}
+	// The id is Seam's text: a cut inside a character or a NUL (JSON can
+	// spell one) would make Postgres refuse the row, and the backfill with
+	// it, even the quarantine that keeps an unusable event.
+	id := lifecycle.CleanText(head.EventID, lifecycle.MaxIDLength)
 	return lifecycle.Delivery{MessageID: "backfill:" + id + "#" + hex.EncodeToString(sum[:8]), Body: body, Source: lifecycle.SourcePoll}
 }
 
 // StartupBackfill returns the job that backfills from shortly before the
-// newest stored event (at most maxBack, itself at most MaxStartupBackfill,
-// back) to now.
+// newest event Seam sent as a webhook (at most maxBack, itself at most
+// MaxStartupBackfill, back) to now.
+//
+// Only webhooks say how far Seam's deliveries had reached. codewatch's own
+// events are stamped with its own clock at each poll, so one made a minute
+// ago would hide a day without webhooks. Seam's events that a backfill
+// stored are not proof either: a backfill may have covered a slice of time
+// (`codewatch backfill --between`), stopped part way (windows are stored
+// several events at once), or met a window still full at its smallest size,
+// so events older than its newest may be missing. Reading too far back costs
+// only duplicates; reading too little hides an outage.
 func (s *Service) StartupBackfill(ctx context.Context, maxBack time.Duration) (jobs.Backfill, error) {
 	now := s.cfg.Now()
 	from := now.Add(-min(maxBack, MaxStartupBackfill))
@@ -153,10 +163,18 @@ func (s *Service) StartupBackfill(ctx context.Context, maxBack time.Duration) (j
 	if err != nil {
 		return jobs.Backfill{}, err
 	}
-	if newest != nil && newest.Add(-startupOverlap).After(from) {
-		from = newest.Add(-startupOverlap)
+	if newest != nil {
+		// A time in the future (a skewed or hostile clock) counts as now,
+		// so the window still reaches the overlap back.
+		reached := *newest
+		if reached.After(now) {
+			reached = now
+		}
+		if reached.Add(-startupOverlap).After(from) {
+			from = reached.Add(-startupOverlap)
+		}
 	}
-	if !from.Before(now) {
+	if !from.Before(now) { // maxBack <= 0
 		from = now.Add(-startupOverlap)
 	}
 	return jobs.Backfill{From: from.Unix(), To: now.Unix() + 1}, nil

@@ -28,7 +28,6 @@ import (
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/ids"
-	"github.com/codewatch/codewatch/internal/text"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seam"
@@ -161,14 +160,14 @@ func seamFailure(err error) string {
 		if se.RequestID != "" {
 			msg += " (Seam request " + se.RequestID + ")"
 		}
-		return text.Clip(msg, maxMessage)
+		return lifecycle.CleanText(msg, maxMessage)
 	case errors.As(err, &se):
-		return text.Clip(fmt.Sprintf("%s answered %d (%s): not Seam's error body, so not Seam's word "+
+		return lifecycle.CleanText(fmt.Sprintf("%s answered %d (%s): not Seam's error body, so not Seam's word "+
 			"(a proxy, a gateway or a wrong SEAM_API_URL?)", se.Route, se.Status, se.Got), maxMessage)
 	case errors.As(err, &ae):
-		return text.Clip(ae.Error()+": not Seam's answer about the code", maxMessage)
+		return lifecycle.CleanText(ae.Error()+": not Seam's answer about the code", maxMessage)
 	}
-	return text.Clip("Seam's API did not answer: "+err.Error(), maxMessage)
+	return lifecycle.CleanText("Seam's API did not answer: "+err.Error(), maxMessage)
 }
 
 // maxMessage bounds a message codewatch stores or shows about a call.
@@ -661,7 +660,7 @@ func jobError(j *rivertype.JobRow, what string) error {
 	if n := len(j.Errors); n > 0 {
 		msg += ": " + j.Errors[n-1].Error
 	}
-	return &lifecycle.Error{Code: lifecycle.ESeam, Message: text.Clip(msg, 2*maxMessage)}
+	return &lifecycle.Error{Code: lifecycle.ESeam, Message: lifecycle.CleanText(msg, 2*maxMessage)}
 }
 
 // QueueLookups queues a lookup for each of ids (unique per code) and returns
