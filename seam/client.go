@@ -79,8 +79,9 @@ type Config struct {
 	// MinEventWindow is the smallest window ListEventsWindowed splits to.
 	MinEventWindow time.Duration
 
-	// HTTPClient sends the requests; if nil, an http.Client that does not
-	// follow redirects. Its own Timeout, if any, applies on top of Timeout.
+	// HTTPClient sends the requests (a copy of it that never follows
+	// redirects); if nil, a default one. Its own Timeout, if any, applies on
+	// top of Timeout.
 	HTTPClient *http.Client
 	// Now is the clock (time.Now if nil); Sleep waits for d or until ctx
 	// ends (a timer if nil). Tests pass a fake clock for both so that
@@ -161,12 +162,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		// Seam does not redirect; following one would resend the body
-		// (and perhaps the key) somewhere else. A 3xx comes back as *Error.
-		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Seam does not redirect; following one would resend the body (and
+	// perhaps the key) somewhere else, and take the far end's answer as
+	// Seam's. A 3xx comes back as *Error, whatever client is given.
+	hc := &http.Client{}
+	if cfg.HTTPClient != nil {
+		c := *cfg.HTTPClient
+		hc = &c
 	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -627,3 +627,28 @@ func TestDoesNotFollowRedirects(t *testing.T) {
 		t.Errorf("err = %v, requests %d here and %d elsewhere", err, n.Load(), elsewhere.Load())
 	}
 }
+
+// Issue 19: a redirect is never followed, whatever client the caller gives:
+// the far end's answer (here Seam's own 404) would be taken as Seam's word.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"type":"access_code_not_found","message":"gone"},"ok":false}`)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	for name, hc := range map[string]*http.Client{"default client": nil, "caller's client": {Timeout: 5 * time.Second}} {
+		c, err := seam.New(seam.Config{APIKey: "k", BaseURL: srv.URL, HTTPClient: hc, MaxAttempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.GetAccessCode(context.Background(), "c1")
+		var se *seam.Error
+		if !errors.As(err, &se) || se.Status != http.StatusTemporaryRedirect || seam.IsAccessCodeNotFound(err) {
+			t.Errorf("%s: %v, want the 307 itself", name, err)
+		}
+	}
+}
