@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -63,15 +64,8 @@ func holdLock(t *testing.T, pool *pgxpool.Pool, lock string) (release func()) {
 	if _, err := tx.Exec(ctx, lock); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	release = func() {
-		select {
-		case <-done:
-		default:
-			close(done)
-			_ = tx.Rollback(ctx)
-		}
-	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback(ctx) }) }
 	t.Cleanup(release)
 	return release
 }
@@ -86,6 +80,24 @@ func newMigrator(t *testing.T, pool *pgxpool.Pool, fsys fs.FS) (*migrations.Migr
 	t.Cleanup(func() { m.Close() })
 	m.LockRetryDelay = 100 * time.Millisecond
 	return m, logs
+}
+
+// afterFirstRetry calls f once the first retry is logged (or when the test
+// ends): a lock held until then makes the first attempt give up, whatever
+// the machine's speed, and lets a later one through.
+func afterFirstRetry(t *testing.T, logs *syncbuf.Buffer, f func()) {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		defer f()
+		for !strings.Contains(logs.String(), "retrying") {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
 }
 
 // retryLines returns the log lines of retries of the sample.
@@ -118,8 +130,7 @@ SET LOCAL lock_timeout = '5s';
 ALTER TABLE events DROP COLUMN sample;
 `))
 	// A long ops read, say: ADD COLUMN needs ACCESS EXCLUSIVE.
-	release := holdLock(t, pool, `LOCK TABLE events IN ACCESS SHARE MODE`)
-	time.AfterFunc(700*time.Millisecond, release)
+	afterFirstRetry(t, logs, holdLock(t, pool, `LOCK TABLE events IN ACCESS SHARE MODE`))
 	res, err := m.Up(context.Background())
 	if err != nil {
 		t.Fatalf("Up: %v", err)
@@ -192,8 +203,7 @@ func TestFailedConcurrentIndexIsRebuilt(t *testing.T) {
 			m, logs := newMigrator(t, pool, withSample(t, head+c.up+down))
 			m.LockRetries = 6
 			// An ingest transaction in progress: the build waits for it.
-			release := holdLock(t, pool, `LOCK TABLE events IN ROW EXCLUSIVE MODE`)
-			time.AfterFunc(700*time.Millisecond, release)
+			afterFirstRetry(t, logs, holdLock(t, pool, `LOCK TABLE events IN ROW EXCLUSIVE MODE`))
 			_, err := m.Up(context.Background())
 			switch {
 			case c.wantErr == "" && err != nil:
