@@ -3,6 +3,7 @@ package migrations
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,17 +38,34 @@ type Migrator struct {
 	logger *slog.Logger
 	// LockWait bounds the wait for another replica's migration.
 	LockWait time.Duration
+	// LockRetries is how many more times Up runs a migration whose
+	// statement gave up on its lock_timeout (SQLSTATE 55P03), waiting
+	// LockRetryDelay before the first retry and twice as long before each
+	// next one. The lock it waited for is usually held by a transaction that
+	// ends soon (a long ops read, a vacuum); waiting with the lock request
+	// queued instead would stall every write queued behind it.
+	LockRetries    int
+	LockRetryDelay time.Duration
 }
 
 // New returns a Migrator on pool. Migrating needs a session (an advisory
 // lock): through PgBouncer in transaction mode, give it a direct connection
 // (CODEWATCH_MIGRATE_DATABASE_URL).
 func New(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
+	return NewFS(pool, logger, FS)
+}
+
+// NewFS is New with the goose migrations of fsys (read from its directory
+// ".") instead of the embedded ones: tests run sample migrations through
+// the real runner with it.
+func NewFS(pool *pgxpool.Pool, logger *slog.Logger, fsys fs.FS) (*Migrator, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db := stdlib.OpenDBFromPool(pool)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, FS)
+	db := sql.OpenDB(resetConnector{stdlib.GetPoolConnector(pool)})
+	// The pool manages idle connections (as stdlib.OpenDBFromPool sets).
+	db.SetMaxIdleConns(0)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -57,7 +75,44 @@ func New(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Migrator{pool: pool, db: db, goose: p, river: rm, logger: logger, LockWait: 5 * time.Minute}, nil
+	return &Migrator{pool: pool, db: db, goose: p, river: rm, logger: logger, LockWait: 5 * time.Minute,
+		LockRetries: 4, LockRetryDelay: time.Second}, nil
+}
+
+// resetConnector hands goose connections of the pool and, before giving
+// each back, resets what a migration SET on its session: a NO TRANSACTION
+// migration's `SET lock_timeout` lasts as long as the connection, which the
+// service's own queries use next when migrations share its pool.
+type resetConnector struct{ driver.Connector }
+
+func (c resetConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := conn.(*stdlib.Conn)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("migrations: unexpected driver connection %T", conn)
+	}
+	return resetConn{sc}, nil
+}
+
+// resetConn is a stdlib.Conn (every driver interface it implements is
+// promoted) whose Close resets the session first.
+type resetConn struct{ *stdlib.Conn }
+
+func (c resetConn) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// RESET ALL goes back to the values the connection started with (the
+	// pool's planner settings are among them), and keeps the prepared
+	// statements that DISCARD ALL would drop under pgx's statement cache.
+	if _, err := c.Conn.Conn().Exec(ctx, "RESET ALL"); err != nil {
+		// Settings unknown: the pool discards a closed connection.
+		_ = c.Conn.Conn().Close(ctx)
+	}
+	return c.Conn.Close()
 }
 
 // Close releases the Migrator's connections (not the pool).
@@ -69,6 +124,9 @@ type Error struct {
 	// Name names the migration: a file of ours, or River's version.
 	Name string
 	Err  error
+	// Attempts counts the runs of the migration: more than 1 when earlier
+	// runs gave up on their lock_timeout and were retried.
+	Attempts int
 }
 
 func (e *Error) Error() string {
@@ -76,6 +134,12 @@ func (e *Error) Error() string {
 	var pg *pgconn.PgError
 	if errors.As(e.Err, &pg) {
 		msg = pg.Message + " (SQLSTATE " + pg.Code + ")"
+	}
+	switch {
+	case e.Attempts > 1 && lockNotAvailable(e.Err):
+		msg += fmt.Sprintf(" on each of %d attempts: a session held a lock the migration needs (see pg_locks and pg_stat_activity)", e.Attempts)
+	case e.Attempts > 1:
+		msg += fmt.Sprintf(" (attempt %d; the earlier ones gave up waiting for a lock)", e.Attempts)
 	}
 	return "migration " + e.Name + " failed: " + msg
 }
@@ -105,21 +169,45 @@ func (m *Migrator) Up(ctx context.Context) ([]Applied, error) {
 	if err != nil {
 		return out, classify("river", err)
 	}
-	res, err := m.goose.Up(ctx)
-	for _, r := range res {
-		out = append(out, Applied{Name: r.Source.Path, Duration: r.Duration})
-	}
-	if err != nil {
-		var pe *goose.PartialError
-		if errors.As(err, &pe) && pe.Failed != nil && pe.Failed.Source != nil {
-			for _, r := range pe.Applied {
-				out = append(out, Applied{Name: r.Source.Path, Duration: r.Duration})
-			}
-			return out, &Error{Name: pe.Failed.Source.Path, Err: pe.Err}
+	delay := m.LockRetryDelay
+	for attempt := 1; ; attempt++ {
+		res, err := m.goose.Up(ctx)
+		for _, r := range res {
+			out = append(out, Applied{Name: r.Source.Path, Duration: r.Duration})
 		}
-		return out, classify("", err)
+		if err == nil {
+			return out, nil
+		}
+		var pe *goose.PartialError
+		if !errors.As(err, &pe) || pe.Failed == nil || pe.Failed.Source == nil {
+			return out, classify("", err)
+		}
+		for _, r := range pe.Applied {
+			out = append(out, Applied{Name: r.Source.Path, Duration: r.Duration})
+		}
+		name := pe.Failed.Source.Path
+		if !lockNotAvailable(pe.Err) || attempt > m.LockRetries {
+			return out, &Error{Name: name, Err: pe.Err, Attempts: attempt}
+		}
+		// goose recorded nothing of the failed migration: a transactional
+		// one rolled back whole; a NO TRANSACTION one keeps the statements
+		// before the failed one, and runs again from its first statement
+		// (the rules in README.md make that safe).
+		m.logger.Warn("migration gave up waiting for a lock; retrying", "migration", name,
+			"attempt", attempt, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay *= 2
 	}
-	return out, nil
+}
+
+// lockNotAvailable reports a statement that gave up on its lock_timeout.
+func lockNotAvailable(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "55P03"
 }
 
 // classify marks an error the database raised while running a statement as

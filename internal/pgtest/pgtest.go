@@ -133,6 +133,26 @@ func NewURL(t testing.TB) string {
 	return URL(newDatabase(t))
 }
 
+// NewEmptyURL creates a fresh database with no schema at all (not even
+// goose's or River's tables) and returns its URL, for tests that migrate it
+// themselves. It is dropped when the test ends.
+func NewEmptyURL(t testing.TB) string {
+	t.Helper()
+	once.Do(setup)
+	if setupErr != nil {
+		t.Fatalf("test database: %v", setupErr)
+	}
+	name := fmt.Sprintf("%s_empty_%d", template, counter.Add(1))
+	ctx := context.Background()
+	if err := exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	return URL(name)
+}
+
 // newDatabase creates a fresh migrated database, dropped when the test ends,
 // and returns its name.
 func newDatabase(t testing.TB) string {
