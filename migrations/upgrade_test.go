@@ -70,15 +70,15 @@ const lockWaitBound = 250 * time.Millisecond
 // into the real store) keeps receiving, and every webhook answers 200
 // within ingestBound.
 //
-// The ingest running here is this build's, while the migrations are the
-// ones after exemptThrough: during a rolling upgrade the replicas still on
-// the old version keep ingesting while the first new replica migrates, and
-// this build's store is exactly "the old version" relative to any migration
-// added after it (the sample ones below, and 00010 and later once merged,
-// whose code changes would ship together with them: the old code must then
-// run on the new schema, which is what happens here). The store runs with
-// serve's pool settings (generic plans, prepared per connection), so a
-// schema change that invalidates its plans is exercised too.
+// During a rolling upgrade the replicas still on the old version keep
+// ingesting while the first new replica migrates. For the sample migrations
+// below, this build's store is that old version (they come after it), run
+// in-process with serve's pool settings (generic plans, prepared per
+// connection, so a schema change that invalidates its plans is exercised
+// too). For the real migrations after exemptThrough, whose columns this
+// build's store already writes, the old replica is the real thing: the
+// codewatch binary built from the commit before the first of them
+// (oldReplicaBinary), serving webhooks against the database being migrated.
 //
 // The test first proves that it can tell: a sample migration built
 // CONCURRENTLY passes, and a sample doing what 00006 and 00008 did (a plain
@@ -90,23 +90,9 @@ func TestUpgradeUnderIngest(t *testing.T) {
 	}
 	env := newUpgradeEnv(t, exemptThrough)
 
-	t.Run("sample built concurrently", func(t *testing.T) {
-		fsys := migrationsThrough(t, exemptThrough, map[string]string{sampleName: goodSample})
-		r := env.migrateUnderIngest(t, fsys)
-		if p := r.problems(); len(p) > 0 {
-			t.Errorf("ingest stalled during a CONCURRENTLY build: %v", p)
-		}
-		env.rollBack(t, fsys)
-	})
-	t.Run("sample built in a transaction", func(t *testing.T) {
-		fsys := migrationsThrough(t, exemptThrough, map[string]string{sampleName: badSample})
-		r := env.migrateUnderIngest(t, fsys)
-		if r.slowest <= ingestBound || r.lockWait <= lockWaitBound {
-			t.Errorf("a plain CREATE INDEX on events in a transaction went unnoticed: slowest webhook %s, longest lock wait %s; the test cannot tell a stalling migration",
-				r.slowest, r.lockWait)
-		}
-		env.rollBack(t, fsys)
-	})
+	// First the real migrations, from the schema the field has, under the
+	// old version's ingest; then the samples, on the schema this build
+	// needs, under this build's ingest (the old version relative to them).
 	t.Run(fmt.Sprintf("migrations after %05d", exemptThrough), func(t *testing.T) {
 		var names []string
 		for _, f := range migrationFiles(t, migrations.FS) {
@@ -117,10 +103,32 @@ func TestUpgradeUnderIngest(t *testing.T) {
 		if len(names) == 0 {
 			t.Skipf("no migration after %05d yet", exemptThrough)
 		}
-		r := env.migrateUnderIngest(t, migrations.FS)
+		old := startOldReplica(t, env.url, names[0])
+		r := env.migrateUnderIngestAt(t, migrations.FS, old)
 		if p := r.problems(); len(p) > 0 {
 			t.Errorf("ingest stalled while %v ran: %v", names, p)
 		}
+	})
+	// The samples come after every real migration: bring the schema there
+	// (a no-op when the subtest above ran).
+	env.migrateTo(t, migrations.FS)
+
+	t.Run("sample built concurrently", func(t *testing.T) {
+		fsys := withSample(t, goodSample)
+		r := env.migrateUnderIngest(t, fsys)
+		if p := r.problems(); len(p) > 0 {
+			t.Errorf("ingest stalled during a CONCURRENTLY build: %v", p)
+		}
+		env.rollBack(t, fsys)
+	})
+	t.Run("sample built in a transaction", func(t *testing.T) {
+		fsys := withSample(t, badSample)
+		r := env.migrateUnderIngest(t, fsys)
+		if r.slowest <= ingestBound || r.lockWait <= lockWaitBound {
+			t.Errorf("a plain CREATE INDEX on events in a transaction went unnoticed: slowest webhook %s, longest lock wait %s; the test cannot tell a stalling migration",
+				r.slowest, r.lockWait)
+		}
+		env.rollBack(t, fsys)
 	})
 }
 
@@ -306,10 +314,9 @@ func (r upgradeResult) problems() []string {
 
 // migrateUnderIngest runs fsys's pending migrations (from a migrator of
 // their own, as the first new replica would) while signed webhooks keep
-// arriving at the current handler and store.
+// arriving at this build's handler and store, in-process.
 func (e *upgradeEnv) migrateUnderIngest(t *testing.T, fsys fs.FS) upgradeResult {
 	t.Helper()
-	ctx := context.Background()
 	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	t.Cleanup(func() {
@@ -328,7 +335,22 @@ func (e *upgradeEnv) migrateUnderIngest(t *testing.T, fsys fs.FS) upgradeResult 
 	srv := httptest.NewServer(handlers.NewPublicServer(&handlers.Public{
 		Verifier: v, Store: store, Metrics: metrics.New(), Logger: logger, IngestTimeout: 12 * time.Second}))
 	defer func() { srv.Close(); store.Close() }()
-	sender := &seamevent.Sender{URL: srv.URL + "/webhooks/seam", Secret: upgradeSecret,
+	return e.migrateUnderIngestAt(t, fsys, srv.URL+"/webhooks/seam")
+}
+
+// migrateUnderIngestAt runs fsys's pending migrations while signed webhooks
+// keep arriving at webhookURL, an old replica's.
+func (e *upgradeEnv) migrateUnderIngestAt(t *testing.T, fsys fs.FS, webhookURL string) upgradeResult {
+	t.Helper()
+	ctx := context.Background()
+	logs := &syncbuf.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("migration logs:\n%s", logs)
+		}
+	})
+	sender := &seamevent.Sender{URL: webhookURL, Secret: upgradeSecret,
 		Client: &http.Client{Timeout: 15 * time.Second}}
 
 	var mu sync.Mutex
@@ -434,6 +456,19 @@ WHERE NOT l.granted AND a.application_name = $1
 			return longest
 		case <-tick.C:
 		}
+	}
+}
+
+// migrateTo applies fsys's pending migrations, with no ingest running.
+func (e *upgradeEnv) migrateTo(t *testing.T, fsys fs.FS) {
+	t.Helper()
+	m, err := migrations.NewFS(e.migratePool, nil, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
 	}
 }
 
