@@ -270,7 +270,16 @@ type Delivery struct {
 	// Source is SourceWebhook ("" reads as webhook) or SourcePoll: an event
 	// codewatch fetched from Seam's API, or one of its own.
 	Source string
+	// own marks one of codewatch's own events: only OwnEvent sets it, so
+	// no body from outside (a webhook, a backfill, a quarantine retry) can
+	// claim a codewatch.* type, whatever its Source (see Admit).
+	own bool
 }
+
+// BackfillMessagePrefix begins the message id of an event a backfill read
+// from Seam's events/list (seamsync), so that a quarantine retry stores it
+// with source "poll" as the backfill would have.
+const BackfillMessagePrefix = "backfill:"
 
 // ReservedEventType is the quarantine reason of a webhook that claims one of
 // codewatch's own event types.

@@ -114,7 +114,7 @@ func backfillDelivery(body json.RawMessage) lifecycle.Delivery {
 	if len(id) > lifecycle.MaxIDLength {
 		id = id[:lifecycle.MaxIDLength]
 	}
-	return lifecycle.Delivery{MessageID: "backfill:" + id + "#" + hex.EncodeToString(sum[:8]), Body: body, Source: lifecycle.SourcePoll}
+	return lifecycle.Delivery{MessageID: lifecycle.BackfillMessagePrefix + id + "#" + hex.EncodeToString(sum[:8]), Body: body, Source: lifecycle.SourcePoll}
 }
 
 // StartupBackfill returns the job that backfills from shortly before the
