@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -199,5 +200,95 @@ func TestRetryKeepsReservedTypeQuarantined(t *testing.T) {
 			t.Fatalf("retry %+v: %+v %v, want it still unusable", sel, res, err)
 		}
 		check("codewatch quarantine retry")
+	}
+}
+
+// Defect (issue 19, sibling of point 7): sort=urgency cursors carried the
+// last code's deletion time in Unix nanoseconds, which hold only 1678 to
+// 2262 and were refused when negative: a code deleted before 1970 made the
+// next page a 400, one after 2262 a cursor pointing elsewhere. Every time
+// codewatch stores pages through.
+func TestUrgencyCursorsCarryAnyTime(t *testing.T) {
+	env := newPubEnv(t, pgtest.New(t))
+	ops := opsFor(t, env)
+	want := map[string]bool{}
+	for _, at := range []time.Time{
+		time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1960, 6, 1, 0, 0, 0, 0, time.UTC),
+		time.Now().Add(-2 * time.Minute), time.Now().Add(-time.Minute),
+		time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC),
+		lifecycle.MinTime, lifecycle.MaxTime.Add(-time.Microsecond),
+	} {
+		code := seamevent.NewID()
+		want[code] = true
+		for _, typ := range []string{lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted} {
+			body := withFields(t, typ, code, at, map[string]any{"occurred_at": at.Format(time.RFC3339Nano)})
+			if status, out := env.post(t, body, signed(t, seamevent.NewMessageID(), body)); status != http.StatusOK || out["quarantined"] == true {
+				t.Fatalf("%s at %s: %d %v", typ, at, status, out)
+			}
+		}
+	}
+	for _, q := range []string{"sort=urgency", "sort=urgency&needs_troubleshooting=false", "sort=urgency&deletion_state=awaiting_removal",
+		"sort=recent", "sort=urgency&needs_troubleshooting=true"} {
+		seen := map[string]int{}
+		cursor := ""
+		for page := 0; ; page++ {
+			if page > 20 {
+				t.Fatalf("%s: more pages than codes", q)
+			}
+			path := "/v1/access_codes?limit=1&" + q
+			if cursor != "" {
+				path += "&cursor=" + url.QueryEscape(cursor)
+			}
+			status, body := opsGet(t, ops, path)
+			if status != http.StatusOK {
+				t.Fatalf("%s, page %d: %d %.300s", q, page, status, body)
+			}
+			var out struct {
+				Codes []struct {
+					ID string `json:"access_code_id"`
+				} `json:"access_codes"`
+				Next *string `json:"next_cursor"`
+			}
+			if err := json.Unmarshal([]byte(body), &out); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range out.Codes {
+				seen[c.ID]++
+			}
+			if out.Next == nil {
+				break
+			}
+			cursor = *out.Next
+		}
+		// Each filter's full list, in one page, is what paging must give.
+		_, body := opsGet(t, ops, "/v1/access_codes?limit=500&"+q)
+		var all struct {
+			Codes []struct {
+				ID string `json:"access_code_id"`
+			} `json:"access_codes"`
+		}
+		_ = json.Unmarshal([]byte(body), &all)
+		if len(all.Codes) == 0 && !strings.Contains(q, "needs_troubleshooting=true") {
+			t.Fatalf("%s: no codes listed", q)
+		}
+		for _, c := range all.Codes {
+			if seen[c.ID] != 1 {
+				t.Errorf("%s: code %s seen %d times paging", q, c.ID, seen[c.ID])
+			}
+			delete(seen, c.ID)
+		}
+		if len(seen) > 0 {
+			t.Errorf("%s: paging gave codes the list does not hold: %v", q, seen)
+		}
+	}
+	// Made-up cursors are answered, never a 5xx.
+	for raw, want := range map[string]int{
+		"t.0.0.9223372036854775807.1": 200, "t.1.0.-210866803200000000.1": 200, "t.1.0..1": 200, "u.1.0.0.1": 200,
+		"t.1.0.-9223372036854775808.1": 400, "t.1.0.-210866803200000001.1": 400, "u.1.0.-1.1": 400, "t.1.0.x.1": 400,
+	} {
+		status, body := opsGet(t, ops, "/v1/access_codes?cursor="+base64.RawURLEncoding.EncodeToString([]byte(raw)))
+		if status != want {
+			t.Errorf("cursor %s: %d %.200s, want %d", raw, status, body, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"encoding/json"
+	"math"
 	"time"
 )
 
@@ -152,7 +153,7 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 		Severity:           SeverityInfo,
 	}
 	if st.DeletedAt != nil {
-		p.AgeSeconds = int64(now.Sub(*st.DeletedAt) / time.Second)
+		p.AgeSeconds = AgeSeconds(now, *st.DeletedAt)
 	}
 	if flag != nil {
 		p.TroubleshootingReason = &flag.Reason
@@ -164,6 +165,23 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 	}
 	p.Message = AlertMessage(p)
 	return p
+}
+
+// AgeSeconds is the whole seconds from t to now (negative when t is later).
+// time.Time.Sub saturates at about 292 years, less than the times codewatch
+// stores span (MinTime), so longer spans count in Unix seconds.
+func AgeSeconds(now, t time.Time) int64 {
+	if d := now.Sub(t); d > math.MinInt64 && d < math.MaxInt64 {
+		return int64(d / time.Second)
+	}
+	secs, frac := now.Unix()-t.Unix(), now.Nanosecond()-t.Nanosecond()
+	switch { // truncated toward zero, as the division above
+	case secs > 0 && frac < 0:
+		secs--
+	case secs < 0 && frac > 0:
+		secs++
+	}
+	return secs
 }
 
 // AlertMessage is the one-line summary of an alert.
