@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -72,6 +71,7 @@ const reconcileWait = 50 * time.Second
 // NewOpsServer returns the ops router. Every route is listed here.
 func NewOpsServer(o *Ops) *echo.Echo {
 	e := newEcho(o.Logger, o.TrustedProxies)
+	e.Use(limitBodies(OpsBodyLimit))
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
@@ -359,9 +359,9 @@ func (o *Ops) acknowledge(c echo.Context) error {
 		return accessCodeNotFound(id)
 	}
 	var body acknowledgeBody
-	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
+	raw, err := readOpsBody(c)
 	if err != nil {
-		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+		return err
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
 		if err := json.Unmarshal(raw, &body); err != nil {
