@@ -250,8 +250,8 @@ func parseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
 	case sort == lifecycle.SortUrgency && len(f) == 5 && (f[0] == "t" || f[0] == "u"):
 		seg, ok1 := num(f[1])
 		rank, ok2 := num(f[2])
-		id, ok4 := num(f[4])
-		if !ok1 || !ok2 || !ok4 || seg > 2 || rank >= 1000 {
+		id, ok3 := num(f[4])
+		if !ok1 || !ok2 || !ok3 || seg > 2 || rank >= 1000 {
 			break
 		}
 		c := &lifecycle.ListCursor{Segment: int(seg), Rank: int(rank), ID: id}

@@ -201,9 +201,8 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 
 // retrySource is the source a quarantined body is stored with: "poll" for
 // one that a backfill read from events/list, as it would have been stored
-// then; "webhook" otherwise. It
-// says only how codewatch learned of a Seam event, never that codewatch
-// made it (lifecycle.Admit).
+// then; "webhook" otherwise. It says only how codewatch learned of a Seam
+// event, never that codewatch made it (lifecycle.Admit).
 func retrySource(messageID string) string {
 	if strings.HasPrefix(messageID, lifecycle.BackfillMessagePrefix) {
 		return lifecycle.SourcePoll
