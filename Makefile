@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzFold$$' -fuzztime $(FUZZTIME) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskPINs$$' -fuzztime $(FUZZTIME) ./datakeys
 	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./handlers
+	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzStoredEventsRead$$' -fuzztime $(FUZZTIME) ./handlers
 
 ## check: formatting and vet
 check:

@@ -148,7 +148,11 @@ func SlackText(a *lifecycle.AlertPayload) string {
 	}
 	fmt.Fprintf(&b, "Access code `%s` on device `%s`", a.AccessCodeID, a.DeviceID)
 	if a.DeletedAt != nil {
-		fmt.Fprintf(&b, ", deleted %s ago (%s)", humanAge(time.Duration(a.AgeSeconds)*time.Second), a.DeletedAt.UTC().Format(time.RFC3339))
+		if a.AgeSeconds < 0 {
+			fmt.Fprintf(&b, ", deleted in the future (%s)", a.DeletedAt.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(&b, ", deleted %s ago (%s)", humanAge(a.AgeSeconds), a.DeletedAt.UTC().Format(time.RFC3339))
+		}
 	}
 	b.WriteString("\n")
 	if a.TroubleshootingReason != nil {
@@ -195,14 +199,15 @@ func SeamMessages(details json.RawMessage) []string {
 	return out
 }
 
-func humanAge(d time.Duration) string {
+func humanAge(secs int64) string {
+	// In whole seconds: a time.Duration overflows past 292 years.
 	switch {
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case secs >= 3600:
+		return fmt.Sprintf("%dh%02dm", secs/3600, secs/60%60)
+	case secs >= 60:
+		return fmt.Sprintf("%dm%02ds", secs/60, secs%60)
 	}
-	return fmt.Sprintf("%ds", int(d.Seconds()))
+	return fmt.Sprintf("%ds", secs)
 }
 
 // post sends body and accepts only a 2xx answer. A redirect is not

@@ -285,3 +285,24 @@ func TestSlackTextCritical(t *testing.T) {
 		t.Errorf("warning text looks critical:\n%s", warn)
 	}
 }
+
+// Defect (issue 19, sibling of point 7): the Slack text turned age_seconds
+// into a time.Duration, which overflows past 292 years, and printed a
+// deletion in the future as a negative age.
+func TestSlackTextAnyDeletionTime(t *testing.T) {
+	for _, c := range []struct {
+		age  int64
+		want string
+	}{
+		{600, "deleted 10m00s ago"},
+		{90061, "deleted 25h01m ago"},
+		{63_000_000_000, "deleted 17500000h00m ago"},
+		{-3600, "deleted in the future"},
+	} {
+		at := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+		text := alert.SlackText(&lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AccessCodeID: "ac", DeletedAt: &at, AgeSeconds: c.age})
+		if !strings.Contains(text, c.want) {
+			t.Errorf("age %d: text lacks %q:\n%s", c.age, c.want, text)
+		}
+	}
+}

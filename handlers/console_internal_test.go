@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,26 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Defect (issue 19, found by FuzzStoredEventsRead): a stored body nested
+// thousands of levels deep cost a code's page seconds of CPU and hundreds of
+// MB, as indenting it writes each level's indent on each of its lines. Such
+// a body is shown as it came (masked, cut at rawLimit); others are indented.
+func TestMaskedJSONDeepNestingIsCheap(t *testing.T) {
+	deep := []byte(`{"x":` + strings.Repeat(`{"a":`, 9000) + "1" + strings.Repeat("}", 9001))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	text, note := maskedJSON(deep)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Errorf("showing a %d KiB body allocated %d MiB", len(deep)>>10, got>>20)
+	}
+	if len(text) > rawLimit || !strings.HasPrefix(text, `{"x":{"a":`) || note == "" {
+		t.Errorf("deep body shown as %d bytes %.40q, note %q", len(text), text, note)
+	}
+	if text, _ := maskedJSON([]byte(`{"a":[1,{"b":2}]}`)); text != "{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ]\n}" {
+		t.Errorf("a plain body is not indented: %q", text)
 	}
 }

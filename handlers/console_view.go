@@ -592,15 +592,57 @@ const rawLimit = 256 << 10
 func maskedJSON(body []byte) (text string, note string) {
 	masked := datakeys.MaskPINs(body)
 	var buf bytes.Buffer
-	if json.Indent(&buf, masked, "", "  ") != nil {
+	asIs := ""
+	if indentedOver(masked, 4*rawLimit) {
+		// Indenting would cost far more than the page shows (a deeply
+		// nested body grows with the square of its depth).
+		asIs = " Shown as received: too deeply nested to indent."
+		buf.Write(masked)
+	} else if json.Indent(&buf, masked, "", "  ") != nil {
 		buf.Reset()
 		buf.Write(masked)
 	}
 	if buf.Len() > rawLimit {
 		// Cut on a character boundary.
-		return strings.ToValidUTF8(buf.String()[:rawLimit], ""), fmt.Sprintf("The first %d KiB of %d KiB.", rawLimit>>10, buf.Len()>>10)
+		return strings.ToValidUTF8(buf.String()[:rawLimit], ""), fmt.Sprintf("The first %d KiB of %d KiB.", rawLimit>>10, buf.Len()>>10) + asIs
 	}
-	return buf.String(), ""
+	return buf.String(), strings.TrimSpace(asIs)
+}
+
+// indentedOver reports whether json.Indent with a two-space indent would
+// write more than limit bytes for b: each '{', '[', ',' and closing bracket
+// outside strings may start a line indented by its depth. It stops reading
+// once past limit.
+func indentedOver(b []byte, limit int) bool {
+	size, depth := len(b), 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		case c == '"':
+			inString = true
+			continue
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth = max(depth-1, 0)
+		case c != ',':
+			continue
+		}
+		if size += 1 + 2*depth; size > limit {
+			return true
+		}
+	}
+	return false
 }
 
 // eventView is one event in a code's timeline.

@@ -758,6 +758,8 @@ func TestOpenAPILive(t *testing.T) {
 		body: []byte(`["note"]`), want: http.StatusBadRequest, req: oaReqInvalid})
 	c.do(oaCall{name: "acknowledge note too long", method: http.MethodPost, url: ack(failed), header: oaAuth(),
 		body: []byte(`{"note":"` + strings.Repeat("n", 2001) + `"}`), want: http.StatusBadRequest, req: oaReqInvalid})
+	c.do(oaCall{name: "acknowledge body over 64 KiB", method: http.MethodPost, url: ack(failed), header: oaAuth(),
+		body: []byte(`{"note":"` + strings.Repeat("n", 64<<10) + `"}`), want: http.StatusRequestEntityTooLarge, req: oaReqInvalid})
 
 	// Locks: the failed code's lock goes offline.
 	{

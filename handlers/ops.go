@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,6 +86,7 @@ const SeamWait = 20 * time.Second
 // NewOpsServer returns the ops router. Every route is listed here.
 func NewOpsServer(o *Ops) *echo.Echo {
 	e := newEcho(o.Logger, o.TrustedProxies)
+	e.Use(limitBodies(OpsBodyLimit))
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
@@ -262,21 +262,36 @@ func parseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
 		if id, ok := num(f[0]); ok && id > 0 {
 			return &lifecycle.ListCursor{ID: id}, nil
 		}
-	case sort == lifecycle.SortUrgency && len(f) == 5 && f[0] == "u":
+	case sort == lifecycle.SortUrgency && len(f) == 5 && (f[0] == "t" || f[0] == "u"):
 		seg, ok1 := num(f[1])
 		rank, ok2 := num(f[2])
-		at, ok3 := num(f[3])
-		id, ok4 := num(f[4])
-		if ok1 && ok2 && ok3 && ok4 && seg <= 2 && rank < 1000 {
-			c := &lifecycle.ListCursor{Segment: int(seg), Rank: int(rank), ID: id}
+		id, ok3 := num(f[4])
+		if !ok1 || !ok2 || !ok3 || seg > 2 || rank >= 1000 {
+			break
+		}
+		c := &lifecycle.ListCursor{Segment: int(seg), Rank: int(rank), ID: id}
+		switch at, err := strconv.ParseInt(f[3], 10, 64); {
+		case f[0] == "u" && err == nil && at >= 0:
+			// Cursors made before "t": Unix nanoseconds, 0 for none.
 			if at > 0 {
 				c.At = time.Unix(0, at).UTC()
 			}
+			return c, nil
+		case f[0] == "t" && f[3] == "":
+			return c, nil
+		case f[0] == "t" && err == nil && at >= pgTimeMin:
+			c.At = time.UnixMicro(at).UTC()
 			return c, nil
 		}
 	}
 	return nil, bad
 }
+
+// A "t" cursor's time may be any a row holds, in Unix microseconds: what
+// Postgres's timestamptz holds from 4713 BC on (its end, 294276 AD, lies
+// beyond int64 microseconds), not only what ingest accepts today (rows
+// stored before that check may lie outside it).
+var pgTimeMin = time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC).UnixMicro()
 
 func listCursorOut(c *lifecycle.ListCursor, sort string) *string {
 	if c == nil {
@@ -286,11 +301,14 @@ func listCursorOut(c *lifecycle.ListCursor, sort string) *string {
 	if sort == lifecycle.SortRecent {
 		raw = "r." + strconv.FormatInt(c.ID, 10)
 	} else {
-		var at int64
+		// The deletion time in Unix microseconds (what Postgres keeps),
+		// which span every time codewatch stores, before 1970 too; empty
+		// for none. (Nanoseconds, in "u" cursors, overflow after 2262.)
+		at := ""
 		if !c.At.IsZero() {
-			at = c.At.UnixNano()
+			at = strconv.FormatInt(c.At.UnixMicro(), 10)
 		}
-		raw = fmt.Sprintf("u.%d.%d.%d.%d", c.Segment, c.Rank, at, c.ID)
+		raw = fmt.Sprintf("t.%d.%d.%s.%d", c.Segment, c.Rank, at, c.ID)
 	}
 	s := base64.RawURLEncoding.EncodeToString([]byte(raw))
 	return &s
@@ -359,9 +377,9 @@ func (o *Ops) acknowledge(c echo.Context) error {
 		return accessCodeNotFound(id)
 	}
 	var body acknowledgeBody
-	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
+	raw, err := readOpsBody(c)
 	if err != nil {
-		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+		return err
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
 		if err := json.Unmarshal(raw, &body); err != nil {

@@ -155,7 +155,7 @@ func (p *Public) webhook(c echo.Context) error {
 	start := time.Now()
 	req := c.Request()
 	if req.ContentLength > MaxBody {
-		return p.tooLarge(c)
+		return p.tooLarge(c, false)
 	}
 	// What needs no body is checked before reading it: an unsigned upload
 	// costs nothing.
@@ -182,7 +182,8 @@ func (p *Public) webhook(c echo.Context) error {
 	case err != nil:
 		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
 	case len(body) > MaxBody:
-		return p.tooLarge(c)
+		held.release() // what is left is discarded, not held
+		return p.tooLarge(c, true)
 	}
 
 	msgID, err := p.Verifier.Verify(body, req.Header)
@@ -260,9 +261,9 @@ func (e *everySecond) allow(now time.Time) (bool, int) {
 	return true, n
 }
 
-func (p *Public) tooLarge(c echo.Context) error {
+// tooLarge answers a body over MaxBody; started says whether its reading
+// began.
+func (p *Public) tooLarge(c echo.Context, started bool) error {
 	p.Metrics.WebhooksReceived.WithLabelValues("unknown", "too_large").Inc()
-	// The rest of the body is not read; close rather than drain it.
-	c.Response().Header().Set(echo.HeaderConnection, "close")
-	return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the body is larger than 1 MiB")
+	return refuseTooLarge(c, started, "the body is larger than 1 MiB")
 }

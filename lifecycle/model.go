@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -176,7 +177,7 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 		Severity:           SeverityInfo,
 	}
 	if st.DeletedAt != nil {
-		p.AgeSeconds = int64(now.Sub(*st.DeletedAt) / time.Second)
+		p.AgeSeconds = AgeSeconds(now, *st.DeletedAt)
 	}
 	if flag != nil {
 		p.TroubleshootingReason = &flag.Reason
@@ -210,6 +211,23 @@ func ConfirmationText(c *Confirmation) string {
 		s += " (read from Seam's API)"
 	}
 	return s
+}
+
+// AgeSeconds is the whole seconds from t to now (negative when t is later).
+// time.Time.Sub saturates at about 292 years, less than the times codewatch
+// stores span (MinTime), so longer spans count in Unix seconds.
+func AgeSeconds(now, t time.Time) int64 {
+	if d := now.Sub(t); d > math.MinInt64 && d < math.MaxInt64 {
+		return int64(d / time.Second)
+	}
+	secs, frac := now.Unix()-t.Unix(), now.Nanosecond()-t.Nanosecond()
+	switch { // truncated toward zero, as the division above
+	case secs > 0 && frac < 0:
+		secs--
+	case secs < 0 && frac > 0:
+		secs++
+	}
+	return secs
 }
 
 // AlertMessage is the one-line summary of an alert.
@@ -319,7 +337,16 @@ type Delivery struct {
 	// Source is SourceWebhook ("" reads as webhook) or SourcePoll: an event
 	// codewatch fetched from Seam's API, or one of its own.
 	Source string
+	// own marks one of codewatch's own events: only OwnEvent sets it, so
+	// no body from outside (a webhook, a backfill, a quarantine retry) can
+	// claim a codewatch.* type, whatever its Source (see Admit).
+	own bool
 }
+
+// BackfillMessagePrefix begins the message id of an event a backfill read
+// from Seam's events/list (seamsync), so that a quarantine retry stores it
+// with source "poll" as the backfill would have.
+const BackfillMessagePrefix = "backfill:"
 
 // ReservedEventType is the quarantine reason of a webhook that claims one of
 // codewatch's own event types.

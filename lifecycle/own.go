@@ -39,7 +39,7 @@ func OwnEvent(eventID, eventType string, at time.Time, code CodeRef, details any
 		// details are codewatch's own types: they always marshal.
 		panic("lifecycle: own event: " + err.Error())
 	}
-	return Delivery{MessageID: "codewatch:" + eventID, Body: b, Source: SourcePoll}
+	return Delivery{MessageID: "codewatch:" + eventID, Body: b, Source: SourcePoll, own: true}
 }
 
 // CodeRefOf is the ids of a stored code.

@@ -105,6 +105,23 @@ func Parse(raw []byte) (Parsed, error) {
 	return p, nil
 }
 
+// Admit decides whether a delivery may be stored as an event: Parse's
+// checks, and no codewatch.* event type in a body codewatch did not make
+// itself (OwnEvent). Every path that stores a body calls it (the webhook,
+// the backfill from events/list, a quarantine retry, codewatch's own
+// records), so a body passes the same checks whichever way it came. It
+// returns *Unusable, the quarantine reason, when the body may not be stored.
+func Admit(d Delivery) (Parsed, error) {
+	p, err := Parse(d.Body)
+	if err != nil {
+		return p, err
+	}
+	if IsOwnEvent(p.EventType) && !d.own {
+		return p, &Unusable{Reason: ReservedEventType}
+	}
+	return p, nil
+}
+
 // IsOwnEvent reports whether an event type is one of codewatch's own
 // (codewatch.*), which only codewatch records: Seam never sends them, and a
 // webhook that claims one is refused.
@@ -166,7 +183,35 @@ func timeField(fields map[string]json.RawMessage, name string) (*time.Time, erro
 		return nil, unusable("invalid_%s: %q is not an ISO 8601 time", name, truncate(s, 64))
 	}
 	t = t.UTC()
+	if !ValidTime(t) {
+		return nil, unusable("invalid_time: %s %q is outside the times codewatch can store and show (%s to %s)",
+			name, truncate(s, 64), MinTime.Format(time.DateOnly), MaxTime.Format(time.DateOnly))
+	}
 	return &t, nil
+}
+
+// The times an event may carry. Every time codewatch stores it must be able
+// to write back, in each place it shows it: encoding/json writes only years
+// 0000 to 9999 (time.Time.MarshalJSON fails outside them, in whatever zone
+// the time is in: pgx reads timestamptz in the process's local zone, up to
+// 14 hours off UTC), Postgres keeps microseconds (a time it is sent as text
+// is rounded, possibly into the next year), and codewatch computes times up
+// to MaxReconcileInterval past an event. Go's zero time (0001-01-01
+// 00:00:00 UTC) means "no time" throughout. A day's margin at each end
+// keeps all of that in range; Seam's events are from this century.
+var (
+	// MinTime is the earliest time accepted.
+	MinTime = time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)
+	// MaxTime is the first time refused at the upper end.
+	MaxTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
+// ValidTime reports whether codewatch can store t and write it back (see
+// MinTime): t rounded to microseconds, as Postgres keeps it, lies in
+// [MinTime, MaxTime).
+func ValidTime(t time.Time) bool {
+	t = t.Round(time.Microsecond)
+	return !t.Before(MinTime) && t.Before(MaxTime)
 }
 
 // upperTZ upper-cases the date-time separator and the UTC zone, which RFC

@@ -283,6 +283,16 @@ func TestParseRejects(t *testing.T) {
 		{"occurred_at object", parseBody(t, map[string]any{"occurred_at": map[string]any{}}), "invalid_occurred_at"},
 		{"occurred_at with NUL", parseBody(t, map[string]any{"occurred_at": "2026-06-01T10:00:00Z\x00"}), "invalid_occurred_at"},
 		{"occurred_at long garbage", parseBody(t, map[string]any{"occurred_at": strings.Repeat("\xff€x", 500)}), "invalid_occurred_at"},
+		// Issue 19: times codewatch could not write back (MinTime).
+		{"occurred_at rounds to MaxTime", parseBody(t, map[string]any{"occurred_at": "9999-12-30T23:59:59.9999995Z"}), "invalid_time"},
+		{"occurred_at last nanosecond of 9999", parseBody(t, map[string]any{"occurred_at": "9999-12-31T23:59:59.9999999Z"}), "invalid_time"},
+		{"occurred_at year 10000 in UTC", parseBody(t, map[string]any{"occurred_at": "9999-12-31T23:30:00-01:00"}), "invalid_time"},
+		{"occurred_at year -1 in UTC", parseBody(t, map[string]any{"occurred_at": "0000-01-01T00:30:00+01:00"}), "invalid_time"},
+		{"occurred_at year 0", parseBody(t, map[string]any{"occurred_at": "0000-06-01T00:00:00Z"}), "invalid_time"},
+		{"occurred_at Go's zero time", parseBody(t, map[string]any{"occurred_at": "0001-01-01T00:00:00Z"}), "invalid_time"},
+		{"occurred_at just before MinTime", parseBody(t, map[string]any{"occurred_at": "0001-01-01T23:59:59.9999994Z"}), "invalid_time"},
+		{"created_at year 10000 in UTC", parseBody(t, map[string]any{"created_at": "9999-12-31T23:59:59.9999999Z"}), "invalid_time"},
+		{"created_at year 0", parseBody(t, map[string]any{"created_at": "0000-01-01T00:00:00Z"}), "invalid_time"},
 		{"created_at in words", parseBody(t, map[string]any{"created_at": "now"}), "invalid_created_at"},
 		{"created_at without zone", parseBody(t, map[string]any{"created_at": "2026-06-01T10:00:00.000"}), "invalid_created_at"},
 		{"created_at number", parseBody(t, map[string]any{"created_at": 0}), "invalid_created_at"},
@@ -358,14 +368,14 @@ func TestParseAccepts(t *testing.T) {
 		{"255 bytes of multibyte runes", parseBody(t, map[string]any{"access_code_id": strings.Repeat("€", 85)}), func(p Parsed) bool {
 			return p.AccessCodeID == strings.Repeat("€", 85)
 		}, "bytes, not runes, count"},
-		{"year 0001", parseBody(t, map[string]any{"occurred_at": "0001-01-01T00:00:00Z", "created_at": "0001-01-01T00:00:00.000Z"}),
+		{"year 0001, a day in", parseBody(t, map[string]any{"occurred_at": "0001-01-02T00:00:00Z", "created_at": "0001-01-02T00:00:00.000Z"}),
 			func(p Parsed) bool {
-				return p.OccurredAt.Equal(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)) && p.CreatedAt.Year() == 1
-			}, "far past is a valid time"},
-		{"year 9999", parseBody(t, map[string]any{"occurred_at": "9999-12-31T23:59:59.999999999Z", "created_at": "9999-01-01T00:00:00Z"}),
+				return p.OccurredAt.Equal(MinTime) && p.CreatedAt.Year() == 1
+			}, "far past is a valid time, down to MinTime"},
+		{"year 9999, a day short", parseBody(t, map[string]any{"occurred_at": "9999-12-30T23:59:59.9999994Z", "created_at": "9999-01-01T00:00:00Z"}),
 			func(p Parsed) bool {
-				return p.OccurredAt.Equal(time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)) && p.CreatedAt.Year() == 9999
-			}, "far future is a valid time"},
+				return p.OccurredAt.Equal(time.Date(9999, 12, 30, 23, 59, 59, 999999400, time.UTC)) && p.CreatedAt.Year() == 9999
+			}, "far future is a valid time, up to MaxTime"},
 		{"offset converted to UTC", parseBody(t, map[string]any{"occurred_at": "2026-06-01T12:00:00+02:00", "created_at": "2026-06-01T05:30:00-04:30"}),
 			func(p Parsed) bool {
 				return p.OccurredAt.Equal(foldT0) && p.OccurredAt.Location() == time.UTC &&

@@ -101,7 +101,7 @@ func (s *Store) Summarize(ctx context.Context) (*lifecycle.StatusSummary, error)
 		return nil, unavailable(err)
 	}
 	if t := sum.OldestUnconfirmedDeletionAt; t != nil {
-		age := int64(now.Sub(*t) / time.Second)
+		age := lifecycle.AgeSeconds(now, *t)
 		if age < 0 {
 			age = 0
 		}

@@ -122,21 +122,19 @@ func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Res
 	}
 }
 
-// newRequest parses a delivery; one that cannot be processed is marked for
-// quarantine.
+// newRequest checks a delivery (lifecycle.Admit); one that may not be stored
+// as an event is marked for quarantine. Every path that stores a body comes
+// through here: Ingest (webhooks, backfill), Record (codewatch's own events)
+// and RetryQuarantine.
 func newRequest(d lifecycle.Delivery) (*request, error) {
 	r := &request{d: d, done: make(chan reply, 1)}
-	p, err := lifecycle.Parse(d.Body)
+	p, err := lifecycle.Admit(d)
 	if err != nil {
 		var u *lifecycle.Unusable
 		if !errors.As(err, &u) {
 			return nil, err
 		}
 		r.reason = u.Reason
-	}
-	// Only codewatch records its own event types.
-	if r.reason == "" && d.Source != lifecycle.SourcePoll && lifecycle.IsOwnEvent(p.EventType) {
-		r.reason = lifecycle.ReservedEventType
 	}
 	r.parsed = p
 	return r, nil

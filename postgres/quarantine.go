@@ -143,19 +143,24 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 		if err != nil {
 			return 0, 0, fmt.Errorf("quarantine row %d: body %s", q.id, openError(err))
 		}
-		p, err := lifecycle.Parse(body)
-		if err != nil {
-			res.Unusable++
-			stillIDs, stillReasons = append(stillIDs, q.id), append(stillReasons, unusableReason(err, q.reason))
-			continue
-		}
 		msg := q.msg
 		if strings.HasPrefix(q.reason, lifecycle.QuarantineMessageIDReused) {
 			// The message id is taken by the other body Seam signed
 			// under it: store this one under a name of its own.
 			msg = fmt.Sprintf("%s#quarantine-%d", q.msg, q.id)
 		}
-		r := &request{d: lifecycle.Delivery{MessageID: msg, Body: body}, parsed: p}
+		// The same checks as a live webhook (newRequest): a body that
+		// claims one of codewatch's own event types stays here, whatever
+		// it was quarantined for.
+		r, err := newRequest(lifecycle.Delivery{MessageID: msg, Body: body, Source: retrySource(q.msg)})
+		if err != nil {
+			return 0, 0, fmt.Errorf("quarantine row %d: %w", q.id, err)
+		}
+		if r.reason != "" {
+			res.Unusable++
+			stillIDs, stillReasons = append(stillIDs, q.id), append(stillReasons, r.reason)
+			continue
+		}
 		s.prepare(r)
 		usable = append(usable, r)
 		take = append(take, q.id)
@@ -194,14 +199,15 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 	return len(rows), rows[len(rows)-1].id, nil
 }
 
-// unusableReason is the reason this version gives a body it still cannot
-// use; a row quarantined for another cause (the database refused it) keeps
-// its reason.
-func unusableReason(err error, old string) string {
-	if u, ok := err.(*lifecycle.Unusable); ok {
-		return u.Reason
+// retrySource is the source a quarantined body is stored with: "poll" for
+// one that a backfill read from events/list, as it would have been stored
+// then; "webhook" otherwise. It says only how codewatch learned of a Seam
+// event, never that codewatch made it (lifecycle.Admit).
+func retrySource(messageID string) string {
+	if strings.HasPrefix(messageID, lifecycle.BackfillMessagePrefix) {
+		return lifecycle.SourcePoll
 	}
-	return old
+	return lifecycle.SourceWebhook
 }
 
 // escapeLike makes s match itself in a LIKE pattern.

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -406,6 +407,63 @@ func TestRetryQuarantine(t *testing.T) {
 	rs.Close()
 	if len(left) != 1 || !strings.HasPrefix(left[0], "msg_bad not_json") {
 		t.Fatalf("left in quarantine: %q, want only msg_bad", left)
+	}
+}
+
+// Defect (issue 19, point 8): a quarantine retry only parsed the body again,
+// skipping the webhook's other checks: whatever a row was quarantined for, a
+// body claiming a codewatch.* type was then stored. Retried bodies go
+// through the webhook's gate (lifecycle.Admit): such a body, and one whose
+// time codewatch cannot write back, stay; a backfilled body is stored with
+// the source a backfill gives it.
+func TestRetryQuarantineAppliesWebhookChecks(t *testing.T) {
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	store := newStoreT(t, pool, postgres.Config{RemovalTimeout: time.Hour})
+	code, backfilled := seamevent.NewID(), seamevent.NewID()
+	for _, typ := range []string{lifecycle.TypeSetOnDevice, lifecycle.TypeDeleted} {
+		body, _ := seamevent.Build(typ, seamevent.Options{AccessCodeID: code, OccurredAt: time.Now().Add(-time.Minute)})
+		if _, err := store.Ingest(ctx, lifecycle.Delivery{MessageID: seamevent.NewMessageID(), Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := lifecycle.OwnEvent("cw_forged", lifecycle.TypeAccessCodeGone, time.Now(), lifecycle.CodeRef{AccessCodeID: code},
+		lifecycle.PollDetails{Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}}).Body
+	late, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: seamevent.NewID()})
+	late = bytes.Replace(late, []byte(`"occurred_at":"`), []byte(`"occurred_at":"9999-12-31T23:30:00-01:00","x":"`), 1)
+	fromBackfill, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: backfilled})
+	for _, q := range []struct {
+		msg, reason string
+		body        []byte
+	}{
+		{"msg_forged", "store_failed: sqlstate 57014", forged},
+		{"msg_late", "store_failed: sqlstate 57014", late},
+		{lifecycle.BackfillMessagePrefix + "ev_1#00", "store_failed: sqlstate 57014", fromBackfill},
+	} {
+		if _, err := pool.Exec(ctx, `INSERT INTO quarantine (message_id, reason, raw) VALUES ($1, $2, $3)`, q.msg, q.reason, q.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := store.RetryQuarantine(ctx, postgres.QuarantineRetry{Reason: "store_failed"}, nil)
+	if err != nil || res != (postgres.QuarantineRetryResult{Stored: 1, Unusable: 2}) {
+		t.Fatalf("retry: %+v %v, want the backfilled body stored and two still unusable", res, err)
+	}
+	if c, err := store.GetAccessCode(ctx, code); err != nil || c.DeletionState != lifecycle.AwaitingRemoval {
+		t.Fatalf("the code a forged codewatch.* body named: %+v %v, want it still awaiting removal", c, err)
+	}
+	if c, err := store.GetAccessCode(ctx, backfilled); err != nil || len(c.Events) != 1 || c.Events[0].Source != lifecycle.SourcePoll {
+		t.Fatalf("the backfilled body: %+v %v, want it stored with source poll", c, err)
+	}
+	left := map[string]string{}
+	rs, _ := pool.Query(ctx, `SELECT message_id, reason FROM quarantine`)
+	for rs.Next() {
+		var m, r string
+		_ = rs.Scan(&m, &r)
+		left[m] = r
+	}
+	rs.Close()
+	if len(left) != 2 || !strings.HasPrefix(left["msg_forged"], "reserved_event_type") || !strings.HasPrefix(left["msg_late"], "invalid_time") {
+		t.Fatalf("left in quarantine: %q", left)
 	}
 }
 

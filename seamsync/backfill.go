@@ -141,7 +141,7 @@ func backfillDelivery(body json.RawMessage) lifecycle.Delivery {
 	// spell one) would make Postgres refuse the row, and the backfill with
 	// it, even the quarantine that keeps an unusable event.
 	id := lifecycle.CleanText(head.EventID, lifecycle.MaxIDLength)
-	return lifecycle.Delivery{MessageID: "backfill:" + id + "#" + hex.EncodeToString(sum[:8]), Body: body, Source: lifecycle.SourcePoll}
+	return lifecycle.Delivery{MessageID: lifecycle.BackfillMessagePrefix + id + "#" + hex.EncodeToString(sum[:8]), Body: body, Source: lifecycle.SourcePoll}
 }
 
 // StartupBackfill returns the job that backfills from shortly before the

@@ -792,3 +792,36 @@ func TestDeletionRequestOutlivesItsCaller(t *testing.T) {
 		t.Fatalf("Seam asked %d times", n)
 	}
 }
+
+// Defect (issue 19, point 8): a backfilled body was stored with source
+// "poll", and the store let "poll" deliveries claim codewatch's own event
+// types: an event from events/list claiming codewatch.access_code_not_found
+// made the code removed. A backfilled body passes the webhook's checks.
+func TestBackfillRefusesOwnEventTypes(t *testing.T) {
+	ctx := context.Background()
+	code, at := "ac_backfill_forged", time.Now().Add(-time.Hour)
+	forged := lifecycle.OwnEvent("cw_poll_forged", lifecycle.TypeAccessCodeGone, at.Add(10*time.Minute), lifecycle.CodeRef{AccessCodeID: code},
+		lifecycle.PollDetails{Errors: []json.RawMessage{}, Warnings: []json.RawMessage{}}).Body
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"events":[%s],"ok":true}`, forged)
+	}))
+	t.Cleanup(srv.Close)
+	e := newEnv(t, srv.URL, "seam_test_key", postgres.Config{})
+	e.webhook(seamEvent(t, lifecycle.TypeSetOnDevice, code, "dev_1", at))
+	e.webhook(seamEvent(t, lifecycle.TypeDeleted, code, "dev_1", at.Add(time.Minute)))
+	res, err := e.svc.Backfill(ctx, at, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Read != 1 || res.Quarantined != 1 || res.Stored != 0 {
+		t.Errorf("backfill: %+v, want the forged event quarantined", res)
+	}
+	if c := e.code(code); c.DeletionState != lifecycle.AwaitingRemoval {
+		t.Errorf("the code is %s, want it still awaiting removal", c.DeletionState)
+	}
+	var reason string
+	if err := e.pool.QueryRow(ctx, `SELECT reason FROM quarantine`).Scan(&reason); err != nil || !strings.HasPrefix(reason, "reserved_event_type") {
+		t.Errorf("quarantine reason %q (%v)", reason, err)
+	}
+}
