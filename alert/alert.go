@@ -119,9 +119,19 @@ func SlackText(a *lifecycle.AlertPayload) string {
 	switch {
 	case critical && a.Type != lifecycle.AlertResolved:
 		// The worst case: impossible to mistake for routine trouble.
-		b.WriteString(":rotating_light::rotating_light: *CRITICAL: a deleted access code is still on the lock*")
-		if a.TroubleshootingReason != nil && *a.TroubleshootingReason == lifecycle.ReasonUsedAfterDeletion {
-			b.WriteString(" — *the door was opened with it after its deletion*")
+		used := a.TroubleshootingReason != nil && *a.TroubleshootingReason == lifecycle.ReasonUsedAfterDeletion
+		if live := lifecycle.LiveCodesWithSamePIN(a.TroubleshootingDetails); len(live) > 0 {
+			// A PIN reused on the lock: the live code may explain it.
+			b.WriteString(":rotating_light::rotating_light: *CRITICAL: a deleted access code may still be on the lock*")
+			if used {
+				b.WriteString(" — *the door was opened with its PIN after its deletion*")
+			}
+			fmt.Fprintf(&b, " — *live code `%s` on the lock has the same PIN*", strings.Join(live, "`, `"))
+		} else {
+			b.WriteString(":rotating_light::rotating_light: *CRITICAL: a deleted access code is still on the lock*")
+			if used {
+				b.WriteString(" — *the door was opened with it after its deletion*")
+			}
 		}
 		if a.Type == lifecycle.AlertReminder {
 			b.WriteString(" (still unresolved)")

@@ -306,3 +306,23 @@ func TestSlackTextAnyDeletionTime(t *testing.T) {
 		}
 	}
 }
+
+// A PIN reused on the lock (issue "Never a false all-clear", 5): the
+// deleted code may still be there, and the live code that shares its PIN
+// is named, not taken for the deleted one.
+func TestSlackTextReusedPIN(t *testing.T) {
+	used := lifecycle.ReasonUsedAfterDeletion
+	details := json.RawMessage(`{"access_code_errors":[],"access_code_warnings":[],"device_errors":[],"device_warnings":[],"event_id":"u",
+		"lock_event":{"event_id":"u","event_type":"lock.unlocked","matched_by":"pin","live_codes_with_same_pin":["live-x"]}}`)
+	text := alert.SlackText(&lifecycle.AlertPayload{Type: lifecycle.AlertTrouble, AccessCodeID: "c", DeviceID: "d",
+		TroubleshootingReason: &used, TroubleshootingDetails: details, Severity: lifecycle.SeverityCritical, AlertID: "a1",
+		NextStep: lifecycle.TroubleNextStep(used, details, lifecycle.LockStatus{})})
+	for _, want := range []string{"CRITICAL", "<!channel>", "may still be on the lock", "`live-x`", "Next step: The lock opened"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "a deleted access code is still on the lock") || strings.Contains(text, "opened with it after") {
+		t.Errorf("text blames the deleted code alone:\n%s", text)
+	}
+}

@@ -561,7 +561,7 @@ func newCodeView(c *lifecycle.AccessCode) codeView {
 	}
 	v.Messages = seamMessages(c.TroubleshootingDetails)
 	if c.NeedsTroubleshooting {
-		v.NextStep = lifecycle.NextStep(v.Reason, lock)
+		v.NextStep = lifecycle.TroubleNextStep(v.Reason, c.TroubleshootingDetails, lock)
 	}
 	if c.ConfirmedBy != nil {
 		v.ConfirmedBy = *c.ConfirmedBy

@@ -290,6 +290,9 @@ type foldWant struct {
 	// lock: the lock's evidence (used_after_deletion, still_on_lock) and
 	// the event that gave it.
 	lockReason, lockEventID string
+	// lockLive: the live codes sharing the PIN of the lock's report, when
+	// they may explain it.
+	lockLive []string
 }
 
 func (w foldWant) state2() State {
@@ -701,7 +704,7 @@ func foldCheckScenario(t *testing.T, sc foldScenario) {
 			if sc.want.lockReason != "" {
 				for i := range sc.events {
 					if e := &sc.events[i]; e.EventID == sc.want.lockEventID {
-						want.LockEvidence = &Trouble{Reason: sc.want.lockReason, EventID: e.EventID, OccurredAt: e.OccurredAt, Details: lockDetails(e)}
+						want.LockEvidence = &Trouble{Reason: sc.want.lockReason, EventID: e.EventID, OccurredAt: e.OccurredAt, Details: lockDetails(e, sc.want.lockLive)}
 						b := true
 						want.OnDevice = &b
 					}

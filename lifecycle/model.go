@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -158,6 +159,54 @@ func NextStep(reason string, lock LockStatus) string {
 	return ""
 }
 
+// LiveCodesWithSamePIN returns the live codes on the lock whose PIN is also
+// that of the lock's report behind a trouble (its details' lock_event, as
+// the fold writes them and as TroubleDetails keeps them): the report may
+// have been one of them. nil when none shares it.
+func LiveCodesWithSamePIN(details json.RawMessage) []string {
+	var d struct {
+		LockEvent struct {
+			Live []string `json:"live_codes_with_same_pin"`
+		} `json:"lock_event"`
+	}
+	if len(details) == 0 || json.Unmarshal(details, &d) != nil {
+		return nil
+	}
+	return d.LockEvent.Live
+}
+
+// codesPhrase names codes for a sentence: "live code X" or "live codes X, Y".
+func codesPhrase(codes []string) string {
+	if len(codes) == 1 {
+		return "live code " + codes[0]
+	}
+	return "live codes " + strings.Join(codes, ", ")
+}
+
+// TroubleNextStep is the guidance for a trouble given its details: as
+// NextStep, except that the lock's evidence that a live code sharing the
+// deleted code's PIN may explain asks staff to check the lock for the
+// deleted code, not to remove what may be the live one.
+func TroubleNextStep(reason string, details json.RawMessage, lock LockStatus) string {
+	live := LiveCodesWithSamePIN(details)
+	if len(live) == 0 {
+		return NextStep(reason, lock)
+	}
+	codes := codesPhrase(live)
+	them := strings.Join(live, ", ")
+	switch reason {
+	case ReasonUsedAfterDeletion:
+		return "The lock opened after this code's deletion with its PIN, which is also the PIN of " + codes +
+			" on this lock: the unlock may have been " + them + ". Check in the lock maker's app whether this deleted code is still on the lock; if it is, remove it there (not " +
+			them + "), then acknowledge in codewatch. Later unlocks with this PIN while " + them + " is live do not alert again."
+	case ReasonStillOnLock:
+		return "A code Seam does not manage appeared on the lock with this deleted code's PIN, which is also the PIN of " + codes +
+			" on this lock: it may be " + them + "'s, entered at the lock. Check in the lock maker's app whether this deleted code is still on the lock; if it is, remove it there (not " +
+			them + "), then acknowledge in codewatch."
+	}
+	return NextStep(reason, lock)
+}
+
 // NewAlert builds the alert a change calls for. id is the alert's unique id
 // (time-ordered), seq its place among the code's alerts.
 func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *Flag, resolution string, lock LockStatus) AlertPayload {
@@ -182,7 +231,7 @@ func NewAlert(now time.Time, id string, seq int64, typ string, st State, flag *F
 	if flag != nil {
 		p.TroubleshootingReason = &flag.Reason
 		p.TroubleshootingDetails = json.RawMessage(TroubleDetails(flag))
-		p.NextStep = NextStep(flag.Reason, lock)
+		p.NextStep = TroubleNextStep(flag.Reason, flag.Details, lock)
 		if typ != AlertResolved {
 			p.Severity = Severity(flag.Reason)
 			p.TroubleID = TroubleID(st.AccessCodeID, flag.Key)
@@ -238,6 +287,16 @@ func AlertMessage(p AlertPayload) string {
 	}
 	switch p.Type {
 	case AlertTrouble:
+		if live := LiveCodesWithSamePIN(p.TroubleshootingDetails); len(live) > 0 {
+			switch reason {
+			case ReasonUsedAfterDeletion:
+				return "CRITICAL: the lock was unlocked after the deletion of access code " + p.AccessCodeID + " with its PIN, which " +
+					codesPhrase(live) + " on the same lock shares: check whether " + p.AccessCodeID + " is still on the lock (the unlock may have been " + strings.Join(live, ", ") + ")"
+			case ReasonStillOnLock:
+				return "CRITICAL: a code Seam does not manage appeared on the lock with the PIN of deleted access code " + p.AccessCodeID + ", which " +
+					codesPhrase(live) + " on the same lock shares: check whether " + p.AccessCodeID + " is still on the lock"
+			}
+		}
 		switch reason {
 		case ReasonUsedAfterDeletion:
 			return "CRITICAL: deleted access code " + p.AccessCodeID + " still opens the door: the lock was unlocked with it after its deletion"
@@ -290,8 +349,9 @@ func TroubleDetails(f *Flag) string {
 			out[k] = []any{}
 		}
 	}
-	// A failed deletion request carries its action attempt and Seam's error.
-	for _, k := range []string{"action_attempt_id", "action_attempt_error"} {
+	// A failed deletion request carries its action attempt and Seam's
+	// error; the lock's evidence, the lock's event (lockDetails).
+	for _, k := range []string{"action_attempt_id", "action_attempt_error", "lock_event"} {
 		if v, ok := d[k]; ok {
 			out[k] = v
 		}

@@ -60,10 +60,13 @@ type sealedBody struct {
 	ciphertext       []byte
 }
 
-// pinColumns are an event's PIN columns (see migration 00007).
+// pinColumns are an event's PIN columns (see migrations 00007 and 00011).
 type pinColumns struct {
 	hash []byte
 	hint *string
+	// tokens: the PIN's on its lock under every key (pinTokens), for the
+	// events whose PIN is matched (pinMatched).
+	tokens [][]byte
 }
 
 // seal returns r's body sealed for table under r's message id, sealing it
@@ -93,16 +96,18 @@ func (s *Store) prepare(r *request) {
 		return
 	}
 	r.seal(s.cfg.Keys, tableEvents)
-	r.pin = pinOf(s.cfg.Keys, r.d.Body)
+	r.pin = pinOf(s.cfg.Keys, r.d.Body, &r.parsed)
 	if r.parsed.Details != nil {
 		r.parsed.Details = datakeys.MaskPINs(r.parsed.Details)
 	}
 }
 
-// pinOf returns the PIN columns of a body: its top-level code hashed under
-// the first key, and the hint. Most bodies have no code member at all; the
-// scan for one is much cheaper than the JSON decode it saves.
-func pinOf(keys *datakeys.Keyring, body []byte) pinColumns {
+// pinOf returns the PIN columns of an event's body: its top-level code
+// hashed under the first key, the hint, and, when the event's PIN is
+// matched (p's type, code and lock say), its tokens. Most bodies have no
+// code member at all; the scan for one is much cheaper than the JSON decode
+// it saves.
+func pinOf(keys *datakeys.Keyring, body []byte, p *lifecycle.Parsed) pinColumns {
 	if !mayHaveCode(body) {
 		return pinColumns{}
 	}
@@ -112,7 +117,11 @@ func pinOf(keys *datakeys.Keyring, body []byte) pinColumns {
 	}
 	_, sum := keys.PinHash(pin)
 	hint := datakeys.PinHint(pin)
-	return pinColumns{hash: sum, hint: &hint}
+	pc := pinColumns{hash: sum, hint: &hint}
+	if sum != nil && pinMatched(p) {
+		pc.tokens = pinTokens(keys, p.DeviceID, pin)
+	}
+	return pc
 }
 
 // mayHaveCode reports whether body could have a member named code in any

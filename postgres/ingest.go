@@ -398,6 +398,9 @@ func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, in
 	ws, code, dev, acct, details := mk(n), mk(n), mk(n), mk(n), mk(n)
 	occ, cre := mkt(n), mkt(n)
 	raw, keyID, pinHash, pinHint := make([][]byte, n), make([]string, n), make([][]byte, n), mk(n)
+	// pin_tokens as one array literal per row: pgx encodes no array of
+	// arrays of unequal (or no) length.
+	pinTokens := mk(n)
 	for i, r := range reqs {
 		p := &r.parsed
 		msg[i], eid[i], typ[i] = r.d.MessageID, p.EventID, p.EventType
@@ -408,7 +411,7 @@ func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, in
 			details[i] = &d
 		}
 		keyID[i], raw[i] = r.seal(keys, tableEvents)
-		pinHash[i], pinHint[i] = r.pin.hash, r.pin.hint
+		pinHash[i], pinHint[i], pinTokens[i] = r.pin.hash, r.pin.hint, byteaArray(r.pin.tokens)
 		src[i] = lifecycle.SourceWebhook
 		if r.d.Source == lifecycle.SourcePoll {
 			src[i] = lifecycle.SourcePoll
@@ -416,18 +419,19 @@ func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, in
 	}
 	// ON CONFLICT DO NOTHING with no target covers both unique constraints
 	// (message_id and event_id); RETURNING names the rows that were new.
-	// raw is sealed under key_id (bodies.go), as is pin_hash.
+	// raw is sealed under key_id (bodies.go), as is pin_hash; pin_tokens
+	// are under every key (pins_match.go).
 	b.Queue(`INSERT INTO events (message_id, event_id, event_type, workspace_id,
 			occurred_at, created_at, access_code_id, device_id, connected_account_id,
-			details, raw, key_id, pin_hash, pin_hint, source)
-		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r, k, ph, pt, s
+			details, raw, key_id, pin_hash, pin_hint, source, pin_tokens)
+		SELECT m, e, t, w, o, c, a, d, ca, det::jsonb, r, k, ph, pt, s, tk::bytea[]
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 			$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[],
-			$12::text[], $13::bytea[], $14::text[], $15::text[])
-			AS u(m, e, t, w, o, c, a, d, ca, det, r, k, ph, pt, s)
+			$12::text[], $13::bytea[], $14::text[], $15::text[], $16::text[])
+			AS u(m, e, t, w, o, c, a, d, ca, det, r, k, ph, pt, s, tk)
 		ON CONFLICT DO NOTHING
 		RETURNING message_id`,
-		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw, keyID, pinHash, pinHint, src).
+		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw, keyID, pinHash, pinHint, src, pinTokens).
 		Query(collectInserted(inserted))
 }
 

@@ -92,7 +92,7 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 	keysFlag := dataKeysFlag(fs, getenv)
 	batch := fs.Int("batch", 200, "rows per transaction")
 	rest, err := parseFlags(fs, "rekey", args, stdout,
-		"usage: codewatch rekey [flags]\n\nEncrypts every stored webhook body that is not under the first key of\nCODEWATCH_DATA_KEYS (bodies under an older key, and bodies stored in clear\nbefore encryption) under that key, renewing PIN hashes with it, in batches of\nsmall transactions: safe while the service runs. Then counts the stored\nbodies per key and says which keys no body uses any more.")
+		"usage: codewatch rekey [flags]\n\nEncrypts every stored webhook body that is not under the first key of\nCODEWATCH_DATA_KEYS (bodies under an older key, and bodies stored in clear\nbefore encryption) under that key, renewing PIN hashes with it, in batches of\nsmall transactions: safe while the service runs. Codes whose PIN the renewed\nhashes newly match with a lock's report are refolded. Then counts the stored\nbodies per key and says which keys no body uses any more.")
 	if err != nil {
 		return err
 	}
@@ -133,6 +133,9 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 	if res.Resealed != nil {
 		fmt.Fprintf(stdout, "rekey: re-encrypted %d events and %d quarantined deliveries in %s\n",
 			res.Resealed["events"], res.Resealed["quarantine"], time.Since(start).Round(time.Millisecond))
+	}
+	if res.Refolded > 0 {
+		fmt.Fprintf(stdout, "rekey: refolded %d codes that the renewed PIN hashes match with a lock's report or another code\n", res.Refolded)
 	}
 	if err != nil && len(res.Unreadable) == 0 {
 		return err

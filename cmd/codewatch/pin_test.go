@@ -457,6 +457,11 @@ func (r *rawSink) bodies() [][]byte {
 // alert to every sink, the code and its lock in the API.
 func pinLockEvidence(t *testing.T, p *pinProof) {
 	code := p.codes["overdue"]
+	// The PIN given again, to a live code on the same lock: the unlock may
+	// have been it, and the deleted code's trouble names it (by id).
+	live := seamevent.NewID()
+	p.send(t, "lock evidence", seamevent.NewMessageID(), proofEvent(t, lifecycle.TypeSetOnDevice, live, time.Now().Add(-30*time.Second),
+		map[string]any{"device_id": seamevent.DeviceIDFor(code)}))
 	unlock := proofEvent(t, lifecycle.TypeLockUnlocked, code, time.Now(), map[string]any{"method": "keycode"})
 	var m map[string]any
 	_ = json.Unmarshal(unlock, &m)
@@ -467,8 +472,9 @@ func pinLockEvidence(t *testing.T, p *pinProof) {
 	var out json.RawMessage
 	p.s.api(http.MethodGet, "/v1/access_codes/"+code, p.s.Token, nil, &out)
 	p.record("lock evidence", "the used code", out)
-	if !bytes.Contains(out, []byte(`"troubleshooting_reason":"used_after_deletion"`)) {
-		t.Fatalf("the unlock by PIN was not matched: %s", out)
+	if !bytes.Contains(out, []byte(`"troubleshooting_reason":"used_after_deletion"`)) ||
+		!bytes.Contains(out, []byte(`"live_codes_with_same_pin":["`+live+`"]`)) {
+		t.Fatalf("the unlock by PIN was not matched, naming the live code with the same PIN: %s", out)
 	}
 	p.s.api(http.MethodGet, "/v1/devices/"+seamevent.DeviceIDFor(code), p.s.Token, nil, &out)
 	p.record("lock evidence", "its lock", out)

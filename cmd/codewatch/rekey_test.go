@@ -56,6 +56,10 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 	conn := dbConn(t, db)
 	ctx := context.Background()
 
+	type sentEvent struct {
+		msg  string
+		body []byte
+	}
 	// What a version before encryption left: bodies in clear.
 	oldCode := seamevent.NewID()
 	oldMsg := seamevent.NewMessageID()
@@ -64,6 +68,33 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 	if _, err := conn.Exec(ctx, `INSERT INTO events (message_id, event_id, event_type, access_code_id, device_id, raw)
 		VALUES ($1, $2, 'access_code.set_on_device', $3, $4, $5)`, oldMsg, "old-"+oldCode, oldCode, seamevent.DeviceIDFor(oldCode), oldBody); err != nil {
 		t.Fatal(err)
+	}
+	sent := []sentEvent{{oldMsg, oldBody}}
+	// ... its deletion, and an unlock by its PIN since that Seam tied to no
+	// code: unmatched while in clear (no hash), matched once the start-up
+	// pass has sealed them, which refolds the code.
+	for _, e := range []struct {
+		typ, code string
+		at        time.Duration
+	}{{lifecycle.TypeDeleted, oldCode, -50 * time.Minute}, {lifecycle.TypeLockUnlocked, "", -10 * time.Minute}} {
+		msg := seamevent.NewMessageID()
+		body, _ := seamevent.Build(e.typ, seamevent.Options{AccessCodeID: e.code, Code: proofPIN,
+			DeviceID: seamevent.DeviceIDFor(oldCode), OccurredAt: time.Now().Add(e.at)})
+		var code *string
+		if e.code != "" {
+			code = &e.code
+		} else {
+			var m map[string]any
+			_ = json.Unmarshal(body, &m)
+			delete(m, "access_code_id")
+			m["code"] = proofPIN
+			body, _ = json.Marshal(m)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO events (message_id, event_id, event_type, access_code_id, device_id, occurred_at, raw)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, msg, "old-"+msg, e.typ, code, seamevent.DeviceIDFor(oldCode), time.Now().Add(e.at), body); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, sentEvent{msg, body})
 	}
 	oldQ := []byte(`{"event_id":"q-old","event_type":"access_code.set_on_device","code":"` + proofPIN + `"}`)
 	if _, err := conn.Exec(ctx, `INSERT INTO quarantine (message_id, reason, raw) VALUES ('msg_q_old', 'missing_access_code_id', $1)`, oldQ); err != nil {
@@ -97,19 +128,17 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 	waitFor(t, 20*time.Second, "the start-up pass to seal the clear bodies", func() bool {
 		return len(s1.logsWithMsg("bodies stored in clear are sealed")) == 1
 	})
-	if n := keyCounts(); n["k1"] != 2 || len(n) != 1 {
+	if n := keyCounts(); n["k1"] != 4 || len(n) != 1 {
 		t.Fatalf("after the start-up pass: %v", n)
 	}
-	if l := s1.logsWithMsg("bodies stored in clear are sealed")[0]; l["events"] != float64(1) || l["quarantine"] != float64(1) {
+	if l := s1.logsWithMsg("bodies stored in clear are sealed")[0]; l["events"] != float64(3) || l["quarantine"] != float64(1) || l["refolded"] != float64(1) {
 		t.Errorf("start-up pass log: %v", l)
 	}
-	sender := func(s *server) *seamevent.Sender { return &seamevent.Sender{URL: s.webhookURL(), Secret: s.Secret} }
-	type sentEvent struct {
-		msg  string
-		body []byte
+	if c := s1.code(oldCode); c.TroubleshootingReason == nil || *c.TroubleshootingReason != lifecycle.ReasonUsedAfterDeletion {
+		t.Errorf("the old code, used after its deletion, once the pass has sealed its events: %v", c.TroubleshootingReason)
 	}
+	sender := func(s *server) *seamevent.Sender { return &seamevent.Sender{URL: s.webhookURL(), Secret: s.Secret} }
 	var sentMu sync.Mutex
-	sent := []sentEvent{{oldMsg, oldBody}}
 	send := func(s *server) {
 		t.Helper()
 		code := seamevent.NewID()
@@ -154,8 +183,8 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 		t.Fatalf("rekey: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
 	t.Logf("codewatch rekey:\n%s", res.Stdout)
-	for _, want := range []string{"rekey: encrypting under key k2 (configured: k2, k1)", "rekey: events 0/", "rekey: events 11/11 (100%)",
-		"rekey: quarantine 1/1 (100%)", "rekey: re-encrypted 11 events and 1 quarantined deliveries", "no body uses k1, which may be removed"} {
+	for _, want := range []string{"rekey: encrypting under key k2 (configured: k2, k1)", "rekey: events 0/", "rekey: events 13/13 (100%)",
+		"rekey: quarantine 1/1 (100%)", "rekey: re-encrypted 13 events and 1 quarantined deliveries", "no body uses k1, which may be removed"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("rekey output lacks %q:\n%s", want, res.Stdout)
 		}
@@ -163,7 +192,7 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 	if strings.Contains(res.Stdout+res.Stderr, strings.SplitN(k1, ":", 2)[1]) || strings.Contains(res.Stdout+res.Stderr, strings.SplitN(k2, ":", 2)[1]) {
 		t.Errorf("rekey printed key material:\n%s%s", res.Stdout, res.Stderr)
 	}
-	if n := keyCounts(); n["k2"] < 22 || len(n) != 1 {
+	if n := keyCounts(); n["k2"] < 24 || len(n) != 1 {
 		t.Fatalf("after rekey: %v", n)
 	}
 	if code, _ := s2.stop(15 * time.Second); code != 0 {
@@ -196,6 +225,15 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 	if c := s3.code(oldCode); c.PinHint == nil || *c.PinHint != "••64" {
 		t.Errorf("the upgraded code's PIN hint: %v", c.PinHint)
 	}
+	// Refolded with k1 gone (its next event), the unlock still matches.
+	rep, err := sender(s3).Send(ctx, seamevent.NewMessageID(), mustBuild(t, lifecycle.TypeDelayInRemoving, seamevent.Options{AccessCodeID: oldCode,
+		DeviceID: seamevent.DeviceIDFor(oldCode), OccurredAt: time.Now().Add(-time.Minute)}))
+	if err != nil || rep.Status != http.StatusOK {
+		t.Fatalf("send: %v %d", err, rep.Status)
+	}
+	if c := s3.code(oldCode); c.TroubleshootingReason == nil || *c.TroubleshootingReason != lifecycle.ReasonUsedAfterDeletion {
+		t.Errorf("the old code refolded after rekey, k1 removed: %v", c.TroubleshootingReason)
+	}
 	if res := runCLI(t, []string{"DATABASE_URL=" + db, "CODEWATCH_DATA_KEYS=" + k2}, "quarantine", "retry"); res.Code != 0 ||
 		!strings.Contains(res.Stdout, "1 still unusable") {
 		t.Errorf("quarantine retry with k1 removed: exit %d %s%s", res.Code, res.Stdout, res.Stderr)
@@ -213,4 +251,13 @@ func TestRekeyRotationEndToEnd(t *testing.T) {
 	if res := runCLI(t, []string{"DATABASE_URL=" + db}, "rekey"); res.Code != 2 || !strings.Contains(res.Stderr, "CODEWATCH_DATA_KEYS: required") {
 		t.Errorf("rekey without keys: exit %d %q", res.Code, res.Stderr)
 	}
+}
+
+func mustBuild(t *testing.T, typ string, o seamevent.Options) []byte {
+	t.Helper()
+	b, err := seamevent.Build(typ, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -529,7 +529,7 @@ func sealClearBodies(ctx context.Context, store *postgres.Store, logger *slog.Lo
 			"events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"])
 	case announced:
 		logger.Info("bodies stored in clear are sealed", "events", res.Resealed["events"], "quarantine", res.Resealed["quarantine"],
-			"duration", time.Since(start).Round(time.Millisecond).String())
+			"refolded", res.Refolded, "duration", time.Since(start).Round(time.Millisecond).String())
 	}
 }
 
