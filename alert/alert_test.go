@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/alert"
-	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamevent"
 )
@@ -101,7 +101,7 @@ func failCodeErrOverdue(t *testing.T, o *outbox, code string, now time.Time) {
 }
 
 // syncBuffer is safe for a logger and a test to share.
-type syncBuffer = syncbuf.Buffer
+type syncBuffer = logtest.Buffer
 
 func TestLogSinkWritesOneStructuredLine(t *testing.T) {
 	o := newOutbox(t, "log")

@@ -19,9 +19,9 @@ import (
 
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/internal/clocktest"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/postgres"
@@ -40,7 +40,7 @@ type consoleEnv struct {
 	pool  *pgxpool.Pool
 	store *postgres.Store
 	clock *clocktest.Clock
-	logs  *syncbuf.Buffer
+	logs  *logtest.Buffer
 	srv   *httptest.Server
 	ops   *handlers.Ops
 }
@@ -48,7 +48,7 @@ type consoleEnv struct {
 func newConsoleEnv(t testing.TB, cfg handlers.Console, tokens ...handlers.Token) *consoleEnv {
 	t.Helper()
 	pool := pgtest.New(t)
-	e := &consoleEnv{t: t, pool: pool, clock: clocktest.New(time.Now().UTC().Truncate(time.Second)), logs: &syncbuf.Buffer{}}
+	e := &consoleEnv{t: t, pool: pool, clock: clocktest.New(time.Now().UTC().Truncate(time.Second)), logs: &logtest.Buffer{}}
 	e.store = storetest.New(t, pool, postgres.Config{RemovalTimeout: 30 * time.Minute, Now: e.clock.Now})
 	if len(tokens) == 0 {
 		tokens = []handlers.Token{{Name: "alice", Value: aliceToken}, {Name: "bob", Value: bobToken}}

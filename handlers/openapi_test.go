@@ -36,7 +36,7 @@ import (
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/riverqueue/river"
 
-	"github.com/codewatch/codewatch/internal/seamfake"
+	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamevent"
@@ -166,13 +166,13 @@ type oaService struct {
 
 // oaStart starts the service; with fake, its Seam API routes call Seam's
 // fake (and a River client works their jobs).
-func oaStart(t *testing.T, secret string, fake *seamfake.Fake) *oaService {
+func oaStart(t *testing.T, secret string, fake *seamtest.Fake) *oaService {
 	t.Helper()
 	return oaStartWith(t, secret, fake, nil)
 }
 
 // oaStartWith is oaStart with the ops server's settings changed by tune.
-func oaStartWith(t *testing.T, secret string, fake *seamfake.Fake, tune func(*handlers.Ops)) *oaService {
+func oaStartWith(t *testing.T, secret string, fake *seamtest.Fake, tune func(*handlers.Ops)) *oaService {
 	t.Helper()
 	pool := pgtest.New(t)
 	logger := slog.New(slog.DiscardHandler)
@@ -434,7 +434,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 // included, and validates each live request and answer against the spec.
 func TestOpenAPILive(t *testing.T) {
 	secret := oaSecret(t)
-	fake := seamfake.Start(t)
+	fake := seamtest.Start(t)
 	svc := oaStart(t, secret, fake)
 	c := &oaChecker{t: t, router: oaRouter(t, svc.public.URL, svc.ops.URL), covered: map[string]bool{}}
 	hook := svc.public.URL + "/webhooks/seam"

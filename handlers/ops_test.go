@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/postgres"
@@ -108,7 +108,7 @@ func TestForwardedForTrustedOnlyFromProxies(t *testing.T) {
 		{[]*net.IPNet{elsewhere}, "127.0.0.1"},
 		{[]*net.IPNet{loopback}, "203.0.113.7"},
 	} {
-		logs := &syncbuf.Buffer{}
+		logs := &logtest.Buffer{}
 		e := handlers.NewPublicServer(&handlers.Public{Verifier: v, Metrics: metrics.New(),
 			Logger: slog.New(slog.NewJSONHandler(logs, nil)), TrustedProxies: c.trusted})
 		srv := httptest.NewServer(e)
@@ -131,7 +131,7 @@ func TestForwardedForTrustedOnlyFromProxies(t *testing.T) {
 func TestAcknowledgeTwiceIsIdempotent(t *testing.T) {
 	pool := pgtest.New(t)
 	store := storetest.New(t, pool, postgres.Config{})
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	token := "0123456789abcdef0123"
 	ops := handlers.NewOpsServer(&handlers.Ops{Store: store, Tokens: []handlers.Token{{Name: "alice", Value: token}},
 		Metrics: metrics.New(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), Ready: func(context.Context) error { return nil }})

@@ -20,9 +20,9 @@ import (
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
@@ -40,7 +40,7 @@ type pubEnv struct {
 	logs    *syncBuffer
 }
 
-type syncBuffer = syncbuf.Buffer
+type syncBuffer = logtest.Buffer
 
 func newPubEnv(t testing.TB, pool *pgxpool.Pool) *pubEnv {
 	t.Helper()

@@ -3,7 +3,6 @@ package jobs_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +16,7 @@ import (
 	"github.com/codewatch/codewatch/jobs"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 type oddErrorArgs struct{}
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,17 +15,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/postgres"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // migrationsThrough returns the embedded migrations up to version through
 // (all of them when through < 0), plus extra files (name: SQL).
@@ -70,9 +65,9 @@ func holdLock(t *testing.T, pool *pgxpool.Pool, lock string) (release func()) {
 	return release
 }
 
-func newMigrator(t *testing.T, pool *pgxpool.Pool, fsys fs.FS) (*migrations.Migrator, *syncbuf.Buffer) {
+func newMigrator(t *testing.T, pool *pgxpool.Pool, fsys fs.FS) (*migrations.Migrator, *logtest.Buffer) {
 	t.Helper()
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	m, err := migrations.NewFS(pool, slog.New(slog.NewJSONHandler(logs, nil)), fsys)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +80,7 @@ func newMigrator(t *testing.T, pool *pgxpool.Pool, fsys fs.FS) (*migrations.Migr
 // afterFirstRetry calls f once the first retry is logged (or when the test
 // ends): a lock held until then makes the first attempt give up, whatever
 // the machine's speed, and lets a later one through.
-func afterFirstRetry(t *testing.T, logs *syncbuf.Buffer, f func()) {
+func afterFirstRetry(t *testing.T, logs *logtest.Buffer, f func()) {
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	go func() {
@@ -101,7 +96,7 @@ func afterFirstRetry(t *testing.T, logs *syncbuf.Buffer, f func()) {
 }
 
 // retryLines returns the log lines of retries of the sample.
-func retryLines(t *testing.T, logs *syncbuf.Buffer) []string {
+func retryLines(t *testing.T, logs *logtest.Buffer) []string {
 	t.Helper()
 	var out []string
 	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/internal/logtest"
 )
 
 // oldReplicaBinary builds codewatch as it was before first (the first
@@ -113,7 +113,7 @@ func startOldReplica(t *testing.T, dbURL, first string) string {
 		"CODEWATCH_LOG_FORMAT=json", "CODEWATCH_DATA_DIR=" + t.TempDir(),
 		"CODEWATCH_DB_MAX_CONNS=10", "CODEWATCH_SHUTDOWN_TIMEOUT=5s",
 	}
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

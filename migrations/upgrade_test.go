@@ -17,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/postgres"
@@ -317,7 +317,7 @@ func (r upgradeResult) problems() []string {
 // arriving at this build's handler and store, in-process.
 func (e *upgradeEnv) migrateUnderIngest(t *testing.T, fsys fs.FS) upgradeResult {
 	t.Helper()
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -343,7 +343,7 @@ func (e *upgradeEnv) migrateUnderIngest(t *testing.T, fsys fs.FS) upgradeResult 
 func (e *upgradeEnv) migrateUnderIngestAt(t *testing.T, fsys fs.FS, webhookURL string) upgradeResult {
 	t.Helper()
 	ctx := context.Background()
-	logs := &syncbuf.Buffer{}
+	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -1,14 +1,9 @@
 package postgres
 
 import (
-	"os"
 	"testing"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }

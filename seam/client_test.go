@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/internal/clocktest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/seam"
 )
 
@@ -482,7 +482,7 @@ func TestContextCancelWhileRateLimited(t *testing.T) {
 }
 
 func TestNeverLogsSecrets(t *testing.T) {
-	var logs syncbuf.Buffer
+	var logs logtest.Buffer
 	srv, _ := scripted(t,
 		answer{503, nil, ""},
 		answer{200, nil, `{"access_code":{"access_code_id":"c1","device_id":"d1","code":"987654","status":"set"},"ok":true}`},

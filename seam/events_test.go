@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/seam"
 )
 
@@ -236,7 +236,7 @@ func TestListEventsWindowedStopsAtMinimumWindow(t *testing.T) {
 	}
 	srv := httptest.NewServer(store)
 	defer srv.Close()
-	var logs syncbuf.Buffer
+	var logs logtest.Buffer
 	c, _ := newClient(t, srv, func(cfg *seam.Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})

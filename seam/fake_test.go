@@ -1,7 +1,7 @@
 package seam_test
 
 // Tests against Seam's own fake (@seamapi/fake-seam-connect, pinned in
-// test/seamfake), started per test by internal/seamfake. The fake cannot
+// test/seamtest), started per test by internal/seamtest. The fake cannot
 // answer 429, so rate-limit answers are tested against httptest servers
 // playing Seam (Test429RetryAfter).
 
@@ -17,13 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codewatch/codewatch/internal/seamfake"
+	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/seam"
 )
 
 // fakeClient is a client of f on a fake clock: backoff and limits cost no
 // real time.
-func fakeClient(t *testing.T, f *seamfake.Fake, mod func(*seam.Config)) (*seam.Client, *sleeper) {
+func fakeClient(t *testing.T, f *seamtest.Fake, mod func(*seam.Config)) (*seam.Client, *sleeper) {
 	t.Helper()
 	clock := newSleeper()
 	cfg := seam.Config{APIKey: f.APIKey, BaseURL: f.URL, Now: clock.Now, Sleep: clock.Sleep}
@@ -48,7 +48,7 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 func TestFakeDeleteLifecycle(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	c, _ := fakeClient(t, f, nil)
 	ctx := context.Background()
 	dev := f.Devices[0]
@@ -107,13 +107,13 @@ func TestFakeDeleteLifecycle(t *testing.T) {
 }
 
 func TestFakeActionAttemptError(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	c, _ := fakeClient(t, f, nil)
 	ctx := context.Background()
 	id := must[string](t)(f.CreateAccessCode(ctx, f.Devices[1], "1357"))
 	aa := must[*seam.ActionAttempt](t)(c.DeleteAccessCode(ctx, id, ""))
 
-	err := f.UpdateActionAttempt(ctx, aa.ID, "error", &seamfake.ActionAttemptError{
+	err := f.UpdateActionAttempt(ctx, aa.ID, "error", &seamtest.ActionAttemptError{
 		Type: "failed_to_remove_from_device", Message: "The lock did not answer",
 	})
 	if err != nil {
@@ -135,7 +135,7 @@ func TestFakeActionAttemptError(t *testing.T) {
 }
 
 func TestFakeUnmanagedList(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	c, _ := fakeClient(t, f, nil)
 	ctx := context.Background()
 	dev := f.Devices[1]
@@ -157,7 +157,7 @@ func TestFakeUnmanagedList(t *testing.T) {
 }
 
 func TestFakeEvents(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	var requests atomic.Int32
 	c, _ := fakeClient(t, f, func(cfg *seam.Config) {
 		cfg.HTTPClient = &http.Client{Transport: countingTransport{&requests}}
@@ -241,7 +241,7 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestFakeOutage(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	ctx := context.Background()
 	id := must[string](t)(f.CreateAccessCode(ctx, f.Devices[0], "8080"))
 	if err := f.SimulateWorkspaceOutage(ctx, "/access_codes/get", "/access_codes/delete"); err != nil {
@@ -284,7 +284,7 @@ func TestFakeOutage(t *testing.T) {
 }
 
 func TestFakeDeviceOnline(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	c, _ := fakeClient(t, f, nil)
 	ctx := context.Background()
 	dev := f.Devices[0]
@@ -312,7 +312,7 @@ func TestFakeDeviceOnline(t *testing.T) {
 }
 
 func TestFakeAddedAccessCodeKeepsFields(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	c, _ := fakeClient(t, f, nil)
 	ctx := context.Background()
 	id := must[string](t)(f.AddAccessCode(ctx, f.Devices[1], "6543", map[string]any{
@@ -338,9 +338,9 @@ func TestFakeAddedAccessCodeKeepsFields(t *testing.T) {
 // deletes the right code but records access_code.deleted for the first code
 // on that device. Without device_id the event is right but has no
 // device_id. If this test fails after a fake upgrade, the bug is fixed:
-// drop the test and the note in test/seamfake/README.md.
+// drop the test and the note in test/seamtest/README.md.
 func TestFakeDeleteWithDeviceIDQuirk(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	c, _ := fakeClient(t, f, nil)
 	ctx := context.Background()
 	dev := f.Devices[0]
@@ -372,7 +372,7 @@ func TestFakeDeleteScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 codes against the fake")
 	}
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	ctx := context.Background()
 	const total = 1000
 	type job struct{ code, device string }

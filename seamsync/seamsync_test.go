@@ -18,7 +18,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/internal/seamfake"
+	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -34,7 +34,7 @@ type env struct {
 	pool  *pgxpool.Pool
 	store *postgres.Store
 	svc   *seamsync.Service
-	fake  *seamfake.Fake
+	fake  *seamtest.Fake
 	river *river.Client[pgx.Tx]
 }
 
@@ -60,7 +60,7 @@ func newEnv(t *testing.T, baseURL, apiKey string, cfg postgres.Config) *env {
 // onFake is an env on a fake of its own.
 func onFake(t *testing.T, cfg postgres.Config) *env {
 	t.Helper()
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	e := newEnv(t, f.URL, f.APIKey, cfg)
 	e.fake = f
 	// As serve does at start-up: until the key's workspace is known, no
@@ -245,7 +245,7 @@ func TestDeleteAttemptError(t *testing.T) {
 	}
 	// The lock refused: Seam's attempt ends in error.
 	if err := e.fake.UpdateActionAttempt(ctx, c.DeletionRequest.ActionAttemptID, "error",
-		&seamfake.ActionAttemptError{Type: "lock_offline", Message: "The lock is offline"}); err != nil {
+		&seamtest.ActionAttemptError{Type: "lock_offline", Message: "The lock is offline"}); err != nil {
 		t.Fatal(err)
 	}
 	e.work()

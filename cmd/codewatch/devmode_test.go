@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/internal/logtest"
 )
 
-type devBuffer = syncbuf.Buffer
+type devBuffer = logtest.Buffer
 
 func devAddr(t *testing.T) string {
 	t.Helper()

@@ -25,7 +25,7 @@ import (
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/internal/seamfake"
+	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
@@ -62,7 +62,7 @@ type pinProof struct {
 	sender  *seamevent.Sender
 	webhook *rawSink
 	slack   *rawSink
-	fake    *seamfake.Fake
+	fake    *seamtest.Fake
 
 	mu      sync.Mutex
 	outputs []pinOutput
@@ -126,7 +126,7 @@ func TestPINNeverInClear(t *testing.T) {
 	if p.keys, err = datakeys.Parse(p.env["CODEWATCH_DATA_KEYS"]); err != nil {
 		t.Fatal(err)
 	}
-	p.fake = seamfake.Start(t)
+	p.fake = seamtest.Start(t)
 	for k, v := range seamEnvFor(p.fake) {
 		p.env[k] = v
 	}

@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/internal/seamfake"
+	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
 // seamEnv is the environment that points codewatch at Seam's fake.
-func seamEnvFor(f *seamfake.Fake) map[string]string {
+func seamEnvFor(f *seamtest.Fake) map[string]string {
 	return map[string]string{"SEAM_API_KEY": f.APIKey, "SEAM_API_URL": f.URL, "CODEWATCH_SEAM_RPS": "100"}
 }
 
@@ -66,7 +66,7 @@ func fakeEvent(t *testing.T, c *seam.Client, typ, code string) []byte {
 func TestE2ESeamAPI(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fake := seamfake.Start(t)
+	fake := seamtest.Start(t)
 	api, err := seam.New(seam.Config{APIKey: fake.APIKey, BaseURL: fake.URL, RPS: 1000})
 	if err != nil {
 		t.Fatal(err)

@@ -34,8 +34,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/codewatch/codewatch/datakeys"
+	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
-	"github.com/codewatch/codewatch/internal/syncbuf"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/verify"
@@ -115,7 +115,7 @@ func codewatchBin(t testing.TB) string {
 }
 
 // lockedBuffer is safe for a process's output and a reader.
-type lockedBuffer = syncbuf.Buffer
+type lockedBuffer = logtest.Buffer
 
 func randomHex(n int) string {
 	b := make([]byte, n)

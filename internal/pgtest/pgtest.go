@@ -7,7 +7,7 @@
 // clones it (CREATE DATABASE ... TEMPLATE), which takes milliseconds.
 //
 // NewBouncedURL also gives the database's URL through one PgBouncer per test
-// binary in transaction pooling mode (internal/pgbouncer), in front of
+// binary in transaction pooling mode (internal/pgbouncertest), in front of
 // whichever server that is.
 package pgtest
 
@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/codewatch/codewatch/internal/pgbouncer"
+	"github.com/codewatch/codewatch/internal/pgbouncertest"
 	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
 )
@@ -42,7 +42,7 @@ var (
 	// NewBouncedURL.
 	bouncer struct {
 		once sync.Once
-		srv  *pgbouncer.Server
+		srv  *pgbouncertest.Server
 		dir  string
 		err  error
 	}
@@ -182,7 +182,7 @@ func newDatabase(t testing.TB) string {
 // pass by skipping.
 func NewBouncedURL(t testing.TB) (direct, bounced string) {
 	t.Helper()
-	if _, err := pgbouncer.Bin(); err != nil {
+	if _, err := pgbouncertest.Bin(); err != nil {
 		if r := os.Getenv("CODEWATCH_REQUIRE_PGBOUNCER"); r != "" && r != "0" {
 			t.Fatalf("CODEWATCH_REQUIRE_PGBOUNCER=%s: %v", r, err)
 		}
@@ -198,7 +198,7 @@ func NewBouncedURL(t testing.TB) (direct, bounced string) {
 
 // Bouncer returns this test binary's PgBouncer, or nil before the first
 // NewBouncedURL, for tests that look at its pools or its log.
-func Bouncer() *pgbouncer.Server { return bouncer.srv }
+func Bouncer() *pgbouncertest.Server { return bouncer.srv }
 
 func startBouncer() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -209,7 +209,7 @@ func startBouncer() {
 		return
 	}
 	bouncer.dir = dir
-	bouncer.srv, bouncer.err = pgbouncer.Start(ctx, dir, pgbouncer.UpstreamFrom(&baseCfg.Config))
+	bouncer.srv, bouncer.err = pgbouncertest.Start(ctx, dir, pgbouncertest.UpstreamFrom(&baseCfg.Config))
 }
 
 // New returns a pool on a fresh migrated database, closed when the test ends.
@@ -227,6 +227,16 @@ func New(t testing.TB) *pgxpool.Pool {
 // Server returns the private server when pgtest started one (nil otherwise),
 // for tests that stop and restart the database.
 func Server() *localpg.Server { return server }
+
+// Main runs a test binary's tests and then Teardown, and exits with their
+// status: a package's whole TestMain is
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	Teardown()
+	os.Exit(code)
+}
 
 // Teardown stops PgBouncer and a private server and removes their files;
 // call it from TestMain after m.Run.

@@ -2,7 +2,6 @@ package pgtest_test
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -10,11 +9,7 @@ import (
 	"github.com/codewatch/codewatch/internal/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // TestNewBouncedURL: both URLs reach the same fresh, migrated database, and
 // the bounced one goes through PgBouncer.

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -20,11 +19,7 @@ import (
 	"github.com/codewatch/codewatch/verify"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func testPlan(t *testing.T, seed uint64) ([]*code, []*delivery) {
 	t.Helper()

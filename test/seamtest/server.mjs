@@ -1,5 +1,5 @@
 // Seam's own fake of its API (@seamapi/fake-seam-connect, pinned in
-// package.json), started for codewatch's tests by internal/seamfake.
+// package.json), started for codewatch's tests by internal/seamtest.
 //
 //   node server.mjs [PORT]        PORT (or $SEAMFAKE_PORT) 0 or unset: a free one
 //
@@ -189,6 +189,6 @@ const control = (db, seed, req, res) => {
 }
 
 main().catch((err) => {
-  process.stderr.write(`seamfake: ${err?.stack ?? err}\n`)
+  process.stderr.write(`seamtest: ${err?.stack ?? err}\n`)
   process.exit(1)
 })

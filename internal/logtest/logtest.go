@@ -1,6 +1,6 @@
-// Package syncbuf is a bytes.Buffer that a logger or a child process can
+// Package logtest is a bytes.Buffer that a logger or a child process can
 // write while a test reads it.
-package syncbuf
+package logtest
 
 import (
 	"bytes"

@@ -1,13 +1,13 @@
-// Package seamfake starts Seam's own fake of its API
-// (@seamapi/fake-seam-connect, pinned in test/seamfake/package.json) for a
-// test, through test/seamfake/server.mjs, and drives what its HTTP API
+// Package seamtest starts Seam's own fake of its API
+// (@seamapi/fake-seam-connect, pinned in test/seamtest/package.json) for a
+// test, through test/seamtest/server.mjs, and drives what its HTTP API
 // cannot: events that were never webhooks, devices going offline, codes
 // put straight into its database.
 //
 // Needs Node.js and npm. The first Start on a machine runs `npm ci` in
-// test/seamfake (a few seconds); test binaries running in parallel take
+// test/seamtest (a few seconds); test binaries running in parallel take
 // turns through a lock file.
-package seamfake
+package seamtest
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codewatch/codewatch/internal/syncbuf"
+	"github.com/codewatch/codewatch/internal/logtest"
 )
 
 // Fake is one running fake, seeded with the package's default seed.
@@ -56,21 +56,21 @@ func Start(t testing.TB) *Fake {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil && os.Getenv("CODEWATCH_REQUIRE_NODE") != "" {
-		t.Fatal("seamfake: Node.js (node) is not installed and CODEWATCH_REQUIRE_NODE is set (CI): apt-get install nodejs npm")
+		t.Fatal("seamtest: Node.js (node) is not installed and CODEWATCH_REQUIRE_NODE is set (CI): apt-get install nodejs npm")
 	}
 	if err != nil {
-		t.Skip("seamfake: Node.js (node) is not installed; these tests need it to run Seam's fake (apt-get install nodejs npm)")
+		t.Skip("seamtest: Node.js (node) is not installed; these tests need it to run Seam's fake (apt-get install nodejs npm)")
 	}
 	dir, err := fakeDir()
 	if err != nil {
-		t.Fatalf("seamfake: %v", err)
+		t.Fatalf("seamtest: %v", err)
 	}
 	release, took, err := ensureInstalled(dir)
 	if err != nil {
-		t.Fatalf("seamfake: %v", err)
+		t.Fatalf("seamtest: %v", err)
 	}
 	if took > 0 {
-		t.Logf("seamfake: npm ci in %s took %v", dir, took.Round(time.Millisecond))
+		t.Logf("seamtest: npm ci in %s took %v", dir, took.Round(time.Millisecond))
 	}
 	f, err := start(t, node, dir)
 	for try := 1; err != nil && errors.Is(err, errPortTaken) && try < 3; try++ {
@@ -78,12 +78,12 @@ func Start(t testing.TB) *Fake {
 	}
 	release() // the fake has loaded its modules: npm ci may replace them now
 	if err != nil {
-		t.Fatalf("seamfake: %v", err)
+		t.Fatalf("seamtest: %v", err)
 	}
 	return f
 }
 
-// fakeDir finds test/seamfake above the working directory (go test runs in
+// fakeDir finds test/seamtest above the working directory (go test runs in
 // the package's directory).
 func fakeDir() (string, error) {
 	wd, err := os.Getwd()
@@ -92,13 +92,13 @@ func fakeDir() (string, error) {
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			fd := filepath.Join(d, "test", "seamfake")
+			fd := filepath.Join(d, "test", "seamtest")
 			if _, err := os.Stat(filepath.Join(fd, "server.mjs")); err == nil {
 				return fd, nil
 			}
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no test/seamfake/server.mjs beside a go.mod above %s", wd)
+			return "", fmt.Errorf("no test/seamtest/server.mjs beside a go.mod above %s", wd)
 		}
 	}
 }
@@ -127,7 +127,7 @@ func ensureInstalled(dir string) (release func(), took time.Duration, err error)
 	if got := installedVersion(dir); got != want {
 		npm, err := exec.LookPath("npm")
 		if err != nil {
-			return nil, 0, errors.New("npm is not installed; it is needed once to install Seam's fake (npm ci in test/seamfake)")
+			return nil, 0, errors.New("npm is not installed; it is needed once to install Seam's fake (npm ci in test/seamtest)")
 		}
 		began := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
@@ -191,7 +191,7 @@ func start(t testing.TB, node, dir string) (*Fake, error) {
 	t.Helper()
 	cmd := exec.Command(node, "server.mjs", "0")
 	cmd.Dir = dir
-	var output syncbuf.Buffer
+	var output logtest.Buffer
 	cmd.Stderr = &output
 	out := &readyWriter{ready: make(chan *Fake, 1), rest: &output}
 	cmd.Stdout = out
@@ -222,13 +222,13 @@ func start(t testing.TB, node, dir string) (*Fake, error) {
 	select {
 	case f := <-out.ready:
 		f.hc = &http.Client{Timeout: 30 * time.Second}
-		t.Logf("seamfake: Seam's fake %s at %s, ready in %v", f.Version, f.URL, time.Since(began).Round(time.Millisecond))
+		t.Logf("seamtest: Seam's fake %s at %s, ready in %v", f.Version, f.URL, time.Since(began).Round(time.Millisecond))
 		t.Cleanup(func() {
 			t.Helper()
 			stop()
 			if t.Failed() {
 				if s := strings.TrimSpace(output.String()); s != "" {
-					t.Logf("seamfake: the fake's output:\n%s", tail([]byte(s), 8000))
+					t.Logf("seamtest: the fake's output:\n%s", tail([]byte(s), 8000))
 				}
 			}
 		})
@@ -306,19 +306,19 @@ func (f *Fake) post(ctx context.Context, path string, auth bool, body, out any) 
 	}
 	resp, err := f.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("seamfake %s: %w", path, err)
+		return fmt.Errorf("seamtest %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("seamfake %s: %w", path, err)
+		return fmt.Errorf("seamtest %s: %w", path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("seamfake %s: %s: %s", path, resp.Status, tail(withoutStack(raw), 1000))
+		return fmt.Errorf("seamtest %s: %s: %s", path, resp.Status, tail(withoutStack(raw), 1000))
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("seamfake %s: %w in %s", path, err, tail(raw, 1000))
+			return fmt.Errorf("seamtest %s: %w in %s", path, err, tail(raw, 1000))
 		}
 	}
 	return nil
@@ -426,7 +426,7 @@ func (f *Fake) UpdateActionAttempt(ctx context.Context, id, status string, e *Ac
 		body["result"] = map[string]any{}
 	case "error":
 		if e == nil {
-			return errors.New("seamfake: an error status needs an ActionAttemptError")
+			return errors.New("seamtest: an error status needs an ActionAttemptError")
 		}
 		body["error"] = e
 	}

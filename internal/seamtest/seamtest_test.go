@@ -1,4 +1,4 @@
-package seamfake_test
+package seamtest_test
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/codewatch/codewatch/internal/seamfake"
+	"github.com/codewatch/codewatch/internal/seamtest"
 )
 
 func TestStartAndControl(t *testing.T) {
-	f := seamfake.Start(t)
+	f := seamtest.Start(t)
 	if !strings.HasPrefix(f.URL, "http://127.0.0.1:") || f.APIKey != "seam_apikey1_token" ||
 		f.WorkspaceID != "seed_workspace_1" || strings.Join(f.Devices, ",") != "august_device_1,august_device_2" {
 		t.Errorf("fake = %+v", f)
@@ -22,7 +22,7 @@ func TestStartAndControl(t *testing.T) {
 	var pkg struct {
 		Dependencies map[string]string `json:"dependencies"`
 	}
-	b, err := os.ReadFile(filepath.Join("..", "..", "test", "seamfake", "package.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "test", "seamtest", "package.json"))
 	if err != nil || json.Unmarshal(b, &pkg) != nil {
 		t.Fatalf("package.json: %v", err)
 	}
@@ -76,7 +76,7 @@ func TestFakesAreSeparateAndStop(t *testing.T) {
 		for _, name := range []string{"a", "b", "c"} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				f := seamfake.Start(t)
+				f := seamtest.Start(t)
 				if _, err := f.CreateAccessCode(context.Background(), f.Devices[0], "1234"); err != nil {
 					t.Fatal(err)
 				}

@@ -1,4 +1,4 @@
-package pgbouncer_test
+package pgbouncertest_test
 
 import (
 	"context"

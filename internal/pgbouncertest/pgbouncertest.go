@@ -1,4 +1,4 @@
-// Package pgbouncer runs a private PgBouncer in transaction pooling mode in
+// Package pgbouncertest runs a private PgBouncer in transaction pooling mode in
 // front of a test's Postgres, so tests can drive codewatch's database code
 // through a real pooler: server connections are shared between transactions,
 // so session state (named prepared statements, SET, advisory locks) does not
@@ -6,7 +6,7 @@
 //
 // PgBouncer refuses to run as root, so as root it runs as the "postgres" user
 // that Debian's packages create, as localpg does for Postgres.
-package pgbouncer
+package pgbouncertest
 
 import (
 	"context"
@@ -153,7 +153,7 @@ func Config(up Upstream, port int, dir, version string) string {
 		conn = append(conn, "password="+quoteValue(up.Password))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `;; written by codewatch internal/pgbouncer for tests
+	fmt.Fprintf(&b, `;; written by codewatch internal/pgbouncertest for tests
 [databases]
 ;; any database name goes to the same server, so databases created per test
 ;; are reachable without a reload

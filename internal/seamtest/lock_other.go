@@ -1,6 +1,6 @@
 //go:build !unix
 
-package seamfake
+package seamtest
 
 // fileLock is a no-op where flock(2) is missing: there, do not run test
 // binaries that start the fake in parallel before node_modules exists.

@@ -1,6 +1,6 @@
 //go:build unix
 
-package seamfake
+package seamtest
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package pgbouncer_test
+package pgbouncertest_test
 
 import (
 	"context"
@@ -18,16 +18,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/codewatch/codewatch/internal/pgbouncer"
+	"github.com/codewatch/codewatch/internal/pgbouncertest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/postgres"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Teardown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // probeTable makes a scratch table (over the direct URL) for the tests here.
 func probeTable(t testing.TB, direct string) {
@@ -60,8 +56,8 @@ func newPool(t testing.TB, url string, mode pgx.QueryExecMode, maxConns int32) *
 }
 
 func TestConfig(t *testing.T) {
-	up := pgbouncer.Upstream{Host: "/run/pg sock", Port: 5433, User: "cw", Password: "it's"}
-	ini := pgbouncer.Config(up, 6543, "/d", "1.18.0")
+	up := pgbouncertest.Upstream{Host: "/run/pg sock", Port: 5433, User: "cw", Password: "it's"}
+	ini := pgbouncertest.Config(up, 6543, "/d", "1.18.0")
 	for _, want := range []string{
 		"* = host='/run/pg sock' port=5433 user='cw' password='it''s'\n",
 		"listen_port = 6543\n", "pool_mode = transaction\n", "auth_file = /d/userlist.txt\n",
@@ -73,10 +69,10 @@ func TestConfig(t *testing.T) {
 	if strings.Contains(ini, "max_prepared_statements") {
 		t.Error("1.18 refuses to start with max_prepared_statements")
 	}
-	if !strings.Contains(pgbouncer.Config(up, 6543, "/d", "1.22.1"), "max_prepared_statements = 0\n") {
+	if !strings.Contains(pgbouncertest.Config(up, 6543, "/d", "1.22.1"), "max_prepared_statements = 0\n") {
 		t.Error("from 1.21 on, prepared statement tracking should be pinned off")
 	}
-	if strings.Contains(pgbouncer.Config(pgbouncer.Upstream{Host: "h", Port: 1, User: "u"}, 1, "/d", "1.18.0"), "password=") {
+	if strings.Contains(pgbouncertest.Config(pgbouncertest.Upstream{Host: "h", Port: 1, User: "u"}, 1, "/d", "1.18.0"), "password=") {
 		t.Error("an empty password must be left out: PgBouncer rejects empty values")
 	}
 }
@@ -98,7 +94,7 @@ func TestStartStop(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	ctx := context.Background()
 	start := time.Now()
-	s, err := pgbouncer.Start(ctx, dir, pgbouncer.UpstreamFrom(&cfg.Config))
+	s, err := pgbouncertest.Start(ctx, dir, pgbouncertest.UpstreamFrom(&cfg.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +261,8 @@ func TestTransactionPooling(t *testing.T) {
 				if err := pool.QueryRow(ctx, "SELECT count(*) FROM probe WHERE worker >= 0").Scan(&rows); err != nil || rows != clients*txPerClient {
 					t.Fatalf("rows: %d, %v; want %d", rows, err, clients*txPerClient)
 				}
-				if len(pids) > pgbouncer.PoolSize {
-					t.Fatalf("%d server backends served the clients; PgBouncer's pool is %d", len(pids), pgbouncer.PoolSize)
+				if len(pids) > pgbouncertest.PoolSize {
+					t.Fatalf("%d server backends served the clients; PgBouncer's pool is %d", len(pids), pgbouncertest.PoolSize)
 				}
 				t.Logf("%d client connections, %d server backends", clients, len(pids))
 			})
