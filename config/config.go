@@ -171,6 +171,54 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // to help and returns flag.ErrHelp; a command-line mistake is a *UsageError
 // and prints nothing; an invalid setting is one error naming its variable.
 func Load(args []string, getenv func(string) string, help io.Writer) (*Config, error) {
+	fl, err := parseFlags(args, getenv, help)
+	if err != nil {
+		return nil, err
+	}
+	get := fl.get
+	c := &Config{
+		Listen:             get("CODEWATCH_LISTEN"),
+		ListenSet:          fl.listenSet,
+		OpsListen:          get("CODEWATCH_OPS_LISTEN"),
+		DatabaseURL:        get("DATABASE_URL"),
+		MigrateDatabaseURL: get("CODEWATCH_MIGRATE_DATABASE_URL"),
+		AlertWebhookURL:    get("CODEWATCH_ALERT_WEBHOOK_URL"),
+		AlertWebhookSecret: get("CODEWATCH_ALERT_WEBHOOK_SECRET"),
+		SlackWebhookURL:    get("CODEWATCH_SLACK_WEBHOOK_URL"),
+		LogFormat:          get("CODEWATCH_LOG_FORMAT"),
+		LogLevel:           get("CODEWATCH_LOG_LEVEL"),
+		DataDir:            get("CODEWATCH_DATA_DIR"),
+		NoMigrate:          fl.noMigrate,
+	}
+	// Each concern in turn; the order is the order in which invalid
+	// settings are reported (the first one is).
+	r := &reader{get: get}
+	r.secrets(c)
+	r.durations(c)
+	r.capacity(c)
+	r.logging(c)
+	r.listeners(c)
+	r.webURLs(c)
+	r.database(c)
+	r.proxies(c)
+	r.seam(c)
+	if len(r.errs) > 0 {
+		return nil, r.errs[0]
+	}
+	return c, nil
+}
+
+// flags is serve's command line read over the environment.
+type flags struct {
+	// get returns a setting by its variable, trimmed: the flag's value,
+	// else the variable's, else the default.
+	get       func(env string) string
+	listenSet bool
+	noMigrate bool
+}
+
+// parseFlags defines a flag for each of Vars and parses args.
+func parseFlags(args []string, getenv func(string) string, help io.Writer) (*flags, error) {
 	fs := flag.NewFlagSet("codewatch serve", flag.ContinueOnError)
 	// The flag package would print its error and the whole usage to stderr;
 	// the caller prints one line instead.
@@ -196,41 +244,44 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 	if fs.NArg() > 0 {
 		return nil, &UsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	get := func(env string) string { return strings.TrimSpace(*vals[env]) }
-
 	listenSet := getenv("CODEWATCH_LISTEN") != ""
 	fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" })
-	c := &Config{
-		Listen:             get("CODEWATCH_LISTEN"),
-		ListenSet:          listenSet,
-		OpsListen:          get("CODEWATCH_OPS_LISTEN"),
-		DatabaseURL:        get("DATABASE_URL"),
-		MigrateDatabaseURL: get("CODEWATCH_MIGRATE_DATABASE_URL"),
-		AlertWebhookURL:    get("CODEWATCH_ALERT_WEBHOOK_URL"),
-		AlertWebhookSecret: get("CODEWATCH_ALERT_WEBHOOK_SECRET"),
-		SlackWebhookURL:    get("CODEWATCH_SLACK_WEBHOOK_URL"),
-		LogFormat:          get("CODEWATCH_LOG_FORMAT"),
-		LogLevel:           get("CODEWATCH_LOG_LEVEL"),
-		DataDir:            get("CODEWATCH_DATA_DIR"),
-		NoMigrate:          *noMigrate,
-	}
-	var errs []error
-	bad := func(env string, err error) { errs = append(errs, fmt.Errorf("%s: %w", env, err)) }
+	return &flags{
+		get:       func(env string) string { return strings.TrimSpace(*vals[env]) },
+		listenSet: listenSet,
+		noMigrate: *noMigrate,
+	}, nil
+}
 
-	if s := get("SEAM_WEBHOOK_SECRET"); s != "" {
+// reader reads settings into a Config, collecting one error per invalid
+// setting.
+type reader struct {
+	get  func(env string) string
+	errs []error
+}
+
+func (r *reader) bad(env string, err error) { r.errs = append(r.errs, fmt.Errorf("%s: %w", env, err)) }
+
+// secrets reads the webhook secrets and the ops tokens (whether serve may
+// run without them is Check's question).
+func (r *reader) secrets(c *Config) {
+	if s := r.get("SEAM_WEBHOOK_SECRET"); s != "" {
 		secrets, err := verify.ParseSecrets(s)
 		if err != nil {
-			bad("SEAM_WEBHOOK_SECRET", err)
+			r.bad("SEAM_WEBHOOK_SECRET", err)
 		}
 		c.WebhookSecrets = secrets
 	}
-	if s := get("CODEWATCH_OPS_TOKEN"); s != "" {
+	if s := r.get("CODEWATCH_OPS_TOKEN"); s != "" {
 		toks, err := ParseTokens(s)
 		if err != nil {
-			bad("CODEWATCH_OPS_TOKEN", err)
+			r.bad("CODEWATCH_OPS_TOKEN", err)
 		}
 		c.OpsTokens = toks
 	}
+}
+
+func (r *reader) durations(c *Config) {
 	for _, d := range []struct {
 		env      string
 		dst      *time.Duration
@@ -249,58 +300,73 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		{"CODEWATCH_SESSION_TTL", &c.SessionTTL, false, true},
 		{"CODEWATCH_SEAM_TIMEOUT", &c.SeamTimeout, false, true},
 	} {
-		v, err := ParseDuration(get(d.env))
+		v, err := ParseDuration(r.get(d.env))
 		switch {
 		case err != nil:
-			bad(d.env, err)
+			r.bad(d.env, err)
 		case v < 0 || (v == 0 && !d.zeroOK):
-			bad(d.env, fmt.Errorf("must be more than 0, got %q", get(d.env)))
+			r.bad(d.env, fmt.Errorf("must be more than 0, got %q", r.get(d.env)))
 		}
 		*d.dst = v
 	}
-	n, err := strconv.Atoi(get("CODEWATCH_DB_MAX_CONNS"))
+}
+
+// capacity reads the connections, ingest workers and memory serve may use.
+func (r *reader) capacity(c *Config) {
+	n, err := strconv.Atoi(r.get("CODEWATCH_DB_MAX_CONNS"))
 	if err != nil || n < 2 || n > 1000 {
-		bad("CODEWATCH_DB_MAX_CONNS", fmt.Errorf("must be an integer from 2 to 1000, got %q", get("CODEWATCH_DB_MAX_CONNS")))
+		r.bad("CODEWATCH_DB_MAX_CONNS", fmt.Errorf("must be an integer from 2 to 1000, got %q", r.get("CODEWATCH_DB_MAX_CONNS")))
 	}
 	c.DBMaxConns = n
-	w, err := strconv.Atoi(get("CODEWATCH_INGEST_WORKERS"))
+	w, err := strconv.Atoi(r.get("CODEWATCH_INGEST_WORKERS"))
 	if err != nil || w < 1 || w > 64 {
-		bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must be an integer from 1 to 64, got %q", get("CODEWATCH_INGEST_WORKERS")))
+		r.bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must be an integer from 1 to 64, got %q", r.get("CODEWATCH_INGEST_WORKERS")))
 	} else if err == nil && n >= 2 && w > n-1 {
-		bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must leave a connection of CODEWATCH_DB_MAX_CONNS (%d) for the API and background work", n))
+		r.bad("CODEWATCH_INGEST_WORKERS", fmt.Errorf("must leave a connection of CODEWATCH_DB_MAX_CONNS (%d) for the API and background work", n))
 	}
 	c.IngestWorkers = w
-	if c.UnverifiedBudget, err = ParseSize(get("CODEWATCH_UNVERIFIED_BUDGET")); err != nil || c.UnverifiedBudget < 16<<20 {
-		bad("CODEWATCH_UNVERIFIED_BUDGET", fmt.Errorf("must be a size of at least 16MiB (large bodies may use an eighth) like 32MiB, got %q", get("CODEWATCH_UNVERIFIED_BUDGET")))
+	if c.UnverifiedBudget, err = ParseSize(r.get("CODEWATCH_UNVERIFIED_BUDGET")); err != nil || c.UnverifiedBudget < 16<<20 {
+		r.bad("CODEWATCH_UNVERIFIED_BUDGET", fmt.Errorf("must be a size of at least 16MiB (large bodies may use an eighth) like 32MiB, got %q", r.get("CODEWATCH_UNVERIFIED_BUDGET")))
 	}
+}
+
+func (r *reader) logging(c *Config) {
 	switch c.LogFormat {
 	case "json", "text":
 	default:
-		bad("CODEWATCH_LOG_FORMAT", fmt.Errorf("must be json or text, got %q", c.LogFormat))
+		r.bad("CODEWATCH_LOG_FORMAT", fmt.Errorf("must be json or text, got %q", c.LogFormat))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("CODEWATCH_LOG_LEVEL", fmt.Errorf("must be debug, info, warn or error, got %q", c.LogLevel))
+		r.bad("CODEWATCH_LOG_LEVEL", fmt.Errorf("must be debug, info, warn or error, got %q", c.LogLevel))
 	}
+}
+
+func (r *reader) listeners(c *Config) {
 	for _, l := range []struct{ env, v string }{{"CODEWATCH_LISTEN", c.Listen}, {"CODEWATCH_OPS_LISTEN", c.OpsListen}} {
 		if !strings.Contains(l.v, ":") {
-			bad(l.env, fmt.Errorf("must be host:port or :port, got %q", l.v))
+			r.bad(l.env, fmt.Errorf("must be host:port or :port, got %q", l.v))
 		}
 	}
+}
+
+// webURLs reads the URLs alerts go to and the one people reach the console
+// at.
+func (r *reader) webURLs(c *Config) {
 	for _, u := range []struct{ env, v string }{{"CODEWATCH_ALERT_WEBHOOK_URL", c.AlertWebhookURL}, {"CODEWATCH_SLACK_WEBHOOK_URL", c.SlackWebhookURL}} {
 		if u.v == "" {
 			continue
 		}
 		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad(u.env, errors.New("must be an http or https URL"))
+			r.bad(u.env, errors.New("must be an http or https URL"))
 		}
 	}
-	if v := get("CODEWATCH_PUBLIC_URL"); v != "" {
+	if v := r.get("CODEWATCH_PUBLIC_URL"); v != "" {
 		p, err := url.Parse(v)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil ||
 			(p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
-			bad("CODEWATCH_PUBLIC_URL", fmt.Errorf("must be an http or https URL with no path, like https://codewatch-ops.example.com, got %q", v))
+			r.bad("CODEWATCH_PUBLIC_URL", fmt.Errorf("must be an http or https URL with no path, like https://codewatch-ops.example.com, got %q", v))
 		} else {
 			p.Path = ""
 			c.PublicURL = p
@@ -308,151 +374,89 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 	}
 	if c.AlertWebhookURL != "" {
 		if _, err := verify.ParseSecrets(c.AlertWebhookSecret); err != nil || strings.Contains(c.AlertWebhookSecret, ",") {
-			bad("CODEWATCH_ALERT_WEBHOOK_SECRET", errors.New("one whsec_ secret is required with CODEWATCH_ALERT_WEBHOOK_URL"))
+			r.bad("CODEWATCH_ALERT_WEBHOOK_SECRET", errors.New("one whsec_ secret is required with CODEWATCH_ALERT_WEBHOOK_URL"))
 		}
 	}
+}
+
+// database reads the database URLs and the keys that seal what is stored.
+func (r *reader) database(c *Config) {
 	for _, u := range []struct{ env, v string }{{"DATABASE_URL", c.DatabaseURL}, {"CODEWATCH_MIGRATE_DATABASE_URL", c.MigrateDatabaseURL}} {
 		if u.v == "" {
 			continue
 		}
 		if _, err := url.Parse(u.v); err != nil || !strings.HasPrefix(u.v, "postgres") {
-			bad(u.env, errors.New("must be a postgres:// URL"))
+			r.bad(u.env, errors.New("must be a postgres:// URL"))
 		}
 	}
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
-		bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
+		r.bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
 	}
-	if v := get("CODEWATCH_DATA_KEYS"); v != "" {
+	if v := r.get("CODEWATCH_DATA_KEYS"); v != "" {
 		kr, err := ParseDataKeys(v)
 		if err != nil {
-			bad("CODEWATCH_DATA_KEYS", err)
+			r.bad("CODEWATCH_DATA_KEYS", err)
 		}
 		c.DataKeys = kr
 	}
-	if v := get("CODEWATCH_TRUSTED_PROXIES"); v != "" {
+}
+
+func (r *reader) proxies(c *Config) {
+	if v := r.get("CODEWATCH_TRUSTED_PROXIES"); v != "" {
 		nets, err := ParseCIDRs(v)
 		if err != nil {
-			bad("CODEWATCH_TRUSTED_PROXIES", err)
+			r.bad("CODEWATCH_TRUSTED_PROXIES", err)
 		}
 		c.TrustedProxies = nets
 	}
-	c.SeamAPIKey, c.SeamAPIURL = get("SEAM_API_KEY"), get("SEAM_API_URL")
+}
+
+// seam reads the settings of Seam's API client.
+func (r *reader) seam(c *Config) {
+	var err error
+	c.SeamAPIKey, c.SeamAPIURL = r.get("SEAM_API_KEY"), r.get("SEAM_API_URL")
 	if p, err := url.Parse(c.SeamAPIURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-		bad("SEAM_API_URL", errors.New("must be an http or https URL"))
+		r.bad("SEAM_API_URL", errors.New("must be an http or https URL"))
 	}
-	if c.SeamRPS, err = strconv.ParseFloat(get("CODEWATCH_SEAM_RPS"), 64); err != nil || c.SeamRPS <= 0 || c.SeamRPS > 1000 {
-		bad("CODEWATCH_SEAM_RPS", fmt.Errorf("must be a number more than 0 and at most 1000, got %q", get("CODEWATCH_SEAM_RPS")))
+	if c.SeamRPS, err = strconv.ParseFloat(r.get("CODEWATCH_SEAM_RPS"), 64); err != nil || c.SeamRPS <= 0 || c.SeamRPS > 1000 {
+		r.bad("CODEWATCH_SEAM_RPS", fmt.Errorf("must be a number more than 0 and at most 1000, got %q", r.get("CODEWATCH_SEAM_RPS")))
 	}
-	if c.SeamDeviceDeletesPerMinute, err = strconv.Atoi(get("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE")); err != nil ||
+	if c.SeamDeviceDeletesPerMinute, err = strconv.Atoi(r.get("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE")); err != nil ||
 		c.SeamDeviceDeletesPerMinute < 1 || c.SeamDeviceDeletesPerMinute > 10000 {
-		bad("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", fmt.Errorf("must be an integer from 1 to 10000, got %q", get("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE")))
+		r.bad("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", fmt.Errorf("must be an integer from 1 to 10000, got %q", r.get("CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE")))
 	}
 	if c.StartupBackfill > 7*24*time.Hour {
-		bad("CODEWATCH_STARTUP_BACKFILL", fmt.Errorf("must be at most 7d, got %q", get("CODEWATCH_STARTUP_BACKFILL")))
+		r.bad("CODEWATCH_STARTUP_BACKFILL", fmt.Errorf("must be at most 7d, got %q", r.get("CODEWATCH_STARTUP_BACKFILL")))
 	}
-	if len(errs) > 0 {
-		return nil, errs[0]
-	}
-	return c, nil
 }
 
-// ParseDataKeys reads CODEWATCH_DATA_KEYS (datakeys.Parse). Its errors never
-// quote key material; the "datakeys: " prefix is dropped, since the caller
-// names the variable.
-func ParseDataKeys(s string) (*datakeys.Keyring, error) {
-	kr, err := datakeys.Parse(s)
-	if err != nil {
-		return nil, errors.New(strings.TrimPrefix(err.Error(), "datakeys: "))
+// Development reports whether serve runs in development mode: without
+// DATABASE_URL it starts a local Postgres and keeps secrets of its own.
+func (c *Config) Development() bool { return c.DatabaseURL == "" }
+
+// DevelopmentDefaults applies development mode's defaults: it answers this
+// machine only, unless CODEWATCH_LISTEN (or --listen) says otherwise.
+func (c *Config) DevelopmentDefaults() {
+	if !c.ListenSet {
+		c.Listen = "127.0.0.1" + c.Listen[strings.LastIndex(c.Listen, ":"):]
 	}
-	return kr, nil
 }
 
-// ParseCIDRs reads "10.0.0.0/8, 192.168.1.7": networks, or single addresses.
-func ParseCIDRs(list string) ([]*net.IPNet, error) {
-	var out []*net.IPNet
-	for _, f := range strings.Split(list, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if !strings.Contains(f, "/") {
-			ip := net.ParseIP(f)
-			if ip == nil {
-				return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", f)
-			}
-			bits := 128
-			if ip.To4() != nil {
-				ip, bits = ip.To4(), 32
-			}
-			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
-			continue
-		}
-		_, n, err := net.ParseCIDR(f)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8", f)
-		}
-		out = append(out, n)
+// Check reports the first setting serve cannot run without. Development
+// mode fills in its own before Check; in production they are required, and
+// the webhook secrets must make a verifier.
+func (c *Config) Check() error {
+	if len(c.WebhookSecrets) == 0 {
+		return errors.New("SEAM_WEBHOOK_SECRET: required (the whsec_... secret of your Seam webhook endpoint)")
 	}
-	return out, nil
-}
-
-// ParseTokens reads "name:token,token2,...". A bare token is named "ops-N".
-func ParseTokens(list string) ([]Token, error) {
-	var out []Token
-	for i, t := range strings.Split(list, ",") {
-		t = strings.TrimSpace(t)
-		if t == "" {
-			continue
-		}
-		tok := Token{Name: fmt.Sprintf("ops-%d", i+1), Value: t}
-		if name, value, ok := strings.Cut(t, ":"); ok {
-			tok = Token{Name: name, Value: value}
-		}
-		if tok.Name == "" || len(tok.Value) < 16 {
-			return nil, fmt.Errorf("token %d must be at least 16 characters (name:token or token)", i+1)
-		}
-		out = append(out, tok)
+	if len(c.OpsTokens) == 0 {
+		return errors.New("CODEWATCH_OPS_TOKEN: required (a bearer token of at least 16 characters for the ops API)")
 	}
-	if len(out) == 0 {
-		return nil, errors.New("no token given")
+	if c.DataKeys == nil {
+		return errors.New("CODEWATCH_DATA_KEYS: required with DATABASE_URL (id:base64key of 32 bytes, e.g. from 'codewatch keys generate'; it encrypts the stored webhook bodies)")
 	}
-	return out, nil
-}
-
-// ParseDuration accepts Go durations ("30s", "4h") and days ("90d"); "0" is 0.
-func ParseDuration(s string) (time.Duration, error) {
-	if s == "0" {
-		return 0, nil
+	if _, err := verify.New(c.WebhookSecrets, nil); err != nil {
+		return fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)
 	}
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(d, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a duration like 30s, 30m, 4h or 90d", s)
-		}
-		return time.Duration(n * float64(24*time.Hour)), nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration like 30s, 30m, 4h or 90d", s)
-	}
-	return v, nil
-}
-
-// ParseSize reads a byte count: 33554432, 32MiB, 512KiB, 1GiB.
-func ParseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if v, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = v, u.n
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size like 32MiB", s)
-	}
-	return n * mult, nil
+	return nil
 }

@@ -2,8 +2,10 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
+	"io"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,132 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if help.Len() != 0 {
 		t.Errorf("Load printed %q", help.String())
+	}
+}
+
+// Load reports the first invalid setting, in a fixed order: each case below
+// is invalid together with every case after it, and must be the one named.
+func TestLoadReportsTheFirstInvalidSetting(t *testing.T) {
+	type setting struct {
+		env   string
+		value string
+		// with are valid settings the invalid one needs to be checked.
+		with map[string]string
+	}
+	order := []setting{
+		{env: "SEAM_WEBHOOK_SECRET", value: "notwhsec"},
+		{env: "CODEWATCH_OPS_TOKEN", value: "short"},
+		{env: "CODEWATCH_SWEEP_INTERVAL", value: "0"},
+		{env: "CODEWATCH_SEAM_TIMEOUT", value: "soon"},
+		{env: "CODEWATCH_DB_MAX_CONNS", value: "1"},
+		{env: "CODEWATCH_INGEST_WORKERS", value: "0"},
+		{env: "CODEWATCH_UNVERIFIED_BUDGET", value: "1MiB"},
+		{env: "CODEWATCH_LOG_FORMAT", value: "xml"},
+		{env: "CODEWATCH_LOG_LEVEL", value: "loud"},
+		{env: "CODEWATCH_LISTEN", value: "localhost"},
+		{env: "CODEWATCH_OPS_LISTEN", value: "localhost"},
+		{env: "CODEWATCH_ALERT_WEBHOOK_URL", value: "ftp://alerts.example.com/x", with: map[string]string{"CODEWATCH_ALERT_WEBHOOK_SECRET": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"}},
+		{env: "CODEWATCH_SLACK_WEBHOOK_URL", value: "ftp://hooks.example.com/x"},
+		{env: "CODEWATCH_PUBLIC_URL", value: "ops.example.com"},
+		{env: "CODEWATCH_ALERT_WEBHOOK_SECRET", value: "notwhsec", with: map[string]string{"CODEWATCH_ALERT_WEBHOOK_URL": "https://alerts.example.com/x"}},
+		{env: "DATABASE_URL", value: "mysql://db/codewatch"},
+		{env: "CODEWATCH_MIGRATE_DATABASE_URL", value: "mysql://db/codewatch"},
+		{env: "CODEWATCH_DATA_KEYS", value: "nokey"},
+		{env: "CODEWATCH_TRUSTED_PROXIES", value: "nonsense"},
+		{env: "SEAM_API_URL", value: "ftp://seam.example.com"},
+		{env: "CODEWATCH_SEAM_RPS", value: "0"},
+		{env: "CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", value: "0"},
+		{env: "CODEWATCH_STARTUP_BACKFILL", value: "8d"},
+	}
+	for i, first := range order {
+		env := map[string]string{}
+		for _, s := range order[i:] {
+			for k, v := range s.with {
+				if _, set := env[k]; !set {
+					env[k] = v
+				}
+			}
+		}
+		for _, s := range order[i:] {
+			env[s.env] = s.value
+		}
+		_, err := Load(nil, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.HasPrefix(err.Error(), first.env+":") {
+			t.Errorf("with %s and every later setting invalid: %v, want an error naming %s", first.env, err, first.env)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	key, err := ParseDataKeys("k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := func() *Config {
+		return &Config{
+			WebhookSecrets: []string{"whsec_" + base64.StdEncoding.EncodeToString([]byte("a webhook secret of 24 b"))},
+			OpsTokens:      []Token{{Name: "alice", Value: "0123456789abcdef0123"}},
+			DataKeys:       key,
+		}
+	}
+	if err := valid().Check(); err != nil {
+		t.Fatalf("a complete configuration: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"no webhook secret", func(c *Config) { c.WebhookSecrets = nil },
+			"SEAM_WEBHOOK_SECRET: required (the whsec_... secret of your Seam webhook endpoint)"},
+		{"no ops token", func(c *Config) { c.OpsTokens = nil },
+			"CODEWATCH_OPS_TOKEN: required (a bearer token of at least 16 characters for the ops API)"},
+		{"no data keys", func(c *Config) { c.DataKeys = nil },
+			"CODEWATCH_DATA_KEYS: required with DATABASE_URL (id:base64key of 32 bytes, e.g. from 'codewatch keys generate'; it encrypts the stored webhook bodies)"},
+		{"webhook secret that makes no verifier", func(c *Config) { c.WebhookSecrets = []string{"whsec_%%%notbase64"} },
+			"SEAM_WEBHOOK_SECRET: secret 1: not valid base64"},
+		// The first missing setting is named.
+		{"nothing", func(c *Config) { *c = Config{} }, "SEAM_WEBHOOK_SECRET: required"},
+	} {
+		c := valid()
+		tc.change(c)
+		err := c.Check()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "%%%notbase64") {
+			t.Errorf("%s: the secret is echoed back: %v", tc.name, err)
+		}
+	}
+}
+
+func TestDevelopment(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		dev  bool
+		// listen is CODEWATCH_LISTEN after DevelopmentDefaults in
+		// development.
+		listen string
+	}{
+		{env: map[string]string{}, dev: true, listen: "127.0.0.1:8080"},
+		{env: map[string]string{"CODEWATCH_LISTEN": ":18080"}, dev: true, listen: ":18080"},
+		{env: map[string]string{"CODEWATCH_LISTEN": "0.0.0.0:8080"}, dev: true, listen: "0.0.0.0:8080"},
+		{args: []string{"--listen", ":8080"}, dev: true, listen: ":8080"},
+		{env: map[string]string{"DATABASE_URL": "postgres://db/codewatch"}, dev: false, listen: ":8080"},
+	} {
+		c, err := Load(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.env, tc.args, err)
+		}
+		if c.Development() != tc.dev {
+			t.Errorf("%v %v: Development() = %v", tc.env, tc.args, c.Development())
+		}
+		if c.Development() {
+			c.DevelopmentDefaults()
+		}
+		if c.Listen != tc.listen {
+			t.Errorf("%v %v: listen %q after DevelopmentDefaults, want %q", tc.env, tc.args, c.Listen, tc.listen)
+		}
 	}
 }
