@@ -8,11 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,7 +19,6 @@ import (
 
 	"github.com/codewatch/codewatch/alert"
 	"github.com/codewatch/codewatch/config"
-	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
@@ -30,8 +26,61 @@ import (
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
-	"github.com/codewatch/codewatch/verify"
 )
+
+// serve is `codewatch serve`: load the configuration, open the service
+// (in development mode without DATABASE_URL), start it, wait for the signal
+// to stop (or a failure), shut it down.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
+	tuneGC(getenv, cfg.UnverifiedBudget)
+	var app *App
+	if cfg.Development() {
+		app, err = OpenDev(ctx, cfg, logger, stdout)
+	} else {
+		app, err = Open(ctx, cfg, logger)
+	}
+	if err != nil {
+		return err
+	}
+	app.Start(ctx)
+	return app.Shutdown(app.Wait(ctx))
+}
+
+// loadConfig is config.Load with serve's exit codes: 2 for a mistake on the
+// command line (with where help is) or an invalid setting.
+func loadConfig(args []string, getenv func(string) string, stdout io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(args, getenv, stdout)
+	if err != nil {
+		var ue *config.UsageError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			return nil, err
+		case errors.As(err, &ue):
+			return nil, usageError("serve", fmt.Errorf("serve: %w", ue.Err))
+		}
+		return nil, &exitError{2, err}
+	}
+	return cfg, nil
+}
+
+// tuneGC sets the collector's pace unless GOGC or GOMEMLIMIT does.
+func tuneGC(getenv func(string) string, unverifiedBudget int64) {
+	if getenv("GOGC") == "" && getenv("GOMEMLIMIT") == "" {
+		// Ingest allocates briefly per event over a heap of a few MiB; the
+		// default GOGC collects dozens of times a second. 200 halves that,
+		// and a soft limit keeps the heap from growing past what a burst
+		// needs (make bench reports GC cycles and peak RSS). The limit
+		// leaves room for a full budget of unverified bodies: a limit the
+		// live heap can reach makes the collector run without pause.
+		debug.SetGCPercent(200)
+		debug.SetMemoryLimit(40<<20 + unverifiedBudget)
+	}
+}
 
 func newLogger(format, level string, w io.Writer) *slog.Logger {
 	var lv slog.Level
@@ -54,345 +103,6 @@ func listen(addr, env string) (net.Listener, error) {
 		return nil, &exitError{1, fmt.Errorf("%s: %w", env, err)}
 	}
 	return ln, nil
-}
-
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(args, getenv, stdout)
-	if err != nil {
-		var ue *config.UsageError
-		switch {
-		case errors.Is(err, flag.ErrHelp):
-			return err
-		case errors.As(err, &ue):
-			return usageError("serve", fmt.Errorf("serve: %w", ue.Err))
-		}
-		return &exitError{2, err}
-	}
-	logger := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
-	if getenv("GOGC") == "" && getenv("GOMEMLIMIT") == "" {
-		// Ingest allocates briefly per event over a heap of a few MiB; the
-		// default GOGC collects dozens of times a second. 200 halves that,
-		// and a soft limit keeps the heap from growing past what a burst
-		// needs (make bench reports GC cycles and peak RSS). The limit
-		// leaves room for a full budget of unverified bodies: a limit the
-		// live heap can reach makes the collector run without pause.
-		debug.SetGCPercent(200)
-		debug.SetMemoryLimit(40<<20 + cfg.UnverifiedBudget)
-	}
-	dev := cfg.DatabaseURL == ""
-	if dev && !cfg.ListenSet {
-		// Development mode answers this machine only, unless told otherwise.
-		cfg.Listen = "127.0.0.1" + cfg.Listen[strings.LastIndex(cfg.Listen, ":"):]
-	}
-
-	// Bind first: a busy port is reported before anything else happens.
-	pubLn, err := listen(cfg.Listen, "CODEWATCH_LISTEN")
-	if err != nil {
-		return err
-	}
-	defer pubLn.Close()
-	opsLn, err := listen(cfg.OpsListen, "CODEWATCH_OPS_LISTEN")
-	if err != nil {
-		return err
-	}
-	defer opsLn.Close()
-
-	stopDevDB := func() {}
-	if dev {
-		if stopDevDB, err = devMode(ctx, cfg, pubLn.Addr(), opsLn.Addr(), logger, stdout); err != nil {
-			return err
-		}
-	}
-	defer func() { stopDevDB() }()
-	if len(cfg.WebhookSecrets) == 0 {
-		return &exitError{2, errors.New("SEAM_WEBHOOK_SECRET: required (the whsec_... secret of your Seam webhook endpoint)")}
-	}
-	if len(cfg.OpsTokens) == 0 {
-		return &exitError{2, errors.New("CODEWATCH_OPS_TOKEN: required (a bearer token of at least 16 characters for the ops API)")}
-	}
-	if cfg.DataKeys == nil {
-		return &exitError{2, errors.New("CODEWATCH_DATA_KEYS: required with DATABASE_URL (id:base64key of 32 bytes, e.g. from 'codewatch keys generate'; it encrypts the stored webhook bodies)")}
-	}
-	verifier, err := verify.New(cfg.WebhookSecrets, nil)
-	if err != nil {
-		return &exitError{2, fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)}
-	}
-
-	// The pools connect lazily: nothing below waits for the database.
-	pcfg, err := postgres.PoolConfig(cfg.DatabaseURL)
-	if err != nil {
-		return &exitError{2, errors.New("DATABASE_URL: not a valid Postgres URL")}
-	}
-	pcfg.MaxConns = int32(cfg.DBMaxConns)
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
-	}
-	migratePool := pool
-	if cfg.MigrateDatabaseURL != "" {
-		mcfg, err := postgres.PoolConfig(cfg.MigrateDatabaseURL)
-		if err != nil {
-			return &exitError{2, errors.New("CODEWATCH_MIGRATE_DATABASE_URL: not a valid Postgres URL")}
-		}
-		mcfg.MaxConns = 2
-		if migratePool, err = pgxpool.NewWithConfig(ctx, mcfg); err != nil {
-			return err
-		}
-		defer migratePool.Close()
-	}
-	migr, err := migrations.New(migratePool, logger)
-	if err != nil {
-		return err
-	}
-	defer migr.Close()
-
-	m := metrics.New()
-	sinks := []alert.Sink{alert.LogSink{Logger: logger}}
-	httpClient := &http.Client{Timeout: 10 * time.Second}
-	if cfg.AlertWebhookURL != "" {
-		sinks = append(sinks, alert.WebhookSink{URL: cfg.AlertWebhookURL, Secret: cfg.AlertWebhookSecret, Client: httpClient})
-	}
-	if cfg.SlackWebhookURL != "" {
-		sinks = append(sinks, alert.SlackSink{URL: cfg.SlackWebhookURL, Client: httpClient})
-	}
-	inserter, err := jobs.NewInserter(pool, logger)
-	if err != nil {
-		return err
-	}
-	store := postgres.New(pool, inserter, postgres.Config{
-		RemovalTimeout: cfg.RemovalTimeout,
-		ReconcileAfter: cfg.ReconcileAfter,
-		Sinks:          alert.SinkNames(sinks),
-		Workers:        cfg.IngestWorkers,
-		Keys:           cfg.DataKeys,
-		// A quarter of the connections ingest leaves (2 by default): ops
-		// readers in a loop cannot take the database from ingest.
-		ReadConcurrency: max(1, (cfg.DBMaxConns-cfg.IngestWorkers)/4),
-		Logger:          logger,
-		OnFlag: func(reason string) {
-			m.Flagged.WithLabelValues(reason).Inc()
-			if reason == lifecycle.ReasonOverdue {
-				m.OverdueFlagged.Inc()
-			}
-		},
-	})
-	var sy *seamsync.Service
-	if cfg.SeamAPIKey != "" {
-		client, err := seam.New(seamConfig(cfg, logger))
-		if err != nil {
-			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
-		}
-		sy = seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: cfg.DataKeys, Logger: logger})
-	}
-	worker, err := newJobClient(pool, store, cfg, sinks, sy, m, logger)
-	if err != nil {
-		return err
-	}
-	if sy != nil {
-		sy.UseJobs(worker)
-	}
-
-	// Until the database is reachable and migrated, both listeners answer:
-	// /healthz 200, /readyz, webhooks and /v1 503 with the reason.
-	var started, shuttingDown atomic.Bool
-	var notReady atomic.Pointer[string]
-	setNotReady := func(why string) { notReady.Store(&why) }
-	setNotReady("starting: connecting to the database")
-	available := func() error {
-		if started.Load() {
-			return nil
-		}
-		return errors.New(*notReady.Load())
-	}
-	ready := func(ctx context.Context) error {
-		if shuttingDown.Load() {
-			return errors.New("shutting down")
-		}
-		if err := available(); err != nil {
-			return err
-		}
-		return migr.Ready(ctx)
-	}
-	m.RegisterState(store, 5*time.Second, logger)
-
-	toks := make([]handlers.Token, len(cfg.OpsTokens))
-	for i, t := range cfg.OpsTokens {
-		toks[i] = handlers.Token{Name: t.Name, Value: t.Value}
-	}
-	public := handlers.NewPublicServer(&handlers.Public{
-		Verifier: verifier, Store: store, Metrics: m, Logger: logger, IngestTimeout: 12 * time.Second,
-		Available: available, TrustedProxies: cfg.TrustedProxies,
-		Budget: handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
-	})
-	opsCfg := &handlers.Ops{
-		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
-		TrustedProxies: cfg.TrustedProxies,
-		Console:        &handlers.Console{Store: store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL},
-	}
-	if sy != nil {
-		opsCfg.Seam = sy
-		opsCfg.Console.Actions = seamActions(sy)
-	}
-	ops := handlers.NewOpsServer(opsCfg)
-	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	opsSrv := &http.Server{Handler: ops, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	errc := make(chan error, 2)
-	go func() { errc <- pubSrv.Serve(pubLn) }()
-	go func() { errc <- opsSrv.Serve(opsLn) }()
-	logger.Info("codewatch listening; connecting to the database", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String())
-
-	// Start-up proper: migrate (or wait for the schema), then start ingest
-	// and background work.
-	bg := context.WithoutCancel(ctx)
-	startc := make(chan error, 1)
-	startCtx, cancelStart := context.WithCancel(ctx)
-	defer cancelStart()
-	// Bodies stored in clear by a version before encryption are sealed in
-	// the background once serving (sealClearBodies), and the Seam API key's
-	// workspace is asked for until Seam answers; stopped at shutdown.
-	sealCtx, stopSealing := context.WithCancel(bg)
-	defer stopSealing()
-	var sealing sync.WaitGroup
-	go func() {
-		err := waitForDatabase(startCtx, migr, !cfg.NoMigrate, logger, setNotReady)
-		if err == nil {
-			store.Start()
-			if err = worker.Start(bg); err == nil {
-				logger.Info("codewatch serving", "listen", pubLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
-					"secrets", len(cfg.WebhookSecrets), "ops_tokens", len(cfg.OpsTokens),
-					"sinks", strings.Join(alert.SinkNames(sinks), ","), "removal_timeout", cfg.RemovalTimeout.String(),
-					"data_keys", cfg.DataKeys)
-				sealing.Go(func() { sealClearBodies(sealCtx, store, logger) })
-				startSeam(bg, sealCtx, sy, worker, cfg, logger)
-				// Ready once everything has started and said so.
-				started.Store(true)
-			}
-		}
-		startc <- err
-	}()
-
-	var runErr error
-	for waiting := true; waiting; {
-		select {
-		case <-ctx.Done():
-			logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-			waiting = false
-		case runErr = <-errc:
-			logger.Error("listener failed", "error", runErr)
-			waiting = false
-		case err := <-startc:
-			if err != nil {
-				if ctx.Err() == nil {
-					runErr = &exitError{1, err}
-				}
-				waiting = false
-			}
-		}
-	}
-	cancelStart()
-
-	// Readiness turns false at once; after the drain, listeners stop
-	// accepting and in-flight webhooks finish and commit; then background
-	// work stops. The whole of it is bounded by CODEWATCH_SHUTDOWN_TIMEOUT.
-	shuttingDown.Store(true)
-	if cfg.ShutdownDrain > 0 && runErr == nil {
-		// Load balancers see /readyz fail and stop routing here while
-		// the listeners still answer whatever reaches them.
-		logger.Info("draining", "for", cfg.ShutdownDrain.String())
-		select {
-		case <-time.After(cfg.ShutdownDrain):
-		case runErr = <-errc:
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		for _, srv := range []*http.Server{pubSrv, opsSrv} {
-			wg.Go(func() {
-				if err := srv.Shutdown(sctx); err != nil {
-					logger.Warn("shutdown incomplete", "error", err)
-					srv.Close()
-				}
-			})
-		}
-		wg.Wait()
-		if sy != nil {
-			// Deletion requests whose callers stopped waiting record
-			// Seam's answer before the store closes.
-			if err := sy.Drain(sctx); err != nil {
-				logger.Warn("deletion requests still running at shutdown", "error", err)
-			}
-		}
-		stopSealing()
-		sealing.Wait()
-		if started.Load() {
-			store.Close()
-			if err := worker.Stop(sctx); err != nil {
-				// Jobs still running: cancel them; River retries them.
-				cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
-				_ = worker.StopAndCancel(cctx)
-				ccancel()
-			}
-		}
-		pool.Close()
-	}()
-	select {
-	case <-done:
-		logger.Info("stopped")
-	case <-sctx.Done():
-		// A frozen database can hold a transaction past any deadline;
-		// exit anyway: nothing unacknowledged is lost (Seam retries).
-		logger.Error("shutdown timed out; exiting with work unfinished", "timeout", cfg.ShutdownTimeout.String())
-	}
-	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
-		return runErr
-	}
-	return nil
-}
-
-// seamActions are the console's buttons that call Seam's API: the same
-// calls as POST /v1/access_codes/{id}/reconcile and .../delete.
-func seamActions(sy *seamsync.Service) []handlers.CodeAction {
-	return []handlers.CodeAction{
-		{Name: "reconcile", Label: "Reconcile now",
-			Help: "Look the code up in Seam's API now: only Seam's own not-found after the deletion confirms it; Seam's errors and warnings are shown.",
-			Do: func(ctx context.Context, id, _ string) (string, error) {
-				c, done, err := sy.ReconcileWithin(ctx, id, handlers.SeamWait)
-				switch {
-				case err != nil:
-					return "", err
-				case !done:
-					return "The lookup in Seam's API has not finished; it goes on in the background and this page shows its result when it has.", nil
-				}
-				return "Looked up in Seam: the code is " + string(c.DeletionState) + ".", nil
-			}},
-		{Name: "delete", Label: "Request deletion", Danger: true, Confirm: "Yes, ask Seam to delete this code",
-			Help: "Ask Seam to delete the code from its lock; codewatch follows the deletion until the lock confirms it.",
-			Shown: func(c *lifecycle.AccessCode) bool {
-				return c.DeletedAt == nil && c.DeletionState != lifecycle.DeletionRequested
-			},
-			Do: func(ctx context.Context, id, by string) (string, error) {
-				c, done, err := sy.RequestDeletionWithin(ctx, id, by, handlers.SeamWait)
-				switch {
-				case err != nil:
-					return "", err
-				case !done || c == nil:
-					return "Seam has not answered the deletion request yet; it goes on in the background and this page shows the request when Seam has answered.", nil
-				}
-				attempt := ""
-				if c.DeletionRequest != nil {
-					attempt = " (action attempt " + c.DeletionRequest.ActionAttemptID + ")"
-				}
-				return "Deletion requested" + attempt + ": the code is " + string(c.DeletionState) + ".", nil
-			}},
-	}
 }
 
 // reconcileScanEvery is how often, at most, the leader looks for lookups due.
