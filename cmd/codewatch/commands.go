@@ -1,64 +1,25 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/codewatch/codewatch/config"
-	"github.com/codewatch/codewatch/datakeys"
-	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
-	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
-// openDB connects to DATABASE_URL, or to the development Postgres of
-// `make run` (starting it for the duration of the command if it is down).
-func openDB(ctx context.Context, url, dataDir string, stderr io.Writer) (*pgxpool.Pool, func(), error) {
-	cleanup := func() {}
-	if url == "" {
-		dir := filepath.Join(dataDir, "pg")
-		if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
-			return nil, nil, errors.New("DATABASE_URL: required (no development database under " + dir + ")")
-		}
-		srv, err := localpg.Start(ctx, dir, localpg.Options{})
-		if err != nil {
-			return nil, nil, err
-		}
-		fmt.Fprintln(stderr, "using the development Postgres in", dir)
-		url = srv.URL("codewatch")
-		if srv.Started {
-			cleanup = func() { _ = srv.Stop("fast") }
-		}
-	}
-	pcfg, err := postgres.PoolConfig(url)
-	if err != nil {
-		return nil, nil, errors.New("DATABASE_URL: not a valid Postgres URL")
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	return pool, func() { pool.Close(); cleanup() }, nil
-}
-
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate")
-	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
-	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
+	env := newCommandEnv(fs, getenv, stderr, 0)
 	rest, err := parseFlags(fs, "migrate", args, stdout,
 		"usage: codewatch migrate up|down|status [flags]\n\n  up      apply every pending migration\n  down    roll back the newest migration\n  status  list migrations and whether each is applied")
 	if err != nil {
@@ -75,7 +36,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	default:
 		return usageError("migrate", fmt.Errorf("unknown migrate command %q (up, down or status)", rest[0]))
 	}
-	pool, done, err := openDB(ctx, *dbURL, *dataDir, stderr)
+	pool, done, err := env.openPool(ctx)
 	if err != nil {
 		return err
 	}
@@ -210,11 +171,8 @@ func send(ctx context.Context, args []string, getenv func(string) string, stdout
 
 func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay")
-	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
-	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
+	env := newCommandEnv(fs, getenv, stderr, withDataKeys|withRemovalTimeout)
 	batch := fs.Int("batch", 500, "codes per transaction")
-	timeout := config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv)
-	keysFlag := dataKeysFlag(fs, getenv)
 	rest, err := parseFlags(fs, "replay", args, stdout,
 		"usage: codewatch replay [flags]\n\nRecomputes every access code's state from its stored events, in batches,\nsafe while the service runs (after an upgrade that changes the rules).")
 	if err != nil {
@@ -223,23 +181,15 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if len(rest) > 0 {
 		return usageError("replay", fmt.Errorf("replay: unexpected argument %q", rest[0]))
 	}
-	rt, err := config.ParseDuration(*timeout)
-	if err != nil {
-		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
-	}
 	// Replay recomputes from the parsed columns and reads no body: keys
 	// are used when given, not required.
-	kr, err := commandKeys(*keysFlag, *dbURL, *dataDir)
+	db, err := env.open(ctx, keysOptional)
 	if err != nil {
 		return err
 	}
-	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, kr, stderr)
-	if err != nil {
-		return err
-	}
-	defer done()
+	defer db.close()
 	start := time.Now()
-	p, err := store.Replay(ctx, *batch, func(p postgres.ReplayProgress) {
+	p, err := db.store.Replay(ctx, *batch, func(p postgres.ReplayProgress) {
 		pct := 100.0
 		if p.Total > 0 {
 			pct = 100 * float64(p.Done) / float64(p.Total)
@@ -253,44 +203,11 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	return nil
 }
 
-// openStore opens the database as openDB does and returns a Store that
-// queues alerts for the sinks serve is configured with (from the same
-// environment), for commands that change codes.
-func openStore(ctx context.Context, dbURL, dataDir string, getenv func(string) string, removalTimeout time.Duration, keys *datakeys.Keyring, stderr io.Writer) (*postgres.Store, func(), error) {
-	pool, done, err := openDB(ctx, dbURL, dataDir, stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	sinks := []string{"log"}
-	if getenv("CODEWATCH_ALERT_WEBHOOK_URL") != "" {
-		sinks = append(sinks, "webhook")
-	}
-	if getenv("CODEWATCH_SLACK_WEBHOOK_URL") != "" {
-		sinks = append(sinks, "slack")
-	}
-	inserter, err := jobs.NewInserter(pool, nil)
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	// Rows this command rewrites keep the lookup schedule serve gives them.
-	reconcileAfter, err := config.ParseDuration(cmp.Or(getenv("CODEWATCH_RECONCILE_AFTER"), "10m"))
-	if err != nil {
-		done()
-		return nil, nil, &exitError{2, fmt.Errorf("CODEWATCH_RECONCILE_AFTER: %w", err)}
-	}
-	return postgres.New(pool, inserter, postgres.Config{RemovalTimeout: removalTimeout, Sinks: sinks,
-		ReconcileAfter: reconcileAfter, Keys: keys}), done, nil
-}
-
 // quarantine handles `codewatch quarantine retry [--reason R]`.
 func quarantine(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("quarantine")
-	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
-	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
+	env := newCommandEnv(fs, getenv, stderr, withDataKeys|withRemovalTimeout)
 	reason := fs.String("reason", "", "only rows whose reason starts with this (e.g. invalid_occurred_at)")
-	timeout := config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv)
-	keysFlag := dataKeysFlag(fs, getenv)
 	rest, err := parseFlags(fs, "quarantine", args, stdout,
 		"usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.")
 	if err != nil {
@@ -304,23 +221,12 @@ func quarantine(ctx context.Context, args []string, getenv func(string) string, 
 	case len(rest) > 1:
 		return usageError("quarantine", fmt.Errorf("quarantine: unexpected argument %q", rest[1]))
 	}
-	rt, err := config.ParseDuration(*timeout)
-	if err != nil {
-		return &exitError{2, fmt.Errorf("CODEWATCH_REMOVAL_TIMEOUT: %w", err)}
-	}
-	kr, err := commandKeys(*keysFlag, *dbURL, *dataDir)
+	db, err := env.open(ctx, keysRequired)
 	if err != nil {
 		return err
 	}
-	if kr == nil {
-		return errKeysRequired
-	}
-	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, rt, kr, stderr)
-	if err != nil {
-		return err
-	}
-	defer done()
-	res, err := store.RetryQuarantine(ctx, postgres.QuarantineRetry{Reason: *reason}, func(r postgres.QuarantineRetryResult) {
+	defer db.close()
+	res, err := db.store.RetryQuarantine(ctx, postgres.QuarantineRetry{Reason: *reason}, func(r postgres.QuarantineRetryResult) {
 		fmt.Fprintf(stdout, "quarantine retry: %d stored, %d duplicates, %d still unusable so far\n", r.Stored, r.Duplicates, r.Unusable)
 	})
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,50 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/codewatch/codewatch/config"
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/postgres"
 )
 
 // devKeyID names the data key development mode generates.
 const devKeyID = "dev"
-
-// dataKeysFlag defines --data-keys, defaulting to CODEWATCH_DATA_KEYS (shown
-// as "(set)" in help, never its value).
-func dataKeysFlag(fs *flag.FlagSet, getenv func(string) string) *string {
-	return config.EnvString(fs, "data-keys", "CODEWATCH_DATA_KEYS", "",
-		"data keys, id:base64key comma-separated, the first encrypts ($CODEWATCH_DATA_KEYS; default with no database URL: the development key in the data directory)", getenv)
-}
-
-// commandKeys returns the data keys a command other than serve runs with:
-// the flag or CODEWATCH_DATA_KEYS, or, against the development database (no
-// DATABASE_URL), the key development mode keeps in dev.json. nil when there
-// are none; an invalid setting is an error naming the variable (exit 2).
-func commandKeys(keys, dbURL, dataDir string) (*datakeys.Keyring, error) {
-	if keys != "" {
-		kr, err := config.ParseDataKeys(keys)
-		if err != nil {
-			return nil, &exitError{2, fmt.Errorf("CODEWATCH_DATA_KEYS: %w", err)}
-		}
-		return kr, nil
-	}
-	if dbURL != "" {
-		return nil, nil
-	}
-	st, err := readDevState(dataDir)
-	if err != nil || st.DataKeys == "" {
-		return nil, nil
-	}
-	kr, err := config.ParseDataKeys(st.DataKeys)
-	if err != nil {
-		return nil, fmt.Errorf("%s: data_keys: %w", devStatePath(dataDir), err)
-	}
-	return kr, nil
-}
-
-// errKeysRequired is the one line a command that reads or writes stored
-// bodies gives without keys.
-var errKeysRequired = &exitError{2, errors.New("CODEWATCH_DATA_KEYS: required (the keys serve runs with; stored bodies are encrypted)")}
 
 // keys handles `codewatch keys generate [ID]`.
 func keys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -87,9 +48,7 @@ func keys(ctx context.Context, args []string, getenv func(string) string, stdout
 // rekey handles `codewatch rekey`.
 func rekey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rekey")
-	dbURL := config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv)
-	dataDir := config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv)
-	keysFlag := dataKeysFlag(fs, getenv)
+	env := newCommandEnv(fs, getenv, stderr, withDataKeys)
 	batch := fs.Int("batch", 200, "rows per transaction")
 	rest, err := parseFlags(fs, "rekey", args, stdout,
 		"usage: codewatch rekey [flags]\n\nEncrypts every stored webhook body that is not under the first key of\nCODEWATCH_DATA_KEYS (bodies under an older key, and bodies stored in clear\nbefore encryption) under that key, renewing PIN hashes with it, in batches of\nsmall transactions: safe while the service runs. Codes whose PIN the renewed\nhashes newly match with a lock's report are refolded. Then counts the stored\nbodies per key and says which keys no body uses any more.")
@@ -102,18 +61,12 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 	if *batch < 1 || *batch > 10000 {
 		return usageError("rekey", fmt.Errorf("--batch: must be from 1 to 10000, got %d", *batch))
 	}
-	kr, err := commandKeys(*keysFlag, *dbURL, *dataDir)
+	db, err := env.open(ctx, keysRequired)
 	if err != nil {
 		return err
 	}
-	if kr == nil {
-		return errKeysRequired
-	}
-	store, done, err := openStore(ctx, *dbURL, *dataDir, getenv, 0, kr, stderr)
-	if err != nil {
-		return err
-	}
-	defer done()
+	defer db.close()
+	store, kr := db.store, db.keys
 
 	fmt.Fprintf(stdout, "rekey: encrypting under key %s (configured: %s)\n", kr.PrimaryID(), strings.Join(kr.IDs(), ", "))
 	pr := newProgressLine(stdout)

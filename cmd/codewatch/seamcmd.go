@@ -26,19 +26,17 @@ import (
 
 // seamFlags are the settings every command that calls Seam's API reads.
 type seamFlags struct {
-	dbURL, dataDir, key, url, rps, perDevice, timeout, dataKeys *string
+	env                      *commandEnv
+	key, url, rps, perDevice *string
 }
 
-func newSeamFlags(fs *flag.FlagSet, getenv func(string) string) *seamFlags {
+func newSeamFlags(fs *flag.FlagSet, getenv func(string) string, stderr io.Writer) *seamFlags {
 	return &seamFlags{
-		dbURL:     config.EnvString(fs, "database-url", "DATABASE_URL", "", "Postgres URL ($DATABASE_URL)", getenv),
-		dataDir:   config.EnvString(fs, "data-dir", "CODEWATCH_DATA_DIR", ".codewatch", "development data directory", getenv),
+		env:       newCommandEnv(fs, getenv, stderr, withDataKeys|withRemovalTimeout),
 		key:       config.EnvString(fs, "seam-api-key", "SEAM_API_KEY", "", "Seam API key ($SEAM_API_KEY)", getenv),
 		url:       config.EnvString(fs, "seam-api-url", "SEAM_API_URL", seam.DefaultBaseURL, "Seam's API ($SEAM_API_URL)", getenv),
 		rps:       config.EnvString(fs, "seam-rps", "CODEWATCH_SEAM_RPS", "5", "requests per second to Seam's API ($CODEWATCH_SEAM_RPS)", getenv),
 		perDevice: config.EnvString(fs, "seam-device-deletes-per-minute", "CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", "20", "deletions per lock per minute ($CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE)", getenv),
-		timeout:   config.EnvString(fs, "removal-timeout", "CODEWATCH_REMOVAL_TIMEOUT", "30m", "as for serve ($CODEWATCH_REMOVAL_TIMEOUT)", getenv),
-		dataKeys:  dataKeysFlag(fs, getenv),
 	}
 }
 
@@ -50,35 +48,29 @@ type seamEnv struct {
 }
 
 // open checks the settings the way serve does, then connects.
-func (f *seamFlags) open(ctx context.Context, getenv func(string) string, stderr io.Writer) (*seamEnv, error) {
+func (f *seamFlags) open(ctx context.Context) (*seamEnv, error) {
 	args := []string{"--seam-api-key", *f.key, "--seam-api-url", *f.url, "--seam-rps", *f.rps,
-		"--seam-device-deletes-per-minute", *f.perDevice, "--removal-timeout", *f.timeout}
-	cfg, err := config.Load(args, getenv, io.Discard)
+		"--seam-device-deletes-per-minute", *f.perDevice, "--removal-timeout", *f.env.removalTimeout}
+	cfg, err := config.Load(args, f.env.getenv, io.Discard)
 	if err != nil {
 		return nil, &exitError{2, err}
 	}
 	if cfg.SeamAPIKey == "" {
 		return nil, &exitError{2, errors.New("SEAM_API_KEY: required (this command calls Seam's API)")}
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(slog.NewTextHandler(f.env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	client, err := seam.New(seamConfig(cfg, logger))
 	if err != nil {
 		return nil, &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 	}
-	kr, err := commandKeys(*f.dataKeys, *f.dbURL, *f.dataDir)
+	// What Seam's API tells is stored as evidence, sealed like webhooks.
+	db, err := f.env.openWith(ctx, keysRequired, cfg.RemovalTimeout)
 	if err != nil {
 		return nil, err
 	}
-	if kr == nil {
-		// What Seam's API tells is stored as evidence, sealed like webhooks.
-		return nil, errKeysRequired
-	}
-	store, done, err := openStore(ctx, *f.dbURL, *f.dataDir, getenv, cfg.RemovalTimeout, kr, stderr)
-	if err != nil {
-		return nil, err
-	}
+	store := db.store
 	store.Start()
-	sy := seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: kr, Logger: logger})
+	sy := seamsync.New(seamsync.Config{Seam: client, Store: store, Keys: db.keys, Logger: logger})
 	// Which workspace the key reaches: codes of others are left alone, and
 	// until it is known no lookup confirms a removal.
 	if _, err := sy.ResolveWorkspace(ctx); err != nil {
@@ -87,7 +79,7 @@ func (f *seamFlags) open(ctx context.Context, getenv func(string) string, stderr
 	return &seamEnv{
 		store: store,
 		sync:  sy,
-		done:  func() { store.Close(); done() },
+		done:  func() { store.Close(); db.close() },
 	}, nil
 }
 
@@ -145,7 +137,7 @@ var stdin io.Reader = os.Stdin
 // deleteCodes handles `codewatch delete ID...`.
 func deleteCodes(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("delete")
-	sf := newSeamFlags(fs, getenv)
+	sf := newSeamFlags(fs, getenv, stderr)
 	by := fs.String("by", "cli", "recorded as the request's requested_by")
 	workers := fs.Int("workers", 8, "requests in flight at once (Seam's rate limits still apply)")
 	rest, err := parseFlags(fs, "delete", args, stdout,
@@ -168,7 +160,7 @@ func deleteCodes(ctx context.Context, args []string, getenv func(string) string,
 	if *workers < 1 || *workers > 64 {
 		return usageError("delete", errors.New("delete: --workers must be from 1 to 64"))
 	}
-	env, err := sf.open(ctx, getenv, stderr)
+	env, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -264,7 +256,7 @@ func errorLine(err error) string {
 // reconcile handles `codewatch reconcile [ID...]`.
 func reconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("reconcile")
-	sf := newSeamFlags(fs, getenv)
+	sf := newSeamFlags(fs, getenv, stderr)
 	rest, err := parseFlags(fs, "reconcile", args, stdout,
 		"usage: codewatch reconcile [flags] [ID...]\n\n"+
 			"Looks each access code up in Seam's API now (all codes whose deletion is\n"+
@@ -275,7 +267,7 @@ func reconcile(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	env, err := sf.open(ctx, getenv, stderr)
+	env, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -350,7 +342,7 @@ func reconcileAll(ctx context.Context, env *seamEnv, _ *river.Client[pgx.Tx], id
 // backfill handles `codewatch backfill --since D | --between T1,T2`.
 func backfill(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backfill")
-	sf := newSeamFlags(fs, getenv)
+	sf := newSeamFlags(fs, getenv, stderr)
 	since := fs.String("since", "", "read events created in the last D (like 48h or 7d)")
 	between := fs.String("between", "", "read events created between two RFC 3339 times, comma-separated")
 	rest, err := parseFlags(fs, "backfill", args, stdout,
@@ -388,7 +380,7 @@ func backfill(ctx context.Context, args []string, getenv func(string) string, st
 			return usageError("backfill", fmt.Errorf("backfill: --between must be two RFC 3339 times, earlier first, like 2026-11-01T00:00:00Z,2026-11-03T00:00:00Z"))
 		}
 	}
-	env, err := sf.open(ctx, getenv, stderr)
+	env, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
