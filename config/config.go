@@ -193,14 +193,17 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 	// Each concern in turn; the order is the order in which invalid
 	// settings are reported (the first one is).
 	r := &reader{get: get}
-	r.secrets(c)
+	// Whether serve may run without the webhook secrets and ops tokens is
+	// Check's question.
+	c.WebhookSecrets = parseSet(r, "SEAM_WEBHOOK_SECRET", verify.ParseSecrets)
+	c.OpsTokens = parseSet(r, "CODEWATCH_OPS_TOKEN", ParseTokens)
 	r.durations(c)
 	r.capacity(c)
 	r.logging(c)
 	r.listeners(c)
 	r.webURLs(c)
 	r.database(c)
-	r.proxies(c)
+	c.TrustedProxies = parseSet(r, "CODEWATCH_TRUSTED_PROXIES", ParseCIDRs)
 	r.seam(c)
 	if len(r.errs) > 0 {
 		return nil, r.errs[0]
@@ -262,23 +265,22 @@ type reader struct {
 
 func (r *reader) bad(env string, err error) { r.errs = append(r.errs, fmt.Errorf("%s: %w", env, err)) }
 
-// secrets reads the webhook secrets and the ops tokens (whether serve may
-// run without them is Check's question).
-func (r *reader) secrets(c *Config) {
-	if s := r.get("SEAM_WEBHOOK_SECRET"); s != "" {
-		secrets, err := verify.ParseSecrets(s)
-		if err != nil {
-			r.bad("SEAM_WEBHOOK_SECRET", err)
+// parseSet reads env with parse when it is set; nil (zero) when unset.
+func parseSet[T any](r *reader, env string, parse func(string) (T, error)) T {
+	var v T
+	if s := r.get(env); s != "" {
+		var err error
+		if v, err = parse(s); err != nil {
+			r.bad(env, err)
 		}
-		c.WebhookSecrets = secrets
 	}
-	if s := r.get("CODEWATCH_OPS_TOKEN"); s != "" {
-		toks, err := ParseTokens(s)
-		if err != nil {
-			r.bad("CODEWATCH_OPS_TOKEN", err)
-		}
-		c.OpsTokens = toks
-	}
+	return v
+}
+
+// webURL parses an http or https URL with a host.
+func webURL(s string) (*url.URL, bool) {
+	p, err := url.Parse(s)
+	return p, err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }
 
 func (r *reader) durations(c *Config) {
@@ -358,14 +360,13 @@ func (r *reader) webURLs(c *Config) {
 		if u.v == "" {
 			continue
 		}
-		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		if _, ok := webURL(u.v); !ok {
 			r.bad(u.env, errors.New("must be an http or https URL"))
 		}
 	}
 	if v := r.get("CODEWATCH_PUBLIC_URL"); v != "" {
-		p, err := url.Parse(v)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil ||
-			(p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
+		p, ok := webURL(v)
+		if !ok || p.User != nil || (p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
 			r.bad("CODEWATCH_PUBLIC_URL", fmt.Errorf("must be an http or https URL with no path, like https://codewatch-ops.example.com, got %q", v))
 		} else {
 			p.Path = ""
@@ -379,7 +380,8 @@ func (r *reader) webURLs(c *Config) {
 	}
 }
 
-// database reads the database URLs and the keys that seal what is stored.
+// database checks the database URLs and reads the keys that seal what is
+// stored.
 func (r *reader) database(c *Config) {
 	for _, u := range []struct{ env, v string }{{"DATABASE_URL", c.DatabaseURL}, {"CODEWATCH_MIGRATE_DATABASE_URL", c.MigrateDatabaseURL}} {
 		if u.v == "" {
@@ -392,30 +394,14 @@ func (r *reader) database(c *Config) {
 	if c.MigrateDatabaseURL != "" && c.DatabaseURL == "" {
 		r.bad("CODEWATCH_MIGRATE_DATABASE_URL", errors.New("needs DATABASE_URL too (development mode uses its own Postgres)"))
 	}
-	if v := r.get("CODEWATCH_DATA_KEYS"); v != "" {
-		kr, err := ParseDataKeys(v)
-		if err != nil {
-			r.bad("CODEWATCH_DATA_KEYS", err)
-		}
-		c.DataKeys = kr
-	}
-}
-
-func (r *reader) proxies(c *Config) {
-	if v := r.get("CODEWATCH_TRUSTED_PROXIES"); v != "" {
-		nets, err := ParseCIDRs(v)
-		if err != nil {
-			r.bad("CODEWATCH_TRUSTED_PROXIES", err)
-		}
-		c.TrustedProxies = nets
-	}
+	c.DataKeys = parseSet(r, "CODEWATCH_DATA_KEYS", ParseDataKeys)
 }
 
 // seam reads the settings of Seam's API client.
 func (r *reader) seam(c *Config) {
 	var err error
 	c.SeamAPIKey, c.SeamAPIURL = r.get("SEAM_API_KEY"), r.get("SEAM_API_URL")
-	if p, err := url.Parse(c.SeamAPIURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+	if _, ok := webURL(c.SeamAPIURL); !ok {
 		r.bad("SEAM_API_URL", errors.New("must be an http or https URL"))
 	}
 	if c.SeamRPS, err = strconv.ParseFloat(r.get("CODEWATCH_SEAM_RPS"), 64); err != nil || c.SeamRPS <= 0 || c.SeamRPS > 1000 {

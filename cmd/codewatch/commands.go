@@ -173,13 +173,10 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlagSet("replay")
 	env := newCommandEnv(fs, getenv, stderr, withDataKeys|withRemovalTimeout)
 	batch := fs.Int("batch", 500, "codes per transaction")
-	rest, err := parseFlags(fs, "replay", args, stdout,
+	err := parseNoArgs(fs, "replay", args, stdout,
 		"usage: codewatch replay [flags]\n\nRecomputes every access code's state from its stored events, in batches,\nsafe while the service runs (after an upgrade that changes the rules).")
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("replay", fmt.Errorf("replay: unexpected argument %q", rest[0]))
 	}
 	// Replay recomputes from the parsed columns and reads no body: keys
 	// are used when given, not required.

@@ -50,13 +50,10 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs := newFlagSet("rekey")
 	env := newCommandEnv(fs, getenv, stderr, withDataKeys)
 	batch := fs.Int("batch", 200, "rows per transaction")
-	rest, err := parseFlags(fs, "rekey", args, stdout,
+	err := parseNoArgs(fs, "rekey", args, stdout,
 		"usage: codewatch rekey [flags]\n\nEncrypts every stored webhook body that is not under the first key of\nCODEWATCH_DATA_KEYS (bodies under an older key, and bodies stored in clear\nbefore encryption) under that key, renewing PIN hashes with it, in batches of\nsmall transactions: safe while the service runs. Codes whose PIN the renewed\nhashes newly match with a lock's report are refolded. Then counts the stored\nbodies per key and says which keys no body uses any more.")
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("rekey", fmt.Errorf("rekey: unexpected argument %q", rest[0]))
 	}
 	if *batch < 1 || *batch > 10000 {
 		return usageError("rekey", fmt.Errorf("--batch: must be from 1 to 10000, got %d", *batch))

@@ -172,6 +172,19 @@ func parseFlags(fs *flag.FlagSet, cmd string, args []string, stdout io.Writer, h
 	return append(positional, fs.Args()...), nil
 }
 
+// parseNoArgs is parseFlags for a command that takes flags only: an
+// argument is a mistake.
+func parseNoArgs(fs *flag.FlagSet, cmd string, args []string, stdout io.Writer, head string) error {
+	rest, err := parseFlags(fs, cmd, args, stdout, head)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError(cmd, fmt.Errorf("%s: unexpected argument %q", cmd, rest[0]))
+	}
+	return nil
+}
+
 // splitArgs separates flags (with their values) from other arguments, since
 // Go's flag package stops at the first argument that is not a flag.
 func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {

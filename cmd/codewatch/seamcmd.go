@@ -345,7 +345,7 @@ func backfill(ctx context.Context, args []string, getenv func(string) string, st
 	sf := newSeamFlags(fs, getenv, stderr)
 	since := fs.String("since", "", "read events created in the last D (like 48h or 7d)")
 	between := fs.String("between", "", "read events created between two RFC 3339 times, comma-separated")
-	rest, err := parseFlags(fs, "backfill", args, stdout,
+	err := parseNoArgs(fs, "backfill", args, stdout,
 		"usage: codewatch backfill --since D | --between T1,T2 [flags]\n\n"+
 			"Reads Seam's events (events/list, in time windows) and stores every one the\n"+
 			"webhooks missed, exactly as webhooks are stored; events already stored are\n"+
@@ -353,9 +353,6 @@ func backfill(ctx context.Context, args []string, getenv func(string) string, st
 			"quarantined counts.")
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("backfill", fmt.Errorf("backfill: unexpected argument %q", rest[0]))
 	}
 	now := time.Now()
 	var from, to time.Time

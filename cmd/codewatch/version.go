@@ -11,13 +11,10 @@ import (
 
 func version(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version")
-	rest, err := parseFlags(fs, "version", args, stdout,
+	err := parseNoArgs(fs, "version", args, stdout,
 		"usage: codewatch version\n\nPrints codewatch's module version, the commit it was built from (and whether\nthe working tree had uncommitted changes), and the Go version.")
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usageError("version", fmt.Errorf("version: unexpected argument %q", rest[0]))
 	}
 	bi, ok := debug.ReadBuildInfo()
 	fmt.Fprint(stdout, versionText(bi, ok))
