@@ -70,7 +70,7 @@ func (o *Ops) getDevice(c echo.Context) error {
 	// to lifecycle.DeviceCodesLimit codes).
 	b := make([]byte, 0, 512+1100*len(d.AccessCodes))
 	b = append(b, `{"device":`...)
-	b = d.AppendJSON(b)
+	b = appendDeviceJSON(b, d)
 	b = append(b, ",\"ok\":true}\n"...)
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }

@@ -220,10 +220,10 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		return err
 	}
 	// What c.JSON would write for {"access_codes", "next_cursor", "ok"},
-	// without its reflection (lifecycle.AppendCodesJSON).
+	// without its reflection (appendCodesJSON).
 	b := make([]byte, 0, 64+1100*len(codes))
 	b = append(b, `{"access_codes":`...)
-	b = lifecycle.AppendCodesJSON(b, codes)
+	b = appendCodesJSON(b, codes)
 	b = append(b, `,"next_cursor":`...)
 	if cur := listCursorOut(next, f.Sort); cur != nil {
 		b = append(b, '"')
