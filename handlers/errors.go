@@ -7,7 +7,6 @@ package handlers
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -84,46 +83,6 @@ func fromDomain(err error) *apiError {
 		return newError(http.StatusConflict, "workspace_not_covered", de.Message)
 	}
 	return newError(http.StatusInternalServerError, "internal_error", "internal error")
-}
-
-// ErrorHandler renders every error, Echo's own (404, 405) included, in
-// Seam's shape.
-func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
-	return func(err error, c echo.Context) {
-		if c.Response().Committed {
-			return
-		}
-		ae := asAPIError(err)
-		rid := c.Response().Header().Get(echo.HeaderXRequestID)
-		switch {
-		case ae.Status == http.StatusServiceUnavailable:
-			// The cause (database down, starting, shutting down) is logged
-			// where it is known; a probe every few seconds must not add a
-			// line each.
-			logger.Debug("request unavailable", "method", c.Request().Method, "path", c.Path(),
-				"request_id", rid, "error", err)
-		case ae.Status >= 500:
-			logger.Error("request failed", "status", ae.Status, "type", ae.Type,
-				"method", c.Request().Method, "path", c.Path(), "request_id", rid, "error", err)
-		}
-		body := map[string]any{
-			// A message may quote Seam or another job's error: no NUL or
-			// broken character reaches a client's JSON parser.
-			"error": errorBody{Type: ae.Type, Message: lifecycle.CleanText(ae.Message, maxMessage),
-				ValidationErrors: ae.ValidationErrors, Data: ae.Data, RequestID: rid},
-			"ok": false,
-		}
-		for k, v := range ae.Beside {
-			if k != "error" && k != "ok" {
-				body[k] = v
-			}
-		}
-		if c.Request().Method == http.MethodHead {
-			_ = c.NoContent(ae.Status)
-			return
-		}
-		_ = c.JSON(ae.Status, body)
-	}
 }
 
 // asAPIError is any error as the client sees it: ours, Echo's own (404,
