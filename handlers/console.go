@@ -131,7 +131,7 @@ func registerConsole(e *echo.Echo, o *Ops) {
 	g.GET("/signin", k.signinPage)
 	g.POST("/signin", k.signin)
 	// Everything else needs a session, and the database.
-	s := g.Group("", k.requireSession, gate(o.Available))
+	s := g.Group("", k.requireSession, Gate(o.Available))
 	s.POST("/signout", k.signout)
 	s.GET("/", k.triage)
 	s.GET("/codes", k.codes)
@@ -187,10 +187,10 @@ func (k *console) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set("console_session", s)
 		if r.Method == http.MethodPost {
 			if err := k.ck.sameOrigin(c); err != nil {
-				return newError(http.StatusForbidden, "forbidden", err.Error())
+				return NewError(http.StatusForbidden, "forbidden", err.Error())
 			}
 			if !s.checkCSRF(c.FormValue(csrfField)) {
-				return newError(http.StatusForbidden, "forbidden", "This form has expired (or was not made by the console). Go back, reload the page and send it again.")
+				return NewError(http.StatusForbidden, "forbidden", "This form has expired (or was not made by the console). Go back, reload the page and send it again.")
 			}
 		}
 		return next(c)
@@ -232,7 +232,7 @@ func (k *console) showSignin(c echo.Context, status int, next, problem string) e
 func (k *console) signin(c echo.Context) error {
 	next := safeNext(c.FormValue("next"))
 	if err := k.ck.sameOrigin(c); err != nil {
-		return newError(http.StatusForbidden, "forbidden", err.Error())
+		return NewError(http.StatusForbidden, "forbidden", err.Error())
 	}
 	given := c.FormValue(csrfField)
 	if want := k.ck.get(c, signinCookie); want == "" || !constantTimeEqual(given, want) {
@@ -488,7 +488,7 @@ func (k *console) codes(c echo.Context) error {
 	for i := range codes {
 		d.Codes = append(d.Codes, newCodeView(&codes[i]))
 	}
-	if cur := listCursorOut(next, lf.Sort); cur != nil {
+	if cur := ListCursorOut(next, lf.Sort); cur != nil {
 		d.Next = f.url(*cur)
 	}
 	return k.render(c, http.StatusOK, "codes", k.page(c, "Codes", "codes", false, d))
@@ -515,11 +515,11 @@ func (k *console) locks(c echo.Context) error {
 		}
 		b, err := strconv.ParseBool(p.v)
 		if err != nil {
-			return invalidParam(p.name, "must be true or false")
+			return InvalidParam(p.name, "must be true or false")
 		}
 		*p.dst = &b
 	}
-	cursor, err := parseCursor(q.Get("cursor"))
+	cursor, err := ParseCursor(q.Get("cursor"))
 	if err != nil {
 		return err
 	}
@@ -529,7 +529,7 @@ func (k *console) locks(c echo.Context) error {
 		return err
 	}
 	d.Locks = locks
-	if cur := cursorOut(next); cur != nil {
+	if cur := CursorOut(next); cur != nil {
 		v := url.Values{"cursor": {*cur}}
 		if d.Online != "" {
 			v.Set("online", d.Online)
@@ -551,13 +551,7 @@ type lockData struct {
 // first.
 func (k *console) lock(c echo.Context) error {
 	id := c.Param("device_id")
-	if !validText(id) {
-		return deviceNotFound(id)
-	}
-	d, err := k.Store.GetDevice(c.Request().Context(), id)
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return deviceNotFound(id)
-	}
+	d, err := GetDevice(c.Request().Context(), k.Store, id)
 	if err != nil {
 		return err
 	}
@@ -583,14 +577,8 @@ type codeData struct {
 
 func (k *console) code(c echo.Context) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
-	}
 	ctx := c.Request().Context()
-	code, err := k.Store.GetAccessCode(ctx, id)
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
-	}
+	code, err := GetAccessCode(ctx, k.Store, id)
 	if err != nil {
 		return err
 	}
@@ -617,8 +605,8 @@ func (k *console) code(c echo.Context) error {
 
 func (k *console) acknowledge(c echo.Context) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
+	if !ValidText(id) {
+		return AccessCodeNotFound(id)
 	}
 	note := strings.TrimSpace(c.FormValue("note"))
 	if len(note) > 2000 || strings.ContainsRune(note, 0) || !utf8.ValidString(note) {
@@ -626,7 +614,7 @@ func (k *console) acknowledge(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, codeURL(id))
 	}
 	troubleID := c.FormValue("trouble_id")
-	if !validText(troubleID) {
+	if !ValidText(troubleID) {
 		troubleID = "\x00invalid" // matches no trouble: refused as changed
 	}
 	by := sessionOf(c).Name
@@ -634,7 +622,7 @@ func (k *console) acknowledge(c echo.Context) error {
 	switch lifecycle.ErrorCode(err) {
 	case "":
 	case lifecycle.ENotFound:
-		return accessCodeNotFound(id)
+		return AccessCodeNotFound(id)
 	case lifecycle.ETroubleChanged:
 		k.setFlash(c, "error", "Nothing was acknowledged: this code's trouble changed since the page was shown. Read it again below, then acknowledge what it shows now.")
 		return c.Redirect(http.StatusSeeOther, codeURL(id))
@@ -655,8 +643,8 @@ func (k *console) acknowledge(c echo.Context) error {
 
 func (k *console) action(c echo.Context) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
+	if !ValidText(id) {
+		return AccessCodeNotFound(id)
 	}
 	i := slices.IndexFunc(k.Actions, func(a CodeAction) bool { return a.Name == c.Param("action") })
 	if i < 0 {
@@ -671,7 +659,7 @@ func (k *console) action(c echo.Context) error {
 	msg, err := a.Do(c.Request().Context(), id, by)
 	switch {
 	case lifecycle.ErrorCode(err) == lifecycle.ENotFound:
-		return accessCodeNotFound(id)
+		return AccessCodeNotFound(id)
 	case err != nil:
 		k.logger.Warn("console action failed", "action", a.Name, "access_code_id", id, "by", by, "error", err)
 		k.setFlash(c, "error", a.Label+" failed: "+err.Error())
@@ -688,7 +676,7 @@ type quarantineData struct {
 }
 
 func (k *console) quarantine(c echo.Context) error {
-	cursor, err := parseCursor(c.QueryParam("cursor"))
+	cursor, err := ParseCursor(c.QueryParam("cursor"))
 	if err != nil {
 		return err
 	}
@@ -700,7 +688,7 @@ func (k *console) quarantine(c echo.Context) error {
 	for _, q := range items {
 		d.Items = append(d.Items, newQuarantineView(q))
 	}
-	if n := cursorOut(next); n != nil {
+	if n := CursorOut(next); n != nil {
 		d.Next = consolePrefix + "/quarantine?cursor=" + url.QueryEscape(*n)
 	}
 	return k.render(c, http.StatusOK, "quarantine", k.page(c, "Quarantine", "quarantine", false, d))
@@ -743,16 +731,16 @@ func (k *console) alerts(c echo.Context) error {
 	switch f.Status {
 	case "", lifecycle.DeliveryPending, lifecycle.DeliverySent, lifecycle.DeliveryGivenUp:
 	default:
-		return invalidParam("status", "must be pending, sent or given_up")
+		return InvalidParam("status", "must be pending, sent or given_up")
 	}
-	if !validText(f.Sink) {
-		return invalidParam("sink", "must be a sink's name")
+	if !ValidText(f.Sink) {
+		return InvalidParam("sink", "must be a sink's name")
 	}
 	if v := c.QueryParam("cursor"); v != "" {
 		raw, err := b64.DecodeString(v)
 		alertID, sink, ok := strings.Cut(string(raw), "/")
-		if err != nil || !ok || !uuidLike(alertID) || !validText(sink) {
-			return invalidParam("cursor", "not a cursor made by this page")
+		if err != nil || !ok || !uuidLike(alertID) || !ValidText(sink) {
+			return InvalidParam("cursor", "not a cursor made by this page")
 		}
 		f.Before = &lifecycle.DeliveryCursor{AlertID: alertID, Sink: sink}
 	}
@@ -813,7 +801,7 @@ func (k *console) search(c echo.Context) error {
 	if q == "" {
 		return c.Redirect(http.StatusSeeOther, consolePrefix+"/")
 	}
-	if !validText(q) {
+	if !ValidText(q) {
 		return k.render(c, http.StatusNotFound, "search", k.page(c, "Not found", "", false, searchData{Q: q}))
 	}
 	ctx := c.Request().Context()
@@ -909,12 +897,12 @@ func parseCodeFilter(c echo.Context, full bool) (codeFilter, error) {
 	f := codeFilter{Reason: q.Get("reason"), WorkspaceID: strings.TrimSpace(q.Get("workspace_id")),
 		DeviceID: strings.TrimSpace(q.Get("device_id")), Sort: lifecycle.SortUrgency}
 	for name, v := range map[string]string{"workspace_id": f.WorkspaceID, "device_id": f.DeviceID} {
-		if !validText(v) {
-			return f, invalidParam(name, "must be an id of at most 255 bytes of text")
+		if !ValidText(v) {
+			return f, InvalidParam(name, "must be an id of at most 255 bytes of text")
 		}
 	}
 	if f.Reason != "" && !slices.Contains(lifecycle.Reasons, f.Reason) {
-		return f, invalidParam("reason", fmt.Sprintf("%q is not one of %s", f.Reason, strings.Join(lifecycle.Reasons, ", ")))
+		return f, InvalidParam("reason", fmt.Sprintf("%q is not one of %s", f.Reason, strings.Join(lifecycle.Reasons, ", ")))
 	}
 	if !full {
 		return f, nil
@@ -925,8 +913,8 @@ func parseCodeFilter(c echo.Context, full bool) (codeFilter, error) {
 			if st == "" {
 				continue
 			}
-			if !validState(st) {
-				return f, invalidParam("state", fmt.Sprintf("%q is not one of %s", st, statesList()))
+			if !ValidState(st) {
+				return f, InvalidParam("state", fmt.Sprintf("%q is not one of %s", st, StatesList()))
 			}
 			if !slices.Contains(f.States, st) {
 				f.States = append(f.States, st)
@@ -937,17 +925,17 @@ func parseCodeFilter(c echo.Context, full bool) (codeFilter, error) {
 	case "", "true", "false":
 		f.NeedsTroubleshooting = v
 	default:
-		return f, invalidParam("needs_troubleshooting", "must be true or false")
+		return f, InvalidParam("needs_troubleshooting", "must be true or false")
 	}
 	switch v := q.Get("sort"); v {
 	case "", lifecycle.SortUrgency:
 	case lifecycle.SortRecent:
 		f.Sort = v
 	default:
-		return f, invalidParam("sort", "must be urgency or recent")
+		return f, InvalidParam("sort", "must be urgency or recent")
 	}
 	var err error
-	f.Cursor, err = parseListCursor(q.Get("cursor"), f.Sort)
+	f.Cursor, err = ParseListCursor(q.Get("cursor"), f.Sort)
 	return f, err
 }
 
@@ -965,7 +953,7 @@ func (k *console) errorPage(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	ae := asAPIError(err)
+	ae := AsAPIError(err)
 	rid := c.Response().Header().Get(echo.HeaderXRequestID)
 	d := errorData{Status: ae.Status, RequestID: rid, Message: ae.Message}
 	switch {

@@ -14,8 +14,8 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-// apiError is a client-facing error.
-type apiError struct {
+// APIError is a client-facing error.
+type APIError struct {
 	Status           int
 	Type             string
 	Message          string
@@ -26,15 +26,15 @@ type apiError struct {
 	Beside map[string]any
 }
 
-func (e *apiError) Error() string { return e.Message }
+func (e *APIError) Error() string { return e.Message }
 
-func newError(status int, typ, msg string) *apiError {
-	return &apiError{Status: status, Type: typ, Message: msg}
+func NewError(status int, typ, msg string) *APIError {
+	return &APIError{Status: status, Type: typ, Message: msg}
 }
 
-// invalidParam is a 400 naming one parameter, in Seam's validation_errors shape.
-func invalidParam(name, problem string) *apiError {
-	return &apiError{
+// InvalidParam is a 400 naming one parameter, in Seam's validation_errors shape.
+func InvalidParam(name, problem string) *APIError {
+	return &APIError{
 		Status:  http.StatusBadRequest,
 		Type:    "invalid_input",
 		Message: "Invalid " + name + ": " + problem,
@@ -56,45 +56,43 @@ type errorBody struct {
 	RequestID        string         `json:"request_id"`
 }
 
-// fromDomain maps a lifecycle error to its HTTP form: the one place where
-// domain codes become statuses.
-func fromDomain(err error) *apiError {
+// fromDomain maps a lifecycle error to its HTTP form (domainErrors).
+func fromDomain(err error) *APIError {
 	var de *lifecycle.Error
-	if !errors.As(err, &de) {
-		return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	if errors.As(err, &de) {
+		if m, ok := domainErrors[de.Code]; ok {
+			return NewError(m.status, m.typ, de.Message)
+		}
 	}
-	switch de.Code {
-	case lifecycle.ENotFound:
-		return newError(http.StatusNotFound, "not_found", de.Message)
-	case lifecycle.EInvalid:
-		return newError(http.StatusBadRequest, "invalid_input", de.Message)
-	case lifecycle.EConflict:
-		return newError(http.StatusConflict, "conflict", de.Message)
-	case lifecycle.EUnavailable:
-		return newError(http.StatusServiceUnavailable, "unavailable", de.Message)
-	case lifecycle.ESeam:
-		return newError(http.StatusBadGateway, "seam_api_error", de.Message)
-	case lifecycle.ESeamOff:
-		return newError(http.StatusNotImplemented, "seam_api_not_configured", de.Message)
-	case lifecycle.ETroubleChanged:
-		return newError(http.StatusConflict, "trouble_changed", de.Message)
-	case lifecycle.ENotCovered:
-		// Like a missing key: this codewatch cannot ask Seam about it.
-		return newError(http.StatusConflict, "workspace_not_covered", de.Message)
-	}
-	return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	return NewError(http.StatusInternalServerError, "internal_error", "internal error")
 }
 
-// asAPIError is any error as the client sees it: ours, Echo's own (404,
+// domainErrors is the one place where domain codes become statuses.
+var domainErrors = map[lifecycle.Code]struct {
+	status int
+	typ    string
+}{
+	lifecycle.ENotFound:       {http.StatusNotFound, "not_found"},
+	lifecycle.EInvalid:        {http.StatusBadRequest, "invalid_input"},
+	lifecycle.EConflict:       {http.StatusConflict, "conflict"},
+	lifecycle.EUnavailable:    {http.StatusServiceUnavailable, "unavailable"},
+	lifecycle.ESeam:           {http.StatusBadGateway, "seam_api_error"},
+	lifecycle.ESeamOff:        {http.StatusNotImplemented, "seam_api_not_configured"},
+	lifecycle.ETroubleChanged: {http.StatusConflict, "trouble_changed"},
+	// Like a missing key: this codewatch cannot ask Seam about it.
+	lifecycle.ENotCovered: {http.StatusConflict, "workspace_not_covered"},
+}
+
+// AsAPIError is any error as the client sees it: ours, Echo's own (404,
 // 405), a domain error, or an internal error.
-func asAPIError(err error) *apiError {
-	var ae *apiError
+func AsAPIError(err error) *APIError {
+	var ae *APIError
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &he):
-		ae = newError(he.Code, echoType(he.Code), http.StatusText(he.Code))
+		ae = NewError(he.Code, echoType(he.Code), http.StatusText(he.Code))
 		if m, ok := he.Message.(string); ok && m != "" {
 			ae.Message = m
 		}
@@ -102,7 +100,7 @@ func asAPIError(err error) *apiError {
 	case lifecycle.ErrorCode(err) != "":
 		return fromDomain(err)
 	}
-	return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	return NewError(http.StatusInternalServerError, "internal_error", "internal error")
 }
 
 func echoType(status int) string {

@@ -94,7 +94,7 @@ func NewOpsServer(o *Ops) *echo.Echo {
 		registerConsole(e, o)
 	}
 
-	v1 := e.Group("/v1", o.authenticate, gate(o.Available))
+	v1 := e.Group("/v1", o.authenticate, Gate(o.Available))
 	v1.GET("/access_codes", o.listAccessCodes)
 	v1.GET("/access_codes/:access_code_id", o.getAccessCode)
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
@@ -124,7 +124,7 @@ func (o *Ops) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if name == "" {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="codewatch"`)
-			return newError(http.StatusUnauthorized, "unauthorized",
+			return NewError(http.StatusUnauthorized, "unauthorized",
 				"missing or unknown bearer token: send Authorization: Bearer <CODEWATCH_OPS_TOKEN>")
 		}
 		c.Set("token_name", name)
@@ -134,26 +134,13 @@ func (o *Ops) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (o *Ops) readyz(c echo.Context) error {
 	if err := o.Ready(c.Request().Context()); err != nil {
-		return newError(http.StatusServiceUnavailable, "unavailable", err.Error())
+		return NewError(http.StatusServiceUnavailable, "unavailable", err.Error())
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ok": true})
 }
 
-func accessCodeNotFound(id string) *apiError {
-	e := newError(http.StatusNotFound, "access_code_not_found", "Could not find an access_code with access_code_id")
-	e.Data = map[string]any{"access_code_id": id}
-	return e
-}
-
 func (o *Ops) getAccessCode(c echo.Context) error {
-	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
-	}
-	code, err := o.Store.GetAccessCode(c.Request().Context(), id)
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
-	}
+	code, err := GetAccessCode(c.Request().Context(), o.Store, c.Param("access_code_id"))
 	if err != nil {
 		return err
 	}
@@ -167,15 +154,15 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 	q := c.QueryParams()
 	for k := range q {
 		if !listParams[k] {
-			return invalidParam(k, "unknown parameter")
+			return InvalidParam(k, "unknown parameter")
 		}
 	}
 	var f lifecycle.ListFilter
 	if v := q.Get("deletion_state"); v != "" {
 		for _, s := range strings.Split(v, ",") {
 			st := lifecycle.DeletionState(strings.TrimSpace(s))
-			if !validState(st) {
-				return invalidParam("deletion_state", fmt.Sprintf("%q is not one of %s", st, statesList()))
+			if !ValidState(st) {
+				return InvalidParam("deletion_state", fmt.Sprintf("%q is not one of %s", st, StatesList()))
 			}
 			f.States = append(f.States, st)
 		}
@@ -183,14 +170,14 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 	if v := q.Get("needs_troubleshooting"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return invalidParam("needs_troubleshooting", "must be true or false")
+			return InvalidParam("needs_troubleshooting", "must be true or false")
 		}
 		f.NeedsTroubleshooting = &b
 	}
 	f.WorkspaceID, f.DeviceID = q.Get("workspace_id"), q.Get("device_id")
 	for name, v := range map[string]string{"workspace_id": f.WorkspaceID, "device_id": f.DeviceID} {
-		if !validText(v) {
-			return invalidParam(name, "must be an id of at most 255 bytes of text")
+		if !ValidText(v) {
+			return InvalidParam(name, "must be an id of at most 255 bytes of text")
 		}
 	}
 	limit, err := parseLimit(q.Get("limit"))
@@ -203,9 +190,9 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		f.Sort = lifecycle.SortUrgency
 	case lifecycle.SortUrgency, lifecycle.SortRecent:
 	default:
-		return invalidParam("sort", "must be urgency or recent")
+		return InvalidParam("sort", "must be urgency or recent")
 	}
-	if f.Cursor, err = parseListCursor(q.Get("cursor"), f.Sort); err != nil {
+	if f.Cursor, err = ParseListCursor(q.Get("cursor"), f.Sort); err != nil {
 		return err
 	}
 	codes, next, err := o.Store.ListAccessCodes(c.Request().Context(), f)
@@ -218,7 +205,7 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 	b = append(b, `{"access_codes":`...)
 	b = appendCodesJSON(b, codes)
 	b = append(b, `,"next_cursor":`...)
-	if cur := listCursorOut(next, f.Sort); cur != nil {
+	if cur := ListCursorOut(next, f.Sort); cur != nil {
 		b = append(b, '"')
 		b = append(b, *cur...) // base64url: nothing to escape
 		b = append(b, '"')
@@ -238,8 +225,8 @@ type acknowledgeBody struct {
 
 func (o *Ops) acknowledge(c echo.Context) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
+	if !ValidText(id) {
+		return AccessCodeNotFound(id)
 	}
 	var body acknowledgeBody
 	raw, err := readOpsBody(c)
@@ -248,19 +235,19 @@ func (o *Ops) acknowledge(c echo.Context) error {
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
 		if err := json.Unmarshal(raw, &body); err != nil {
-			return invalidParam("note", "the body must be a JSON object like {\"note\":\"checked the lock on site\"}")
+			return InvalidParam("note", "the body must be a JSON object like {\"note\":\"checked the lock on site\"}")
 		}
 	}
 	if len(body.Note) > 2000 || strings.ContainsRune(body.Note, 0) || !utf8.ValidString(body.Note) {
-		return invalidParam("note", "must be text of at most 2000 bytes")
+		return InvalidParam("note", "must be text of at most 2000 bytes")
 	}
-	if !validText(body.TroubleID) {
-		return invalidParam("trouble_id", "must be a trouble_id as a code shows it")
+	if !ValidText(body.TroubleID) {
+		return InvalidParam("trouble_id", "must be a trouble_id as a code shows it")
 	}
 	by, _ := c.Get("token_name").(string)
 	code, changed, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note, body.TroubleID)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
+		return AccessCodeNotFound(id)
 	}
 	if lifecycle.ErrorCode(err) == lifecycle.ETroubleChanged {
 		// What the person must look at again: the code as it is now.
@@ -299,14 +286,14 @@ func (o *Ops) quarantine(c echo.Context) error {
 	q := c.QueryParams()
 	for k := range q {
 		if k != "limit" && k != "cursor" {
-			return invalidParam(k, "unknown parameter")
+			return InvalidParam(k, "unknown parameter")
 		}
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		return err
 	}
-	cursor, err := parseCursor(q.Get("cursor"))
+	cursor, err := ParseCursor(q.Get("cursor"))
 	if err != nil {
 		return err
 	}
@@ -314,33 +301,59 @@ func (o *Ops) quarantine(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": cursorOut(next), "ok": true})
+	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": CursorOut(next), "ok": true})
 }
 
 var errSeamOff = lifecycle.Errorf(lifecycle.ESeamOff, "SEAM_API_KEY is not set: codewatch cannot call Seam's API")
 
 func (o *Ops) requestDeletion(c echo.Context) error {
+	return o.callSeam(c, http.StatusAccepted, "deletion_request",
+		func(ctx context.Context, id, by string) (*lifecycle.AccessCode, bool, error) {
+			return o.Seam.RequestDeletionWithin(ctx, id, by, o.seamWait())
+		},
+		func(id string) string {
+			return "Seam has not answered the deletion request yet; it goes on in the background. " +
+				"GET /v1/access_codes/" + id + " shows deletion_request once Seam has answered."
+		})
+}
+
+func (o *Ops) reconcile(c echo.Context) error {
+	return o.callSeam(c, http.StatusOK, "lookup",
+		func(ctx context.Context, id, _ string) (*lifecycle.AccessCode, bool, error) {
+			return o.Seam.ReconcileWithin(ctx, id, o.seamWait())
+		},
+		func(id string) string {
+			return "The lookup in Seam's API has not finished; it goes on in the background. " +
+				"GET /v1/access_codes/" + id + " shows its result under seam (polled_at, error)."
+		})
+}
+
+// callSeam runs a call to Seam's API (SeamOps) for the route's code, by
+// the token's name, and answers the code with status; 501 without Seam's
+// API, 404 for a code codewatch does not know, and 202 (stillRunning,
+// saying what and pending(id)) when the call has not finished within
+// seamWait.
+func (o *Ops) callSeam(c echo.Context, status int, what string,
+	call func(ctx context.Context, id, by string) (*lifecycle.AccessCode, bool, error), pending func(id string) string) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
+	if !ValidText(id) {
+		return AccessCodeNotFound(id)
 	}
 	if o.Seam == nil {
 		return errSeamOff
 	}
 	by, _ := c.Get("token_name").(string)
-	code, done, err := o.Seam.RequestDeletionWithin(c.Request().Context(), id, by, o.seamWait())
+	code, done, err := call(c.Request().Context(), id, by)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
+		return AccessCodeNotFound(id)
 	}
 	if err != nil {
 		return err
 	}
 	if !done {
-		return stillRunning(c, id, code, "deletion_request",
-			"Seam has not answered the deletion request yet; it goes on in the background. "+
-				"GET /v1/access_codes/"+id+" shows deletion_request once Seam has answered.")
+		return stillRunning(c, id, code, what, pending(id))
 	}
-	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true})
+	return c.JSON(status, map[string]any{"access_code": code, "ok": true})
 }
 
 // stillRunning answers 202 for a call to Seam's API that has not finished
@@ -351,27 +364,4 @@ func stillRunning(c echo.Context, id string, code *lifecycle.AccessCode, what, m
 	c.Response().Header().Set(echo.HeaderLocation, loc)
 	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true,
 		"in_progress": map[string]any{"what": what, "message": msg, "check": loc}})
-}
-
-func (o *Ops) reconcile(c echo.Context) error {
-	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
-	}
-	if o.Seam == nil {
-		return errSeamOff
-	}
-	code, done, err := o.Seam.ReconcileWithin(c.Request().Context(), id, o.seamWait())
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
-	}
-	if err != nil {
-		return err
-	}
-	if !done {
-		return stillRunning(c, id, code, "lookup",
-			"The lookup in Seam's API has not finished; it goes on in the background. "+
-				"GET /v1/access_codes/"+id+" shows its result under seam (polled_at, error).")
-	}
-	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }

@@ -3,7 +3,7 @@ package handlers
 // What the ops API (and the console, package handlers/console) reads from a
 // request: ids, states, limits and the opaque cursors of its lists.
 
-// validText reports whether s can be an id codewatch stores: Postgres text
+// ValidText reports whether s can be an id codewatch stores: Postgres text
 // holds neither NUL nor invalid UTF-8, and ids are at most 255 bytes.
 import (
 	"encoding/base64"
@@ -16,17 +16,17 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-func validText(s string) bool {
+func ValidText(s string) bool {
 	return len(s) <= lifecycle.MaxIDLength && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // A list cursor is opaque to clients: base64 of the sort and the last row's
 // place in it. One made for one sort is refused for the other.
-func parseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
+func ParseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
 	if v == "" {
 		return nil, nil
 	}
-	bad := invalidParam("cursor", "not a cursor returned by this API for sort="+sort)
+	bad := InvalidParam("cursor", "not a cursor returned by this API for sort="+sort)
 	b, err := base64.RawURLEncoding.DecodeString(v)
 	if err != nil {
 		return nil, bad
@@ -77,7 +77,7 @@ func parseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
 // stored before that check may lie outside it).
 var pgTimeMin = time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC).UnixMicro()
 
-func listCursorOut(c *lifecycle.ListCursor, sort string) *string {
+func ListCursorOut(c *lifecycle.ListCursor, sort string) *string {
 	if c == nil {
 		return nil
 	}
@@ -104,13 +104,13 @@ func parseLimit(v string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > lifecycle.MaxListLimit {
-		return 0, invalidParam("limit", fmt.Sprintf("must be an integer from 1 to %d", lifecycle.MaxListLimit))
+		return 0, InvalidParam("limit", fmt.Sprintf("must be an integer from 1 to %d", lifecycle.MaxListLimit))
 	}
 	return n, nil
 }
 
 // Cursors are opaque to clients: base64 of the last row's key.
-func parseCursor(v string) (int64, error) {
+func ParseCursor(v string) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
@@ -120,10 +120,10 @@ func parseCursor(v string) (int64, error) {
 			return n, nil
 		}
 	}
-	return 0, invalidParam("cursor", "not a cursor returned by this API")
+	return 0, InvalidParam("cursor", "not a cursor returned by this API")
 }
 
-func cursorOut(n int64) *string {
+func CursorOut(n int64) *string {
 	if n == 0 {
 		return nil
 	}
@@ -131,7 +131,7 @@ func cursorOut(n int64) *string {
 	return &s
 }
 
-func validState(s lifecycle.DeletionState) bool {
+func ValidState(s lifecycle.DeletionState) bool {
 	for _, st := range lifecycle.States {
 		if s == st {
 			return true
@@ -140,7 +140,7 @@ func validState(s lifecycle.DeletionState) bool {
 	return false
 }
 
-func statesList() string {
+func StatesList() string {
 	s := make([]string, len(lifecycle.States))
 	for i, st := range lifecycle.States {
 		s[i] = string(st)

@@ -58,7 +58,7 @@ func (p *Public) refusalDelay() time.Duration {
 // NewPublicServer returns the public router.
 func NewPublicServer(p *Public) *echo.Echo {
 	e := newEcho(p.Logger, p.TrustedProxies)
-	e.POST("/webhooks/seam", p.webhook, gate(p.Available))
+	e.POST("/webhooks/seam", p.webhook, Gate(p.Available))
 	e.GET("/healthz", healthz)
 	return e
 }
@@ -90,9 +90,9 @@ func (p *Public) webhook(c echo.Context) error {
 		}
 		c.Response().Header().Set("Retry-After", "1")
 		c.Response().Header().Set(echo.HeaderConnection, "close")
-		return newError(http.StatusServiceUnavailable, "overloaded", "too many webhook bodies are being received at once; retry shortly")
+		return NewError(http.StatusServiceUnavailable, "overloaded", "too many webhook bodies are being received at once; retry shortly")
 	case err != nil:
-		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+		return NewError(http.StatusBadRequest, "invalid_input", "could not read the request body")
 	case len(body) > MaxBody:
 		held.release() // what is left is discarded, not held
 		return p.tooLarge(c, true)
@@ -103,10 +103,10 @@ func (p *Public) webhook(c echo.Context) error {
 	if err != nil {
 		return p.rejected(c, err, len(body))
 	}
-	if !validText(msgID) {
+	if !ValidText(msgID) {
 		// Svix ids are short ASCII; this one cannot even be stored as text.
 		p.Metrics.WebhooksReceived.WithLabelValues("unknown", "rejected").Inc()
-		return invalidParam("svix-id", "must be at most 255 bytes of UTF-8 text without NUL")
+		return InvalidParam("svix-id", "must be at most 255 bytes of UTF-8 text without NUL")
 	}
 
 	ctx, cancel := context.WithTimeout(req.Context(), p.IngestTimeout)
@@ -118,7 +118,7 @@ func (p *Public) webhook(c echo.Context) error {
 		ae := fromDomain(err)
 		if ae.Status >= 500 {
 			// Always retryable: Seam must send it again.
-			ae = newError(http.StatusServiceUnavailable, "unavailable", "the event could not be stored; retry later")
+			ae = NewError(http.StatusServiceUnavailable, "unavailable", "the event could not be stored; retry later")
 		}
 		return ae
 	}
@@ -151,7 +151,7 @@ func (p *Public) rejected(c echo.Context, err error, size int) error {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "bytes", size,
 			"suppressed_since_last", suppressed)
 	}
-	return newError(http.StatusUnauthorized, "invalid_signature", err.Error())
+	return NewError(http.StatusUnauthorized, "invalid_signature", err.Error())
 }
 
 // everySecond lets one event a second through and counts the rest.

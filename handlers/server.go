@@ -78,7 +78,7 @@ func recoverer(logger *slog.Logger) echo.MiddlewareFunc {
 			defer func() {
 				if r := recover(); r != nil {
 					logger.Error("panic in handler", "panic", r, "path", c.Path())
-					err = newError(http.StatusInternalServerError, "internal_error", "internal error")
+					err = NewError(http.StatusInternalServerError, "internal_error", "internal error")
 				}
 			}()
 			return next(c)
@@ -90,14 +90,14 @@ func healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"ok": true})
 }
 
-// gate answers 503 while the service cannot do its work yet.
-func gate(available func() error) echo.MiddlewareFunc {
+// Gate answers 503 while the service cannot do its work yet.
+func Gate(available func() error) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if available != nil {
 				if err := available(); err != nil {
 					c.Response().Header().Set("Retry-After", "5")
-					return newError(http.StatusServiceUnavailable, "unavailable", err.Error())
+					return NewError(http.StatusServiceUnavailable, "unavailable", err.Error())
 				}
 			}
 			return next(c)
@@ -112,7 +112,7 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		ae := asAPIError(err)
+		ae := AsAPIError(err)
 		rid := c.Response().Header().Get(echo.HeaderXRequestID)
 		switch {
 		case ae.Status == http.StatusServiceUnavailable:
