@@ -55,8 +55,8 @@ type Ops struct {
 	// SEAM_API_KEY is not set (those routes then answer 501).
 	Seam SeamOps
 	// Console, when set, serves the ops console under /console (signed in
-	// with the same Tokens).
-	Console *Console
+	// with the same Tokens): package handlers/console's Console.
+	Console OpsRoutes
 	// SeamWait bounds how long a route waits for Seam's API (SeamWait if 0).
 	SeamWait time.Duration
 }
@@ -66,6 +66,14 @@ func (o *Ops) seamWait() time.Duration {
 		return o.SeamWait
 	}
 	return SeamWait
+}
+
+// OpsRoutes adds routes to the ops router. The ops console (package
+// handlers/console) is one: it imports from handlers what it shares with the
+// ops API (tokens, Seam-shaped errors, the gate, ids and cursors), so
+// handlers cannot import it; NewOpsServer calls its Register instead.
+type OpsRoutes interface {
+	Register(e *echo.Echo, o *Ops)
 }
 
 // SeamOps is what the ops API asks of Seam's API (seamsync.Service). Each
@@ -89,9 +97,10 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
-	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, consolePrefix+"/") })
+	// The console's home (package handlers/console).
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/console/") })
 	if o.Console != nil {
-		registerConsole(e, o)
+		o.Console.Register(e, o)
 	}
 
 	v1 := e.Group("/v1", o.authenticate, Gate(o.Available))

@@ -23,6 +23,7 @@ import (
 	"github.com/codewatch/codewatch/alert"
 	"github.com/codewatch/codewatch/config"
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
@@ -224,14 +225,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Available: available, TrustedProxies: cfg.TrustedProxies,
 		Budget: handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
 	})
+	cons := &console.Console{Store: store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL}
 	opsCfg := &handlers.Ops{
 		Store: store, Tokens: toks, Metrics: m, Logger: logger, Ready: ready, Available: available,
 		TrustedProxies: cfg.TrustedProxies,
-		Console:        &handlers.Console{Store: store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL},
+		Console:        cons,
 	}
 	if sy != nil {
 		opsCfg.Seam = sy
-		opsCfg.Console.Actions = seamActions(sy)
+		cons.Actions = seamActions(sy)
 	}
 	ops := handlers.NewOpsServer(opsCfg)
 	pubSrv := &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -359,8 +361,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // seamActions are the console's buttons that call Seam's API: the same
 // calls as POST /v1/access_codes/{id}/reconcile and .../delete.
-func seamActions(sy *seamsync.Service) []handlers.CodeAction {
-	return []handlers.CodeAction{
+func seamActions(sy *seamsync.Service) []console.CodeAction {
+	return []console.CodeAction{
 		{Name: "reconcile", Label: "Reconcile now",
 			Help: "Look the code up in Seam's API now: only Seam's own not-found after the deletion confirms it; Seam's errors and warnings are shown.",
 			Do: func(ctx context.Context, id, _ string) (string, error) {
