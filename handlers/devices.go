@@ -9,15 +9,12 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-var deviceListParams = map[string]bool{"has_unconfirmed_deletions": true, "online": true,
-	"workspace_id": true, "limit": true, "cursor": true}
+var deviceListParams = []string{"has_unconfirmed_deletions", "online", "workspace_id", "limit", "cursor"}
 
 func (o *Ops) listDevices(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if !deviceListParams[k] {
-			return InvalidParam(k, "unknown parameter")
-		}
+	q, err := queryOf(c, deviceListParams...)
+	if err != nil {
+		return err
 	}
 	var f lifecycle.DeviceFilter
 	for name, dst := range map[string]**bool{"has_unconfirmed_deletions": &f.HasUnconfirmedDeletions, "online": &f.Online} {

@@ -61,23 +61,11 @@ func appendCodeJSON(b []byte, c *lifecycle.AccessCode) []byte {
 	b = append(b, `,"confirmed_by":`...)
 	b = appendStringPtr(b, c.ConfirmedBy)
 	b = append(b, `,"confirmation":`...)
-	if c.Confirmation == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendValue(b, c.Confirmation)
-	}
+	b = appendValuePtr(b, c.Confirmation)
 	b = append(b, `,"deletion_request":`...)
-	if c.DeletionRequest == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendValue(b, c.DeletionRequest)
-	}
+	b = appendValuePtr(b, c.DeletionRequest)
 	b = append(b, `,"seam":`...)
-	if c.Seam == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendValue(b, c.Seam)
-	}
+	b = appendValuePtr(b, c.Seam)
 	b = append(b, `,"next_reconcile_at":`...)
 	b = appendTimePtr(b, c.NextReconcileAt)
 	b = append(b, `,"troubleshooting_severity":`...)
@@ -237,6 +225,14 @@ func appendRaw(b []byte, raw json.RawMessage) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// appendValuePtr appends *v through encoding/json (appendValue), or null.
+func appendValuePtr[T any](b []byte, v *T) []byte {
+	if v == nil {
+		return append(b, "null"...)
+	}
+	return appendValue(b, v)
+}
 
 // appendValue appends v through encoding/json: the rare or nested values.
 // A value encoding/json cannot marshal (which the types here never hold)

@@ -156,15 +156,12 @@ func (o *Ops) getAccessCode(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }
 
-var listParams = map[string]bool{"deletion_state": true, "needs_troubleshooting": true,
-	"workspace_id": true, "device_id": true, "limit": true, "cursor": true, "sort": true}
+var listParams = []string{"deletion_state", "needs_troubleshooting", "workspace_id", "device_id", "limit", "cursor", "sort"}
 
 func (o *Ops) listAccessCodes(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if !listParams[k] {
-			return InvalidParam(k, "unknown parameter")
-		}
+	q, err := queryOf(c, listParams...)
+	if err != nil {
+		return err
 	}
 	var f lifecycle.ListFilter
 	if v := q.Get("deletion_state"); v != "" {
@@ -292,11 +289,9 @@ func (o *Ops) summary(c echo.Context) error {
 }
 
 func (o *Ops) quarantine(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if k != "limit" && k != "cursor" {
-			return InvalidParam(k, "unknown parameter")
-		}
+	q, err := queryOf(c, "limit", "cursor")
+	if err != nil {
+		return err
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {

@@ -3,19 +3,34 @@ package handlers
 // What the ops API (and the console, package handlers/console) reads from a
 // request: ids, states, limits and the opaque cursors of its lists.
 
-// ValidText reports whether s can be an id codewatch stores: Postgres text
-// holds neither NUL nor invalid UTF-8, and ids are at most 255 bytes.
 import (
 	"encoding/base64"
 	"fmt"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
+// queryOf is the request's query, or a 400 naming a parameter not in known.
+func queryOf(c echo.Context, known ...string) (url.Values, error) {
+	q := c.QueryParams()
+	for k := range q {
+		if !slices.Contains(known, k) {
+			return nil, InvalidParam(k, "unknown parameter")
+		}
+	}
+	return q, nil
+}
+
+// ValidText reports whether s can be an id codewatch stores: Postgres text
+// holds neither NUL nor invalid UTF-8, and ids are at most 255 bytes.
 func ValidText(s string) bool {
 	return len(s) <= lifecycle.MaxIDLength && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }

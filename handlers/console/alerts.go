@@ -5,7 +5,6 @@ package console
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -56,17 +55,13 @@ func (k *console) alerts(c echo.Context) error {
 	for _, n := range counts {
 		total += n
 	}
-	d.Tabs = []tabView{{"", "All", total}, {lifecycle.DeliveryPending, "Pending", counts[lifecycle.DeliveryPending]},
-		{lifecycle.DeliverySent, "Delivered", counts[lifecycle.DeliverySent]}, {lifecycle.DeliveryGivenUp, "Given up", counts[lifecycle.DeliveryGivenUp]}}
+	d.Tabs = []tabView{{"", "All", total}}
+	for _, s := range deliveryStatuses {
+		d.Tabs = append(d.Tabs, tabView{s, deliveryLabel(s), counts[s]})
+	}
 	if next != nil {
-		q := url.Values{"cursor": {b64.EncodeToString([]byte(next.AlertID + "/" + next.Sink))}}
-		if f.Status != "" {
-			q.Set("status", f.Status)
-		}
-		if f.Sink != "" {
-			q.Set("sink", f.Sink)
-		}
-		d.Next = consolePrefix + "/alerts?" + q.Encode()
+		d.Next = withQuery("/alerts", nil, "cursor", b64.EncodeToString([]byte(next.AlertID+"/"+next.Sink)),
+			"status", f.Status, "sink", f.Sink)
 	}
 	return k.render(c, http.StatusOK, "alerts", k.page(c, "Alerts", "alerts", true, d))
 }
@@ -117,26 +112,21 @@ func alertViews(ds []lifecycle.AlertDelivery) []alertView {
 	return out
 }
 
-func alertLabel(t string) string {
-	switch t {
-	case lifecycle.AlertTrouble:
-		return "Needs troubleshooting"
-	case lifecycle.AlertResolved:
-		return "Resolved"
-	case lifecycle.AlertReminder:
-		return "Reminder"
-	}
-	return t
+var alertLabels = map[string]string{
+	lifecycle.AlertTrouble:  "Needs troubleshooting",
+	lifecycle.AlertResolved: "Resolved",
+	lifecycle.AlertReminder: "Reminder",
 }
 
-func deliveryLabel(s string) string {
-	switch s {
-	case lifecycle.DeliveryPending:
-		return "Pending"
-	case lifecycle.DeliverySent:
-		return "Delivered"
-	case lifecycle.DeliveryGivenUp:
-		return "Given up"
-	}
-	return s
+func alertLabel(t string) string { return label(alertLabels, t) }
+
+// deliveryStatuses are the alerts page's tabs after "All", in order.
+var deliveryStatuses = []string{lifecycle.DeliveryPending, lifecycle.DeliverySent, lifecycle.DeliveryGivenUp}
+
+var deliveryLabels = map[string]string{
+	lifecycle.DeliveryPending: "Pending",
+	lifecycle.DeliverySent:    "Delivered",
+	lifecycle.DeliveryGivenUp: "Given up",
 }
+
+func deliveryLabel(s string) string { return label(deliveryLabels, s) }

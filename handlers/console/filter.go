@@ -48,16 +48,12 @@ func (f codeFilter) url(cursor string) string {
 	for _, s := range f.States {
 		q.Add("state", string(s))
 	}
-	for k, v := range map[string]string{"reason": f.Reason, "needs_troubleshooting": f.NeedsTroubleshooting,
-		"workspace_id": f.WorkspaceID, "device_id": f.DeviceID, "cursor": cursor} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
+	sort := "" // urgency, the default
 	if f.Sort == lifecycle.SortRecent {
-		q.Set("sort", f.Sort)
+		sort = f.Sort
 	}
-	return consolePrefix + "/codes?" + q.Encode()
+	return withQuery("/codes", q, "reason", f.Reason, "needs_troubleshooting", f.NeedsTroubleshooting,
+		"workspace_id", f.WorkspaceID, "device_id", f.DeviceID, "cursor", cursor, "sort", sort)
 }
 
 // parseCodeFilter reads a list's filter from the query (the home page

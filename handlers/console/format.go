@@ -84,11 +84,14 @@ var stateLabels = map[lifecycle.DeletionState]string{
 	"deleted_not_programmed": "Deleted, never on the lock",
 }
 
-func stateLabel(s lifecycle.DeletionState) string {
-	if l, ok := stateLabels[s]; ok {
+func stateLabel(s lifecycle.DeletionState) string { return label(stateLabels, s) }
+
+// label is m's label for k, or k itself where m has none.
+func label[K ~string](m map[K]string, k K) string {
+	if l, ok := m[k]; ok {
 		return l
 	}
-	return string(s)
+	return string(k)
 }
 
 // stateClass colours a state: bad (trouble possible), wait, ok, or plain.
@@ -124,12 +127,7 @@ func reasonsByUrgency() []string {
 	return out
 }
 
-func reasonLabel(r string) string {
-	if l, ok := reasonLabels[r]; ok {
-		return l
-	}
-	return r
-}
+func reasonLabel(r string) string { return label(reasonLabels, r) }
 
 var eventLabels = map[string]string{
 	"access_code.created":                       "Created in Seam",
@@ -154,12 +152,7 @@ var eventLabels = map[string]string{
 	"codewatch.access_code_not_found": "Seam's API no longer has it",
 }
 
-func eventLabel(t string) string {
-	if l, ok := eventLabels[t]; ok {
-		return l
-	}
-	return t
-}
+func eventLabel(t string) string { return label(eventLabels, t) }
 
 // eventClass marks an event in the timeline: trouble, confirm(ation),
 // deletion, use of the lock, or other.

@@ -49,14 +49,7 @@ func (k *console) locks(c echo.Context) error {
 	}
 	d.Locks = locks
 	if cur := handlers.CursorOut(next); cur != nil {
-		v := url.Values{"cursor": {*cur}}
-		if d.Online != "" {
-			v.Set("online", d.Online)
-		}
-		if d.Unconfirmed != "" {
-			v.Set("has_unconfirmed_deletions", d.Unconfirmed)
-		}
-		d.Next = consolePrefix + "/locks?" + v.Encode()
+		d.Next = withQuery("/locks", nil, "cursor", *cur, "online", d.Online, "has_unconfirmed_deletions", d.Unconfirmed)
 	}
 	return k.render(c, http.StatusOK, "locks", k.page(c, "Locks", "locks", false, d))
 }

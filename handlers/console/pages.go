@@ -115,6 +115,20 @@ func mustParsePages(now func() time.Time) *pages {
 	return p
 }
 
+// withQuery is the console's page at path with the query q (nil for none)
+// and the pairs kv whose values are not empty.
+func withQuery(path string, q url.Values, kv ...string) string {
+	if q == nil {
+		q = url.Values{}
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			q.Set(kv[i], kv[i+1])
+		}
+	}
+	return consolePrefix + path + "?" + q.Encode()
+}
+
 // render writes a whole page or nothing: a template error is a 500, not
 // half a page.
 func (k *console) render(c echo.Context, status int, name string, p page) error {
