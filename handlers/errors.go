@@ -1,8 +1,12 @@
 // Package handlers holds codewatch's HTTP routes: the public webhook receiver
-// and the ops status API. Handlers parse, call the domain, and map errors;
+// (public.go) and the ops status API (ops.go, devices.go), on the plumbing
+// they share (server.go). Handlers parse, call the domain, and map errors;
 // every error body has Seam's shape:
 //
 //	{"error":{"type":"...","message":"...","request_id":"..."},"ok":false}
+//
+// The ops console is package handlers/console, which imports this one; the
+// ops server mounts it through Ops.Console.
 package handlers
 
 import (
@@ -28,6 +32,7 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Message }
 
+// NewError is an error the client sees with status and Seam's error type typ.
 func NewError(status int, typ, msg string) *APIError {
 	return &APIError{Status: status, Type: typ, Message: msg}
 }

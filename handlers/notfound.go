@@ -37,12 +37,14 @@ func getOne[T any](ctx context.Context, id string, get func(context.Context, str
 	return v, nil
 }
 
+// AccessCodeNotFound is the 404 of a code codewatch does not know.
 func AccessCodeNotFound(id string) *APIError {
 	e := NewError(http.StatusNotFound, "access_code_not_found", "Could not find an access_code with access_code_id")
 	e.Data = map[string]any{"access_code_id": id}
 	return e
 }
 
+// DeviceNotFound is the 404 of a lock codewatch does not know.
 func DeviceNotFound(id string) *APIError {
 	e := NewError(http.StatusNotFound, "device_not_found", "Could not find a device with device_id")
 	e.Data = map[string]any{"device_id": id}

@@ -35,8 +35,9 @@ func ValidText(s string) bool {
 	return len(s) <= lifecycle.MaxIDLength && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-// A list cursor is opaque to clients: base64 of the sort and the last row's
-// place in it. One made for one sort is refused for the other.
+// ParseListCursor reads a code list's cursor. A list cursor is opaque to
+// clients: base64 of the sort and the last row's place in it. One made for
+// one sort is refused for the other.
 func ParseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
 	if v == "" {
 		return nil, nil
@@ -92,6 +93,7 @@ func ParseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
 // stored before that check may lie outside it).
 var pgTimeMin = time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC).UnixMicro()
 
+// ListCursorOut is the cursor of the code list after c (nil: none).
 func ListCursorOut(c *lifecycle.ListCursor, sort string) *string {
 	if c == nil {
 		return nil
@@ -124,7 +126,8 @@ func parseLimit(v string) (int, error) {
 	return n, nil
 }
 
-// Cursors are opaque to clients: base64 of the last row's key.
+// ParseCursor reads the cursor of a list keyed by number (quarantine,
+// locks). Cursors are opaque to clients: base64 of the last row's key.
 func ParseCursor(v string) (int64, error) {
 	if v == "" {
 		return 0, nil
@@ -138,6 +141,7 @@ func ParseCursor(v string) (int64, error) {
 	return 0, InvalidParam("cursor", "not a cursor returned by this API")
 }
 
+// CursorOut is the cursor of the list after key n (nil for 0: none).
 func CursorOut(n int64) *string {
 	if n == 0 {
 		return nil
@@ -146,6 +150,7 @@ func CursorOut(n int64) *string {
 	return &s
 }
 
+// ValidState reports whether s is one of lifecycle.States.
 func ValidState(s lifecycle.DeletionState) bool {
 	for _, st := range lifecycle.States {
 		if s == st {
@@ -155,6 +160,7 @@ func ValidState(s lifecycle.DeletionState) bool {
 	return false
 }
 
+// StatesList is lifecycle.States for an error message.
 func StatesList() string {
 	s := make([]string, len(lifecycle.States))
 	for i, st := range lifecycle.States {
