@@ -28,7 +28,7 @@ const (
 func refuseTooLarge(c echo.Context, started bool, message string) error {
 	discardBody(c, started)
 	c.Response().Header().Set(echo.HeaderConnection, "close")
-	return newError(http.StatusRequestEntityTooLarge, "payload_too_large", message)
+	return NewError(http.StatusRequestEntityTooLarge, "payload_too_large", message)
 }
 
 // discardBody reads and discards what is left of the request's body, up to
@@ -113,7 +113,7 @@ func readOpsBody(c echo.Context) ([]byte, error) {
 	case errors.Is(err, errBodyTooLarge) || err == nil && len(raw) > OpsBodyLimit:
 		return nil, refuseTooLarge(c, true, fmt.Sprintf("the body is larger than %d KiB", OpsBodyLimit>>10))
 	case err != nil:
-		return nil, newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+		return nil, NewError(http.StatusBadRequest, "invalid_input", "could not read the request body")
 	}
 	return raw, nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamevent"
 )
@@ -20,7 +20,7 @@ import (
 //
 //	pg_virtualenv -t go test -run '^$' -bench ConsolePages -benchtime 200x ./handlers
 func BenchmarkConsolePages(b *testing.B) {
-	e := newConsoleEnv(b, handlers.Console{})
+	e := newConsoleEnv(b, console.Console{})
 	ctx := context.Background()
 	ingest := func(typ, code string, ago time.Duration) {
 		body, err := seamevent.Build(typ, seamevent.Options{AccessCodeID: code, DeviceID: "dev-" + code[:2],

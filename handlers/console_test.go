@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/internal/clocktest"
 	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
@@ -45,7 +46,7 @@ type consoleEnv struct {
 	ops   *handlers.Ops
 }
 
-func newConsoleEnv(t testing.TB, cfg handlers.Console, tokens ...handlers.Token) *consoleEnv {
+func newConsoleEnv(t testing.TB, cfg console.Console, tokens ...handlers.Token) *consoleEnv {
 	t.Helper()
 	pool := pgtest.New(t)
 	e := &consoleEnv{t: t, pool: pool, clock: clocktest.New(time.Now().UTC().Truncate(time.Second)), logs: &logtest.Buffer{}}
@@ -177,7 +178,7 @@ func setCookie(r reply, name string) *http.Cookie {
 }
 
 func TestConsoleSignIn(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{SessionTTL: 2 * time.Hour})
+	e := newConsoleEnv(t, console.Console{SessionTTL: 2 * time.Hour})
 	b := e.client()
 
 	r := b.get("/")
@@ -258,7 +259,7 @@ func TestConsoleSignIn(t *testing.T) {
 // its token is removed or changed; it cannot be altered to name another
 // token's holder.
 func TestConsoleSessions(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{SessionTTL: time.Hour})
+	e := newConsoleEnv(t, console.Console{SessionTTL: time.Hour})
 	b := e.client()
 	if r := b.signIn(aliceToken); r.Status != http.StatusSeeOther {
 		t.Fatalf("sign in: %d", r.Status)
@@ -277,7 +278,7 @@ func TestConsoleSessions(t *testing.T) {
 	replica := func(tokens ...handlers.Token) *httptest.Server {
 		ops := *e.ops
 		ops.Tokens = tokens
-		cfg := *ops.Console
+		cfg := *ops.Console.(*console.Console)
 		ops.Console = &cfg
 		srv := httptest.NewServer(handlers.NewOpsServer(&ops))
 		t.Cleanup(srv.Close)
@@ -324,13 +325,13 @@ func TestConsoleSecureCookies(t *testing.T) {
 	pub, _ := url.Parse("https://ops.example.com")
 	for _, c := range []struct {
 		name   string
-		cfg    handlers.Console
+		cfg    console.Console
 		header []string
 		secure bool
 	}{
-		{"http", handlers.Console{}, nil, false},
-		{"public URL https", handlers.Console{PublicURL: pub}, nil, true},
-		{"behind a TLS proxy", handlers.Console{}, []string{"X-Forwarded-Proto", "https"}, true},
+		{"http", console.Console{}, nil, false},
+		{"public URL https", console.Console{PublicURL: pub}, nil, true},
+		{"behind a TLS proxy", console.Console{}, []string{"X-Forwarded-Proto", "https"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newConsoleEnv(t, c.cfg)
@@ -367,7 +368,7 @@ func TestConsoleSecureCookies(t *testing.T) {
 // Every form that changes state needs the session's CSRF token and is
 // refused when the browser says another site sent it.
 func TestConsoleCSRF(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := e.troubled("dev-1")
 	alice, bob := e.client(), e.client()
 	alice.signIn(aliceToken)
@@ -434,7 +435,7 @@ func TestConsoleCSRF(t *testing.T) {
 // Raw bodies are one click away on a code's page and in quarantine, always
 // with the PIN masked.
 func TestConsoleMasksPINs(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := e.troubled("dev-1")
 	// A verified delivery codewatch cannot use (no event_id): quarantined,
 	// PIN and all.
@@ -458,7 +459,7 @@ func TestConsoleMasksPINs(t *testing.T) {
 // The quarantine page's retry: a delivery usable now becomes an event and
 // leaves; one still unusable stays, with its reason.
 func TestConsoleQuarantineRetry(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := seamevent.NewID()
 	good, _ := seamevent.Build(lifecycle.TypeDeleted, seamevent.Options{AccessCodeID: code})
 	var goodID, badID string
@@ -493,7 +494,7 @@ func TestConsoleQuarantineRetry(t *testing.T) {
 }
 
 func TestConsoleSearch(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := e.troubled("dev-search-1")
 	b := e.client()
 	b.signIn(aliceToken)
@@ -521,7 +522,7 @@ func TestConsoleSearch(t *testing.T) {
 
 // Filters live in the URL; a bad one is a page saying what is wrong.
 func TestConsoleFilters(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	failed := e.troubled("dev-a")
 	delayed := seamevent.NewID()
 	e.send(lifecycle.TypeDeleted, delayed, "dev-b", 10*time.Minute)
@@ -560,7 +561,7 @@ func TestConsoleFilters(t *testing.T) {
 
 // Errors under /console are pages; the API keeps its JSON.
 func TestConsoleErrorsArePages(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	b := e.client()
 	b.signIn(aliceToken)
 	for path, want := range map[string]struct {
@@ -597,7 +598,7 @@ func TestConsoleErrorsArePages(t *testing.T) {
 // Pages are never cached or framed and load nothing from elsewhere;
 // assets are embedded and cacheable under their content hash.
 func TestConsoleHeadersAndAssets(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	b := e.client()
 	r := b.get("/console/signin")
 	for h, want := range map[string]string{
@@ -638,7 +639,7 @@ func TestConsoleHeadersAndAssets(t *testing.T) {
 func TestConsoleCodeActions(t *testing.T) {
 	var mu sync.Mutex
 	var calls []string
-	e := newConsoleEnv(t, handlers.Console{Actions: []handlers.CodeAction{
+	e := newConsoleEnv(t, console.Console{Actions: []console.CodeAction{
 		{Name: "reconcile", Label: "Reconcile now", Do: func(_ context.Context, id, by string) (string, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -685,7 +686,7 @@ func TestConsoleCodeActions(t *testing.T) {
 	}
 
 	// Without actions configured, no button.
-	plain := newConsoleEnv(t, handlers.Console{})
+	plain := newConsoleEnv(t, console.Console{})
 	other := plain.troubled("dev-2")
 	pb := plain.client()
 	pb.signIn(aliceToken)
@@ -717,7 +718,7 @@ func TestConsoleNotOnPublicListener(t *testing.T) {
 // The alert outbox page: every delivery with its status and attempts,
 // filtered by status in the URL.
 func TestConsoleAlertsPage(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := e.troubled("dev-1")
 	b := e.client()
 	b.signIn(aliceToken)
@@ -736,7 +737,7 @@ func TestConsoleAlertsPage(t *testing.T) {
 // Locks: the list with its filters in the URL, and a lock's page with its
 // codes.
 func TestConsoleLocks(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := e.troubled("lock-page-1")
 	b := e.client()
 	b.signIn(aliceToken)
@@ -766,7 +767,7 @@ func TestConsoleLocks(t *testing.T) {
 // a change made elsewhere shows within about a second; the page says when
 // its figures were read; filtered views are never shared.
 func TestConsoleTriageShared(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	first := e.troubled("dev-1")
 	alice, bob := e.client(), e.client()
 	alice.signIn(aliceToken)
@@ -811,7 +812,7 @@ func TestConsoleTriageShared(t *testing.T) {
 // trouble has changed since (a critical came), nothing is acknowledged and
 // the page says so.
 func TestConsoleAcknowledgesTheTroubleShown(t *testing.T) {
-	e := newConsoleEnv(t, handlers.Console{})
+	e := newConsoleEnv(t, console.Console{})
 	code := e.troubled("dev-1")
 	alice := e.client()
 	alice.signIn(aliceToken)

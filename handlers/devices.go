@@ -9,68 +9,52 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-var deviceListParams = map[string]bool{"has_unconfirmed_deletions": true, "online": true,
-	"workspace_id": true, "limit": true, "cursor": true}
-
-func deviceNotFound(id string) *apiError {
-	e := newError(http.StatusNotFound, "device_not_found", "Could not find a device with device_id")
-	e.Data = map[string]any{"device_id": id}
-	return e
-}
+var deviceListParams = []string{"has_unconfirmed_deletions", "online", "workspace_id", "limit", "cursor"}
 
 func (o *Ops) listDevices(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if !deviceListParams[k] {
-			return invalidParam(k, "unknown parameter")
-		}
+	q, err := queryOf(c, deviceListParams...)
+	if err != nil {
+		return err
 	}
 	var f lifecycle.DeviceFilter
 	for name, dst := range map[string]**bool{"has_unconfirmed_deletions": &f.HasUnconfirmedDeletions, "online": &f.Online} {
 		if v := q.Get(name); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return invalidParam(name, "must be true or false")
+				return InvalidParam(name, "must be true or false")
 			}
 			*dst = &b
 		}
 	}
-	if f.WorkspaceID = q.Get("workspace_id"); !validText(f.WorkspaceID) {
-		return invalidParam("workspace_id", "must be an id of at most 255 bytes of text")
+	if f.WorkspaceID = q.Get("workspace_id"); !ValidText(f.WorkspaceID) {
+		return InvalidParam("workspace_id", "must be an id of at most 255 bytes of text")
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		return err
 	}
 	f.Limit = limit
-	if f.Cursor, err = parseCursor(q.Get("cursor")); err != nil {
+	if f.Cursor, err = ParseCursor(q.Get("cursor")); err != nil {
 		return err
 	}
 	devices, next, err := o.Store.ListDevices(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"devices": devices, "next_cursor": cursorOut(next), "ok": true})
+	return c.JSON(http.StatusOK, map[string]any{"devices": devices, "next_cursor": CursorOut(next), "ok": true})
 }
 
 func (o *Ops) getDevice(c echo.Context) error {
-	id := c.Param("device_id")
-	if !validText(id) {
-		return deviceNotFound(id)
-	}
-	d, err := o.Store.GetDevice(c.Request().Context(), id)
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return deviceNotFound(id)
-	}
+	d, err := GetDevice(c.Request().Context(), o.Store, c.Param("device_id"))
 	if err != nil {
 		return err
 	}
-	d.AccessCodesNextCursor = listCursorOut(d.AccessCodesNext, lifecycle.SortUrgency)
+	d.AccessCodesNextCursor = ListCursorOut(d.AccessCodesNext, lifecycle.SortUrgency)
 	// As c.JSON would write it, without reflection (a lock's page holds up
 	// to lifecycle.DeviceCodesLimit codes).
 	b := make([]byte, 0, 512+1100*len(d.AccessCodes))
 	b = append(b, `{"device":`...)
-	b = d.AppendJSON(b)
+	b = appendDeviceJSON(b, d)
 	b = append(b, ",\"ok\":true}\n"...)
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }

@@ -1,13 +1,16 @@
 // Package handlers holds codewatch's HTTP routes: the public webhook receiver
-// and the ops status API. Handlers parse, call the domain, and map errors;
+// (public.go) and the ops status API (ops.go, devices.go), on the plumbing
+// they share (server.go). Handlers parse, call the domain, and map errors;
 // every error body has Seam's shape:
 //
 //	{"error":{"type":"...","message":"...","request_id":"..."},"ok":false}
+//
+// The ops console is package handlers/console, which imports this one; the
+// ops server mounts it through Ops.Console.
 package handlers
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -15,8 +18,8 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-// apiError is a client-facing error.
-type apiError struct {
+// APIError is a client-facing error.
+type APIError struct {
 	Status           int
 	Type             string
 	Message          string
@@ -27,15 +30,16 @@ type apiError struct {
 	Beside map[string]any
 }
 
-func (e *apiError) Error() string { return e.Message }
+func (e *APIError) Error() string { return e.Message }
 
-func newError(status int, typ, msg string) *apiError {
-	return &apiError{Status: status, Type: typ, Message: msg}
+// NewError is an error the client sees with status and Seam's error type typ.
+func NewError(status int, typ, msg string) *APIError {
+	return &APIError{Status: status, Type: typ, Message: msg}
 }
 
-// invalidParam is a 400 naming one parameter, in Seam's validation_errors shape.
-func invalidParam(name, problem string) *apiError {
-	return &apiError{
+// InvalidParam is a 400 naming one parameter, in Seam's validation_errors shape.
+func InvalidParam(name, problem string) *APIError {
+	return &APIError{
 		Status:  http.StatusBadRequest,
 		Type:    "invalid_input",
 		Message: "Invalid " + name + ": " + problem,
@@ -57,85 +61,43 @@ type errorBody struct {
 	RequestID        string         `json:"request_id"`
 }
 
-// fromDomain maps a lifecycle error to its HTTP form: the one place where
-// domain codes become statuses.
-func fromDomain(err error) *apiError {
+// fromDomain maps a lifecycle error to its HTTP form (domainErrors).
+func fromDomain(err error) *APIError {
 	var de *lifecycle.Error
-	if !errors.As(err, &de) {
-		return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	if errors.As(err, &de) {
+		if m, ok := domainErrors[de.Code]; ok {
+			return NewError(m.status, m.typ, de.Message)
+		}
 	}
-	switch de.Code {
-	case lifecycle.ENotFound:
-		return newError(http.StatusNotFound, "not_found", de.Message)
-	case lifecycle.EInvalid:
-		return newError(http.StatusBadRequest, "invalid_input", de.Message)
-	case lifecycle.EConflict:
-		return newError(http.StatusConflict, "conflict", de.Message)
-	case lifecycle.EUnavailable:
-		return newError(http.StatusServiceUnavailable, "unavailable", de.Message)
-	case lifecycle.ESeam:
-		return newError(http.StatusBadGateway, "seam_api_error", de.Message)
-	case lifecycle.ESeamOff:
-		return newError(http.StatusNotImplemented, "seam_api_not_configured", de.Message)
-	case lifecycle.ETroubleChanged:
-		return newError(http.StatusConflict, "trouble_changed", de.Message)
-	case lifecycle.ENotCovered:
-		// Like a missing key: this codewatch cannot ask Seam about it.
-		return newError(http.StatusConflict, "workspace_not_covered", de.Message)
-	}
-	return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	return NewError(http.StatusInternalServerError, "internal_error", "internal error")
 }
 
-// ErrorHandler renders every error, Echo's own (404, 405) included, in
-// Seam's shape.
-func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
-	return func(err error, c echo.Context) {
-		if c.Response().Committed {
-			return
-		}
-		ae := asAPIError(err)
-		rid := c.Response().Header().Get(echo.HeaderXRequestID)
-		switch {
-		case ae.Status == http.StatusServiceUnavailable:
-			// The cause (database down, starting, shutting down) is logged
-			// where it is known; a probe every few seconds must not add a
-			// line each.
-			logger.Debug("request unavailable", "method", c.Request().Method, "path", c.Path(),
-				"request_id", rid, "error", err)
-		case ae.Status >= 500:
-			logger.Error("request failed", "status", ae.Status, "type", ae.Type,
-				"method", c.Request().Method, "path", c.Path(), "request_id", rid, "error", err)
-		}
-		body := map[string]any{
-			// A message may quote Seam or another job's error: no NUL or
-			// broken character reaches a client's JSON parser.
-			"error": errorBody{Type: ae.Type, Message: lifecycle.CleanText(ae.Message, maxMessage),
-				ValidationErrors: ae.ValidationErrors, Data: ae.Data, RequestID: rid},
-			"ok": false,
-		}
-		for k, v := range ae.Beside {
-			if k != "error" && k != "ok" {
-				body[k] = v
-			}
-		}
-		if c.Request().Method == http.MethodHead {
-			_ = c.NoContent(ae.Status)
-			return
-		}
-		_ = c.JSON(ae.Status, body)
-	}
+// domainErrors is the one place where domain codes become statuses.
+var domainErrors = map[lifecycle.Code]struct {
+	status int
+	typ    string
+}{
+	lifecycle.ENotFound:       {http.StatusNotFound, "not_found"},
+	lifecycle.EInvalid:        {http.StatusBadRequest, "invalid_input"},
+	lifecycle.EConflict:       {http.StatusConflict, "conflict"},
+	lifecycle.EUnavailable:    {http.StatusServiceUnavailable, "unavailable"},
+	lifecycle.ESeam:           {http.StatusBadGateway, "seam_api_error"},
+	lifecycle.ESeamOff:        {http.StatusNotImplemented, "seam_api_not_configured"},
+	lifecycle.ETroubleChanged: {http.StatusConflict, "trouble_changed"},
+	// Like a missing key: this codewatch cannot ask Seam about it.
+	lifecycle.ENotCovered: {http.StatusConflict, "workspace_not_covered"},
 }
 
-// asAPIError is any error as the client sees it: ours, Echo's own (404,
+// AsAPIError is any error as the client sees it: ours, Echo's own (404,
 // 405), a domain error, or an internal error.
-func asAPIError(err error) *apiError {
-	var ae *apiError
+func AsAPIError(err error) *APIError {
+	var ae *APIError
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &he):
-		ae = newError(he.Code, echoType(he.Code), http.StatusText(he.Code))
+		ae = NewError(he.Code, echoType(he.Code), http.StatusText(he.Code))
 		if m, ok := he.Message.(string); ok && m != "" {
 			ae.Message = m
 		}
@@ -143,7 +105,7 @@ func asAPIError(err error) *apiError {
 	case lifecycle.ErrorCode(err) != "":
 		return fromDomain(err)
 	}
-	return newError(http.StatusInternalServerError, "internal_error", "internal error")
+	return NewError(http.StatusInternalServerError, "internal_error", "internal error")
 }
 
 func echoType(status int) string {

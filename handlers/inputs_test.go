@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
@@ -125,7 +126,7 @@ func consoleFor(t testing.TB, env *pubEnv) (*httptest.Server, *browserish) {
 	srv := httptest.NewServer(handlers.NewOpsServer(&handlers.Ops{Store: env.store,
 		Tokens:  []handlers.Token{{Name: "inputs", Value: inputsToken}},
 		Metrics: metrics.New(), Logger: slog.New(slog.DiscardHandler), Ready: func(context.Context) error { return nil },
-		Console: &handlers.Console{Store: env.store}}))
+		Console: &console.Console{Store: env.store}}))
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
 	b := &browserish{t: t, base: srv.URL, jar: jar, origin: srv.URL, c: &http.Client{Jar: jar,

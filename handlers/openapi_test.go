@@ -29,6 +29,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -212,7 +213,7 @@ func oaStartWith(t *testing.T, secret string, fake *seamtest.Fake, tune func(*ha
 	})
 	ops := &handlers.Ops{
 		Store: store, Tokens: []handlers.Token{{Name: "oncall", Value: oaToken}},
-		Metrics: m, Logger: logger, Ready: ready, Seam: sy, Console: &handlers.Console{Store: store},
+		Metrics: m, Logger: logger, Ready: ready, Seam: sy, Console: &console.Console{Store: store},
 	}
 	if tune != nil {
 		tune(ops)
@@ -398,7 +399,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	got := map[string][]string{
 		"public": oaEchoRoutes(handlers.NewPublicServer(&handlers.Public{Metrics: m, Logger: logger})),
-		"ops":    oaEchoRoutes(handlers.NewOpsServer(&handlers.Ops{Metrics: m, Logger: logger, Console: &handlers.Console{}})),
+		"ops":    oaEchoRoutes(handlers.NewOpsServer(&handlers.Ops{Metrics: m, Logger: logger, Console: &console.Console{}})),
 	}
 	for _, l := range []string{"public", "ops"} {
 		if !slices.Equal(got[l], spec[l]) {

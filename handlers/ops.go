@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -56,8 +55,8 @@ type Ops struct {
 	// SEAM_API_KEY is not set (those routes then answer 501).
 	Seam SeamOps
 	// Console, when set, serves the ops console under /console (signed in
-	// with the same Tokens).
-	Console *Console
+	// with the same Tokens): package handlers/console's Console.
+	Console OpsRoutes
 	// SeamWait bounds how long a route waits for Seam's API (SeamWait if 0).
 	SeamWait time.Duration
 }
@@ -67,6 +66,14 @@ func (o *Ops) seamWait() time.Duration {
 		return o.SeamWait
 	}
 	return SeamWait
+}
+
+// OpsRoutes adds routes to the ops router. The ops console (package
+// handlers/console) is one: it imports from handlers what it shares with the
+// ops API (tokens, Seam-shaped errors, the gate, ids and cursors), so
+// handlers cannot import it; NewOpsServer calls its Register instead.
+type OpsRoutes interface {
+	Register(e *echo.Echo, o *Ops)
 }
 
 // SeamOps is what the ops API asks of Seam's API (seamsync.Service). Each
@@ -90,12 +97,13 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	e.GET("/healthz", healthz)
 	e.GET("/readyz", o.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{})))
-	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, consolePrefix+"/") })
+	// The console's home (package handlers/console).
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/console/") })
 	if o.Console != nil {
-		registerConsole(e, o)
+		o.Console.Register(e, o)
 	}
 
-	v1 := e.Group("/v1", o.authenticate, gate(o.Available))
+	v1 := e.Group("/v1", o.authenticate, Gate(o.Available))
 	v1.GET("/access_codes", o.listAccessCodes)
 	v1.GET("/access_codes/:access_code_id", o.getAccessCode)
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
@@ -125,7 +133,7 @@ func (o *Ops) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if name == "" {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="codewatch"`)
-			return newError(http.StatusUnauthorized, "unauthorized",
+			return NewError(http.StatusUnauthorized, "unauthorized",
 				"missing or unknown bearer token: send Authorization: Bearer <CODEWATCH_OPS_TOKEN>")
 		}
 		c.Set("token_name", name)
@@ -135,54 +143,32 @@ func (o *Ops) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (o *Ops) readyz(c echo.Context) error {
 	if err := o.Ready(c.Request().Context()); err != nil {
-		return newError(http.StatusServiceUnavailable, "unavailable", err.Error())
+		return NewError(http.StatusServiceUnavailable, "unavailable", err.Error())
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ok": true})
 }
 
-func accessCodeNotFound(id string) *apiError {
-	e := newError(http.StatusNotFound, "access_code_not_found", "Could not find an access_code with access_code_id")
-	e.Data = map[string]any{"access_code_id": id}
-	return e
-}
-
-// validText reports whether s can be an id codewatch stores: Postgres text
-// holds neither NUL nor invalid UTF-8, and ids are at most 255 bytes.
-func validText(s string) bool {
-	return len(s) <= lifecycle.MaxIDLength && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
-}
-
 func (o *Ops) getAccessCode(c echo.Context) error {
-	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
-	}
-	code, err := o.Store.GetAccessCode(c.Request().Context(), id)
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
-	}
+	code, err := GetAccessCode(c.Request().Context(), o.Store, c.Param("access_code_id"))
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }
 
-var listParams = map[string]bool{"deletion_state": true, "needs_troubleshooting": true,
-	"workspace_id": true, "device_id": true, "limit": true, "cursor": true, "sort": true}
+var listParams = []string{"deletion_state", "needs_troubleshooting", "workspace_id", "device_id", "limit", "cursor", "sort"}
 
 func (o *Ops) listAccessCodes(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if !listParams[k] {
-			return invalidParam(k, "unknown parameter")
-		}
+	q, err := queryOf(c, listParams...)
+	if err != nil {
+		return err
 	}
 	var f lifecycle.ListFilter
 	if v := q.Get("deletion_state"); v != "" {
 		for _, s := range strings.Split(v, ",") {
 			st := lifecycle.DeletionState(strings.TrimSpace(s))
-			if !validState(st) {
-				return invalidParam("deletion_state", fmt.Sprintf("%q is not one of %s", st, statesList()))
+			if !ValidState(st) {
+				return InvalidParam("deletion_state", fmt.Sprintf("%q is not one of %s", st, StatesList()))
 			}
 			f.States = append(f.States, st)
 		}
@@ -190,14 +176,14 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 	if v := q.Get("needs_troubleshooting"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return invalidParam("needs_troubleshooting", "must be true or false")
+			return InvalidParam("needs_troubleshooting", "must be true or false")
 		}
 		f.NeedsTroubleshooting = &b
 	}
 	f.WorkspaceID, f.DeviceID = q.Get("workspace_id"), q.Get("device_id")
 	for name, v := range map[string]string{"workspace_id": f.WorkspaceID, "device_id": f.DeviceID} {
-		if !validText(v) {
-			return invalidParam(name, "must be an id of at most 255 bytes of text")
+		if !ValidText(v) {
+			return InvalidParam(name, "must be an id of at most 255 bytes of text")
 		}
 	}
 	limit, err := parseLimit(q.Get("limit"))
@@ -210,9 +196,9 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		f.Sort = lifecycle.SortUrgency
 	case lifecycle.SortUrgency, lifecycle.SortRecent:
 	default:
-		return invalidParam("sort", "must be urgency or recent")
+		return InvalidParam("sort", "must be urgency or recent")
 	}
-	if f.Cursor, err = parseListCursor(q.Get("cursor"), f.Sort); err != nil {
+	if f.Cursor, err = ParseListCursor(q.Get("cursor"), f.Sort); err != nil {
 		return err
 	}
 	codes, next, err := o.Store.ListAccessCodes(c.Request().Context(), f)
@@ -220,12 +206,12 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		return err
 	}
 	// What c.JSON would write for {"access_codes", "next_cursor", "ok"},
-	// without its reflection (lifecycle.AppendCodesJSON).
+	// without its reflection (appendCodesJSON).
 	b := make([]byte, 0, 64+1100*len(codes))
 	b = append(b, `{"access_codes":`...)
-	b = lifecycle.AppendCodesJSON(b, codes)
+	b = appendCodesJSON(b, codes)
 	b = append(b, `,"next_cursor":`...)
-	if cur := listCursorOut(next, f.Sort); cur != nil {
+	if cur := ListCursorOut(next, f.Sort); cur != nil {
 		b = append(b, '"')
 		b = append(b, *cur...) // base64url: nothing to escape
 		b = append(b, '"')
@@ -234,134 +220,6 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 	}
 	b = append(b, ",\"ok\":true}\n"...)
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
-}
-
-// A list cursor is opaque to clients: base64 of the sort and the last row's
-// place in it. One made for one sort is refused for the other.
-func parseListCursor(v, sort string) (*lifecycle.ListCursor, error) {
-	if v == "" {
-		return nil, nil
-	}
-	bad := invalidParam("cursor", "not a cursor returned by this API for sort="+sort)
-	b, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil {
-		return nil, bad
-	}
-	f := strings.Split(string(b), ".")
-	num := func(s string) (int64, bool) {
-		n, err := strconv.ParseInt(s, 10, 64)
-		return n, err == nil && n >= 0
-	}
-	switch {
-	case sort == lifecycle.SortRecent && len(f) == 2 && f[0] == "r":
-		if id, ok := num(f[1]); ok && id > 0 {
-			return &lifecycle.ListCursor{ID: id}, nil
-		}
-	case sort == lifecycle.SortRecent && len(f) == 1:
-		// Cursors made before sort existed: base64 of the id.
-		if id, ok := num(f[0]); ok && id > 0 {
-			return &lifecycle.ListCursor{ID: id}, nil
-		}
-	case sort == lifecycle.SortUrgency && len(f) == 5 && (f[0] == "t" || f[0] == "u"):
-		seg, ok1 := num(f[1])
-		rank, ok2 := num(f[2])
-		id, ok3 := num(f[4])
-		if !ok1 || !ok2 || !ok3 || seg > 2 || rank >= 1000 {
-			break
-		}
-		c := &lifecycle.ListCursor{Segment: int(seg), Rank: int(rank), ID: id}
-		switch at, err := strconv.ParseInt(f[3], 10, 64); {
-		case f[0] == "u" && err == nil && at >= 0:
-			// Cursors made before "t": Unix nanoseconds, 0 for none.
-			if at > 0 {
-				c.At = time.Unix(0, at).UTC()
-			}
-			return c, nil
-		case f[0] == "t" && f[3] == "":
-			return c, nil
-		case f[0] == "t" && err == nil && at >= pgTimeMin:
-			c.At = time.UnixMicro(at).UTC()
-			return c, nil
-		}
-	}
-	return nil, bad
-}
-
-// A "t" cursor's time may be any a row holds, in Unix microseconds: what
-// Postgres's timestamptz holds from 4713 BC on (its end, 294276 AD, lies
-// beyond int64 microseconds), not only what ingest accepts today (rows
-// stored before that check may lie outside it).
-var pgTimeMin = time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC).UnixMicro()
-
-func listCursorOut(c *lifecycle.ListCursor, sort string) *string {
-	if c == nil {
-		return nil
-	}
-	var raw string
-	if sort == lifecycle.SortRecent {
-		raw = "r." + strconv.FormatInt(c.ID, 10)
-	} else {
-		// The deletion time in Unix microseconds (what Postgres keeps),
-		// which span every time codewatch stores, before 1970 too; empty
-		// for none. (Nanoseconds, in "u" cursors, overflow after 2262.)
-		at := ""
-		if !c.At.IsZero() {
-			at = strconv.FormatInt(c.At.UnixMicro(), 10)
-		}
-		raw = fmt.Sprintf("t.%d.%d.%s.%d", c.Segment, c.Rank, at, c.ID)
-	}
-	s := base64.RawURLEncoding.EncodeToString([]byte(raw))
-	return &s
-}
-
-func parseLimit(v string) (int, error) {
-	if v == "" {
-		return 100, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > lifecycle.MaxListLimit {
-		return 0, invalidParam("limit", fmt.Sprintf("must be an integer from 1 to %d", lifecycle.MaxListLimit))
-	}
-	return n, nil
-}
-
-// Cursors are opaque to clients: base64 of the last row's key.
-func parseCursor(v string) (int64, error) {
-	if v == "" {
-		return 0, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(v)
-	if err == nil {
-		if n, err := strconv.ParseInt(string(b), 10, 64); err == nil && n > 0 {
-			return n, nil
-		}
-	}
-	return 0, invalidParam("cursor", "not a cursor returned by this API")
-}
-
-func cursorOut(n int64) *string {
-	if n == 0 {
-		return nil
-	}
-	s := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
-	return &s
-}
-
-func validState(s lifecycle.DeletionState) bool {
-	for _, st := range lifecycle.States {
-		if s == st {
-			return true
-		}
-	}
-	return false
-}
-
-func statesList() string {
-	s := make([]string, len(lifecycle.States))
-	for i, st := range lifecycle.States {
-		s[i] = string(st)
-	}
-	return strings.Join(s, ", ")
 }
 
 type acknowledgeBody struct {
@@ -373,8 +231,8 @@ type acknowledgeBody struct {
 
 func (o *Ops) acknowledge(c echo.Context) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
+	if !ValidText(id) {
+		return AccessCodeNotFound(id)
 	}
 	var body acknowledgeBody
 	raw, err := readOpsBody(c)
@@ -383,19 +241,19 @@ func (o *Ops) acknowledge(c echo.Context) error {
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
 		if err := json.Unmarshal(raw, &body); err != nil {
-			return invalidParam("note", "the body must be a JSON object like {\"note\":\"checked the lock on site\"}")
+			return InvalidParam("note", "the body must be a JSON object like {\"note\":\"checked the lock on site\"}")
 		}
 	}
 	if len(body.Note) > 2000 || strings.ContainsRune(body.Note, 0) || !utf8.ValidString(body.Note) {
-		return invalidParam("note", "must be text of at most 2000 bytes")
+		return InvalidParam("note", "must be text of at most 2000 bytes")
 	}
-	if !validText(body.TroubleID) {
-		return invalidParam("trouble_id", "must be a trouble_id as a code shows it")
+	if !ValidText(body.TroubleID) {
+		return InvalidParam("trouble_id", "must be a trouble_id as a code shows it")
 	}
 	by, _ := c.Get("token_name").(string)
 	code, changed, err := o.Store.Acknowledge(c.Request().Context(), id, by, body.Note, body.TroubleID)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
+		return AccessCodeNotFound(id)
 	}
 	if lifecycle.ErrorCode(err) == lifecycle.ETroubleChanged {
 		// What the person must look at again: the code as it is now.
@@ -431,17 +289,15 @@ func (o *Ops) summary(c echo.Context) error {
 }
 
 func (o *Ops) quarantine(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if k != "limit" && k != "cursor" {
-			return invalidParam(k, "unknown parameter")
-		}
+	q, err := queryOf(c, "limit", "cursor")
+	if err != nil {
+		return err
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		return err
 	}
-	cursor, err := parseCursor(q.Get("cursor"))
+	cursor, err := ParseCursor(q.Get("cursor"))
 	if err != nil {
 		return err
 	}
@@ -449,33 +305,59 @@ func (o *Ops) quarantine(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": cursorOut(next), "ok": true})
+	return c.JSON(http.StatusOK, map[string]any{"quarantined_deliveries": items, "next_cursor": CursorOut(next), "ok": true})
 }
 
 var errSeamOff = lifecycle.Errorf(lifecycle.ESeamOff, "SEAM_API_KEY is not set: codewatch cannot call Seam's API")
 
 func (o *Ops) requestDeletion(c echo.Context) error {
+	return o.callSeam(c, http.StatusAccepted, "deletion_request",
+		func(ctx context.Context, id, by string) (*lifecycle.AccessCode, bool, error) {
+			return o.Seam.RequestDeletionWithin(ctx, id, by, o.seamWait())
+		},
+		func(id string) string {
+			return "Seam has not answered the deletion request yet; it goes on in the background. " +
+				"GET /v1/access_codes/" + id + " shows deletion_request once Seam has answered."
+		})
+}
+
+func (o *Ops) reconcile(c echo.Context) error {
+	return o.callSeam(c, http.StatusOK, "lookup",
+		func(ctx context.Context, id, _ string) (*lifecycle.AccessCode, bool, error) {
+			return o.Seam.ReconcileWithin(ctx, id, o.seamWait())
+		},
+		func(id string) string {
+			return "The lookup in Seam's API has not finished; it goes on in the background. " +
+				"GET /v1/access_codes/" + id + " shows its result under seam (polled_at, error)."
+		})
+}
+
+// callSeam runs a call to Seam's API (SeamOps) for the route's code, by
+// the token's name, and answers the code with status; 501 without Seam's
+// API, 404 for a code codewatch does not know, and 202 (stillRunning,
+// saying what and pending(id)) when the call has not finished within
+// seamWait.
+func (o *Ops) callSeam(c echo.Context, status int, what string,
+	call func(ctx context.Context, id, by string) (*lifecycle.AccessCode, bool, error), pending func(id string) string) error {
 	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
+	if !ValidText(id) {
+		return AccessCodeNotFound(id)
 	}
 	if o.Seam == nil {
 		return errSeamOff
 	}
 	by, _ := c.Get("token_name").(string)
-	code, done, err := o.Seam.RequestDeletionWithin(c.Request().Context(), id, by, o.seamWait())
+	code, done, err := call(c.Request().Context(), id, by)
 	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
+		return AccessCodeNotFound(id)
 	}
 	if err != nil {
 		return err
 	}
 	if !done {
-		return stillRunning(c, id, code, "deletion_request",
-			"Seam has not answered the deletion request yet; it goes on in the background. "+
-				"GET /v1/access_codes/"+id+" shows deletion_request once Seam has answered.")
+		return stillRunning(c, id, code, what, pending(id))
 	}
-	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true})
+	return c.JSON(status, map[string]any{"access_code": code, "ok": true})
 }
 
 // stillRunning answers 202 for a call to Seam's API that has not finished
@@ -486,27 +368,4 @@ func stillRunning(c echo.Context, id string, code *lifecycle.AccessCode, what, m
 	c.Response().Header().Set(echo.HeaderLocation, loc)
 	return c.JSON(http.StatusAccepted, map[string]any{"access_code": code, "ok": true,
 		"in_progress": map[string]any{"what": what, "message": msg, "check": loc}})
-}
-
-func (o *Ops) reconcile(c echo.Context) error {
-	id := c.Param("access_code_id")
-	if !validText(id) {
-		return accessCodeNotFound(id)
-	}
-	if o.Seam == nil {
-		return errSeamOff
-	}
-	code, done, err := o.Seam.ReconcileWithin(c.Request().Context(), id, o.seamWait())
-	if lifecycle.ErrorCode(err) == lifecycle.ENotFound {
-		return accessCodeNotFound(id)
-	}
-	if err != nil {
-		return err
-	}
-	if !done {
-		return stillRunning(c, id, code, "lookup",
-			"The lookup in Seam's API has not finished; it goes on in the background. "+
-				"GET /v1/access_codes/"+id+" shows its result under seam (polled_at, error).")
-	}
-	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }

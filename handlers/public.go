@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/codewatch/codewatch/internal/ids"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/verify"
@@ -59,96 +58,9 @@ func (p *Public) refusalDelay() time.Duration {
 // NewPublicServer returns the public router.
 func NewPublicServer(p *Public) *echo.Echo {
 	e := newEcho(p.Logger, p.TrustedProxies)
-	e.POST("/webhooks/seam", p.webhook, gate(p.Available))
+	e.POST("/webhooks/seam", p.webhook, Gate(p.Available))
 	e.GET("/healthz", healthz)
 	return e
-}
-
-func newEcho(logger *slog.Logger, trusted []*net.IPNet) *echo.Echo {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = ErrorHandler(logger)
-	e.IPExtractor = ipExtractor(trusted)
-	e.Use(setRequestID)
-	e.Use(recoverer(logger))
-	return e
-}
-
-// ipExtractor says whom to log as a request's client: the socket's address,
-// or, when the connection comes from one of the trusted proxies, the
-// address they put in X-Forwarded-For. Anyone else's X-Forwarded-For is
-// ignored (echo would otherwise trust any private or loopback sender).
-func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
-	if len(trusted) == 0 {
-		return echo.ExtractIPDirect()
-	}
-	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
-	for _, n := range trusted {
-		opts = append(opts, echo.TrustIPRange(n))
-	}
-	return echo.ExtractIPFromXFFHeader(opts...)
-}
-
-// setRequestID echoes a client's X-Request-Id when it is short and plain
-// (safe to log and to return), and otherwise gives the request a fresh id,
-// shaped like Seam's.
-func setRequestID(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		id := c.Request().Header.Get(echo.HeaderXRequestID)
-		if !plainID(id) {
-			id = ids.New()
-		}
-		c.Response().Header().Set(echo.HeaderXRequestID, id)
-		return next(c)
-	}
-}
-
-// plainID reports an id of 1 to 64 characters of [A-Za-z0-9._-].
-func plainID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// recoverer turns a panic into a 500 with a log line, never a dead process.
-func recoverer(logger *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					logger.Error("panic in handler", "panic", r, "path", c.Path())
-					err = newError(http.StatusInternalServerError, "internal_error", "internal error")
-				}
-			}()
-			return next(c)
-		}
-	}
-}
-
-func healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"ok": true})
-}
-
-// gate answers 503 while the service cannot do its work yet.
-func gate(available func() error) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if available != nil {
-				if err := available(); err != nil {
-					c.Response().Header().Set("Retry-After", "5")
-					return newError(http.StatusServiceUnavailable, "unavailable", err.Error())
-				}
-			}
-			return next(c)
-		}
-	}
 }
 
 func (p *Public) webhook(c echo.Context) error {
@@ -178,9 +90,9 @@ func (p *Public) webhook(c echo.Context) error {
 		}
 		c.Response().Header().Set("Retry-After", "1")
 		c.Response().Header().Set(echo.HeaderConnection, "close")
-		return newError(http.StatusServiceUnavailable, "overloaded", "too many webhook bodies are being received at once; retry shortly")
+		return NewError(http.StatusServiceUnavailable, "overloaded", "too many webhook bodies are being received at once; retry shortly")
 	case err != nil:
-		return newError(http.StatusBadRequest, "invalid_input", "could not read the request body")
+		return NewError(http.StatusBadRequest, "invalid_input", "could not read the request body")
 	case len(body) > MaxBody:
 		held.release() // what is left is discarded, not held
 		return p.tooLarge(c, true)
@@ -191,10 +103,10 @@ func (p *Public) webhook(c echo.Context) error {
 	if err != nil {
 		return p.rejected(c, err, len(body))
 	}
-	if !validText(msgID) {
+	if !ValidText(msgID) {
 		// Svix ids are short ASCII; this one cannot even be stored as text.
 		p.Metrics.WebhooksReceived.WithLabelValues("unknown", "rejected").Inc()
-		return invalidParam("svix-id", "must be at most 255 bytes of UTF-8 text without NUL")
+		return InvalidParam("svix-id", "must be at most 255 bytes of UTF-8 text without NUL")
 	}
 
 	ctx, cancel := context.WithTimeout(req.Context(), p.IngestTimeout)
@@ -206,7 +118,7 @@ func (p *Public) webhook(c echo.Context) error {
 		ae := fromDomain(err)
 		if ae.Status >= 500 {
 			// Always retryable: Seam must send it again.
-			ae = newError(http.StatusServiceUnavailable, "unavailable", "the event could not be stored; retry later")
+			ae = NewError(http.StatusServiceUnavailable, "unavailable", "the event could not be stored; retry later")
 		}
 		return ae
 	}
@@ -239,7 +151,7 @@ func (p *Public) rejected(c echo.Context, err error, size int) error {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "bytes", size,
 			"suppressed_since_last", suppressed)
 	}
-	return newError(http.StatusUnauthorized, "invalid_signature", err.Error())
+	return NewError(http.StatusUnauthorized, "invalid_signature", err.Error())
 }
 
 // everySecond lets one event a second through and counts the rest.

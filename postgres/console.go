@@ -1,6 +1,6 @@
 package postgres
 
-// Reads for the ops console (handlers' ConsoleStore): a code's evidence and
+// Reads for the ops console (handlers/console's Store): a code's evidence and
 // alerts, the alert outbox, and retrying one quarantined delivery.
 
 import (

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/codewatch/codewatch/handlers"
+	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/seamsync"
 )
@@ -18,22 +19,23 @@ func (a *App) opsHandler() http.Handler {
 	for i, t := range cfg.OpsTokens {
 		toks[i] = handlers.Token{Name: t.Name, Value: t.Value}
 	}
+	cons := &console.Console{Store: a.store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL}
 	opsCfg := &handlers.Ops{
 		Store: a.store, Tokens: toks, Metrics: a.metrics, Logger: a.logger, Ready: a.ready.ready, Available: a.ready.available,
 		TrustedProxies: cfg.TrustedProxies,
-		Console:        &handlers.Console{Store: a.store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL},
+		Console:        cons,
 	}
 	if a.seamSync != nil {
 		opsCfg.Seam = a.seamSync
-		opsCfg.Console.Actions = seamActions(a.seamSync)
+		cons.Actions = seamActions(a.seamSync)
 	}
 	return handlers.NewOpsServer(opsCfg)
 }
 
 // seamActions are the console's buttons that call Seam's API: the same
 // calls as POST /v1/access_codes/{id}/reconcile and .../delete.
-func seamActions(sy *seamsync.Service) []handlers.CodeAction {
-	return []handlers.CodeAction{
+func seamActions(sy *seamsync.Service) []console.CodeAction {
+	return []console.CodeAction{
 		{Name: "reconcile", Label: "Reconcile now",
 			Help: "Look the code up in Seam's API now: only Seam's own not-found after the deletion confirms it; Seam's errors and warnings are shown.",
 			Do: func(ctx context.Context, id, _ string) (string, error) {

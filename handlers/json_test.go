@@ -1,4 +1,4 @@
-package lifecycle
+package handlers
 
 import (
 	"bytes"
@@ -6,10 +6,12 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/codewatch/codewatch/lifecycle"
 )
 
 // fill sets every field of v (a pointer) to a value that is not its zero,
-// recursively, so that a field AppendJSON forgets shows in its output.
+// recursively, so that a field appendCodeJSON forgets shows in its output.
 func fill(t *testing.T, v reflect.Value, depth int) {
 	t.Helper()
 	rawType := reflect.TypeOf(json.RawMessage(nil))
@@ -71,32 +73,32 @@ func encodingJSON(t *testing.T, v any) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
-// AppendJSON writes exactly what encoding/json writes: for every field set
+// appendCodeJSON writes exactly what encoding/json writes: for every field set
 // (with quotes, HTML, control and non-ASCII characters, raw JSON with
 // spaces, times in a zone), for zero values and nulls, and for codes
 // without events.
 func TestAppendJSONIsEncodingJSON(t *testing.T) {
-	var full AccessCode
+	var full lifecycle.AccessCode
 	fill(t, reflect.ValueOf(&full).Elem(), 0)
-	var plain AccessCode
-	plain.AccessCodeID, plain.DeletionState = "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e", Removed
+	var plain lifecycle.AccessCode
+	plain.AccessCodeID, plain.DeletionState = "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e", lifecycle.Removed
 	plain.UpdatedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	plain.Events = []EventRef{}
-	for name, c := range map[string]AccessCode{"every field": full, "zero": {}, "plain": plain} {
-		if got, want := c.AppendJSON(nil), encodingJSON(t, c); !bytes.Equal(got, want) {
+	plain.Events = []lifecycle.EventRef{}
+	for name, c := range map[string]lifecycle.AccessCode{"every field": full, "zero": {}, "plain": plain} {
+		if got, want := appendCodeJSON(nil, &c), encodingJSON(t, c); !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
 		}
 	}
-	codes := []AccessCode{full, {}, plain}
-	for name, cs := range map[string][]AccessCode{"codes": codes, "none": {}, "nil": nil} {
-		if got, want := AppendCodesJSON(nil, cs), encodingJSON(t, cs); !bytes.Equal(got, want) {
+	codes := []lifecycle.AccessCode{full, {}, plain}
+	for name, cs := range map[string][]lifecycle.AccessCode{"codes": codes, "none": {}, "nil": nil} {
+		if got, want := appendCodesJSON(nil, cs), encodingJSON(t, cs); !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
 		}
 	}
-	var dev Device
+	var dev lifecycle.Device
 	fill(t, reflect.ValueOf(&dev).Elem(), 0)
-	for name, d := range map[string]Device{"every field": dev, "zero": {}} {
-		if got, want := d.AppendJSON(nil), encodingJSON(t, d); !bytes.Equal(got, want) {
+	for name, d := range map[string]lifecycle.Device{"every field": dev, "zero": {}} {
+		if got, want := appendDeviceJSON(nil, &d), encodingJSON(t, d); !bytes.Equal(got, want) {
 			t.Errorf("device, %s:\n got %s\nwant %s", name, got, want)
 		}
 	}
@@ -107,11 +109,11 @@ func BenchmarkAppendCodesJSON(b *testing.B) {
 	str := func(s string) *string { return &s }
 	at := time.Date(2026, 11, 30, 21, 5, 7, 123456000, time.UTC)
 	yes := true
-	codes := make([]AccessCode, 100)
+	codes := make([]lifecycle.AccessCode, 100)
 	for i := range codes {
-		codes[i] = AccessCode{AccessCodeID: "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e", WorkspaceID: str("680d7c60-0a92-4e78-85bd-cb45155576b9"),
+		codes[i] = lifecycle.AccessCode{AccessCodeID: "727c20c2-43cd-4ca4-8ed8-d1bb5b7c966e", WorkspaceID: str("680d7c60-0a92-4e78-85bd-cb45155576b9"),
 			DeviceID: str("b2c5d123-c7da-44be-ac72-4ad4ca56dbd8"), ConnectedAccountID: str("9792ea0f-b48d-4fff-9d10-bb08bc1ca16a"),
-			DeletionState: AwaitingRemoval, OnDevice: &yes, NeedsTroubleshooting: true, TroubleshootingReason: str(ReasonOverdue),
+			DeletionState: lifecycle.AwaitingRemoval, OnDevice: &yes, NeedsTroubleshooting: true, TroubleshootingReason: str(lifecycle.ReasonOverdue),
 			TroubleshootingDetails: json.RawMessage(`{"device_errors": [], "device_warnings": [], "access_code_errors": [], "access_code_warnings": []}`),
 			CreatedAt:              &at, SetOnDeviceAt: &at, DeletedAt: &at, LastEventAt: &at, UpdatedAt: at,
 			TroubleshootingSeverity: str("warning"), LockOnline: &yes}
@@ -119,7 +121,7 @@ func BenchmarkAppendCodesJSON(b *testing.B) {
 	b.Run("AppendJSON", func(b *testing.B) {
 		var buf []byte
 		for range b.N {
-			buf = AppendCodesJSON(buf[:0], codes)
+			buf = appendCodesJSON(buf[:0], codes)
 		}
 	})
 	b.Run("encoding/json", func(b *testing.B) {

@@ -1,4 +1,4 @@
-package handlers
+package console
 
 // Console sessions: an ops token, typed once into the sign-in page, becomes a
 // signed, expiring cookie. Nothing is stored on the server: the cookie is
@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/codewatch/codewatch/handlers"
 )
 
 const (
@@ -53,7 +55,7 @@ type sessionKey struct {
 	key         []byte
 }
 
-func deriveSessionKeys(tokens []Token) []sessionKey {
+func deriveSessionKeys(tokens []handlers.Token) []sessionKey {
 	out := make([]sessionKey, len(tokens))
 	for i, t := range tokens {
 		m := hmac.New(sha256.New, []byte(t.Value))

@@ -1,4 +1,4 @@
-package lifecycle
+package handlers
 
 import (
 	"bytes"
@@ -6,18 +6,22 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/codewatch/codewatch/lifecycle"
 )
 
 // The ops API's lists and a lock's page carry hundreds of codes; encoding
 // them with encoding/json's reflection, and its re-validation of every time
 // and raw JSON value it is given, took a third of the service's CPU for such
-// a page. AppendJSON writes the same bytes directly: TestAppendJSONIsEncodingJSON
+// a page. appendCodeJSON writes the same bytes directly: TestAppendJSONIsEncodingJSON
 // holds it to encoding/json's output (with HTML escaping, as json.Encoder
-// does by default) for every field, so a field added to AccessCode or Device
-// and not here fails that test.
+// does by default) for every field, so a field added to lifecycle.AccessCode
+// or lifecycle.Device and not here fails that test. (It lives here, beside
+// the API it serves, not in the domain: lifecycle says what a code is, not
+// how the API spells it.)
 
-// AppendJSON appends c as encoding/json marshals it.
-func (c *AccessCode) AppendJSON(b []byte) []byte {
+// appendCodeJSON appends c as encoding/json marshals it.
+func appendCodeJSON(b []byte, c *lifecycle.AccessCode) []byte {
 	b = append(b, `{"access_code_id":`...)
 	b = appendString(b, c.AccessCodeID)
 	b = append(b, `,"workspace_id":`...)
@@ -57,23 +61,11 @@ func (c *AccessCode) AppendJSON(b []byte) []byte {
 	b = append(b, `,"confirmed_by":`...)
 	b = appendStringPtr(b, c.ConfirmedBy)
 	b = append(b, `,"confirmation":`...)
-	if c.Confirmation == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendValue(b, c.Confirmation)
-	}
+	b = appendValuePtr(b, c.Confirmation)
 	b = append(b, `,"deletion_request":`...)
-	if c.DeletionRequest == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendValue(b, c.DeletionRequest)
-	}
+	b = appendValuePtr(b, c.DeletionRequest)
 	b = append(b, `,"seam":`...)
-	if c.Seam == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendValue(b, c.Seam)
-	}
+	b = appendValuePtr(b, c.Seam)
 	b = append(b, `,"next_reconcile_at":`...)
 	b = appendTimePtr(b, c.NextReconcileAt)
 	b = append(b, `,"troubleshooting_severity":`...)
@@ -93,9 +85,9 @@ func (c *AccessCode) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// AppendCodesJSON appends codes as a JSON array, as encoding/json marshals
+// appendCodesJSON appends codes as a JSON array, as encoding/json marshals
 // a slice of them (null for nil).
-func AppendCodesJSON(b []byte, codes []AccessCode) []byte {
+func appendCodesJSON(b []byte, codes []lifecycle.AccessCode) []byte {
 	if codes == nil {
 		return append(b, "null"...)
 	}
@@ -104,13 +96,13 @@ func AppendCodesJSON(b []byte, codes []AccessCode) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = codes[i].AppendJSON(b)
+		b = appendCodeJSON(b, &codes[i])
 	}
 	return append(b, ']')
 }
 
-// AppendJSON appends d as encoding/json marshals it.
-func (d *Device) AppendJSON(b []byte) []byte {
+// appendDeviceJSON appends d as encoding/json marshals it.
+func appendDeviceJSON(b []byte, d *lifecycle.Device) []byte {
 	b = append(b, `{"device_id":`...)
 	b = appendString(b, d.DeviceID)
 	b = append(b, `,"workspace_id":`...)
@@ -131,7 +123,7 @@ func (d *Device) AppendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, d.CodesNeedingTroubleshooting, 10)
 	if len(d.AccessCodes) > 0 {
 		b = append(b, `,"access_codes":`...)
-		b = AppendCodesJSON(b, d.AccessCodes)
+		b = appendCodesJSON(b, d.AccessCodes)
 	}
 	if d.AccessCodesNextCursor != nil {
 		b = append(b, `,"access_codes_next_cursor":`...)
@@ -213,12 +205,12 @@ func appendRaw(b []byte, raw json.RawMessage) []byte {
 				inString = false
 			case c == '<' || c == '>' || c == '&':
 				b = append(b, `\u00`...)
-				b = append(b, hex[c>>4], hex[c&0xf])
+				b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
 				continue
 			case c == 0xe2 && i+2 < len(raw) && raw[i+1] == 0x80 && raw[i+2]&^1 == 0xa8:
 				// U+2028, U+2029
 				b = append(b, `\u202`...)
-				b = append(b, hex[raw[i+2]&0xf])
+				b = append(b, hexDigits[raw[i+2]&0xf])
 				i += 2
 				continue
 			}
@@ -232,7 +224,15 @@ func appendRaw(b []byte, raw json.RawMessage) []byte {
 	return b
 }
 
-const hex = "0123456789abcdef"
+const hexDigits = "0123456789abcdef"
+
+// appendValuePtr appends *v through encoding/json (appendValue), or null.
+func appendValuePtr[T any](b []byte, v *T) []byte {
+	if v == nil {
+		return append(b, "null"...)
+	}
+	return appendValue(b, v)
+}
 
 // appendValue appends v through encoding/json: the rare or nested values.
 // A value encoding/json cannot marshal (which the types here never hold)
