@@ -342,7 +342,7 @@ type tokenChange struct {
 
 // code is the code whose own event c is, or "" for a lock's report.
 func (c *tokenChange) code() string {
-	if pinReport(&c.parsed) {
+	if lifecycle.IsPINReport(&c.parsed) {
 		return ""
 	}
 	return c.parsed.AccessCodeID
@@ -426,7 +426,7 @@ func rekeyPartners(ctx context.Context, tx pgx.Tx, changed []tokenChange) ([]str
 					return err
 				}
 				theirs := ""
-				if p := (lifecycle.Parsed{EventType: typ, AccessCodeID: code}); !pinReport(&p) {
+				if p := (lifecycle.Parsed{EventType: typ, AccessCodeID: code}); !lifecycle.IsPINReport(&p) {
 					theirs = code
 				}
 				pair(mine, theirs)

@@ -258,16 +258,14 @@ func scanCodeExtra(row pgx.Row, extra ...any) (*codeRow, error) {
 	return &c, nil
 }
 
-// codeIDs are the ids a new access_codes row starts with.
-type codeIDs struct{ workspace, device, account *string }
-
 // queueLockCodes creates missing rows for ids and locks all of them, in id
 // order (the lock order; see the package comment). Lock first, then read
 // events: the last transaction to take a code's lock sees every event
 // committed before it, so no update is lost. A new row starts with its ids
-// (from start, when given) so that the update that follows changes no indexed
-// column when it need not, and can be HOT.
-func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows map[string]*codeRow) {
+// (from start, when given: the ids of each code's newest own event) so that
+// the update that follows changes no indexed column when it need not, and
+// can be HOT.
+func queueLockCodes(b *pgx.Batch, ids []string, start map[string]lifecycle.CodeRef, rows map[string]*codeRow) {
 	create := ids
 	if start != nil {
 		// Only codes with an event of their own get a row.
@@ -281,7 +279,7 @@ func queueLockCodes(b *pgx.Batch, ids []string, start map[string]codeIDs, rows m
 	ws, dev, acct := mk(len(create)), mk(len(create)), mk(len(create))
 	for i, id := range create {
 		c := start[id]
-		ws[i], dev[i], acct[i] = c.workspace, c.device, c.account
+		ws[i], dev[i], acct[i] = nonEmpty(c.WorkspaceID), nonEmpty(c.DeviceID), nonEmpty(c.ConnectedAccountID)
 	}
 	// ORDER BY makes new rows get inserted, and so locked, in id order.
 	b.Queue(`INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id)
