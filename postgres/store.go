@@ -12,6 +12,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -183,6 +184,41 @@ func (s *Store) Ping(ctx context.Context) error {
 // timeout bounds one call.
 func (s *Store) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.QueryTimeout)
+}
+
+// errRollback, returned by an inTx body, ends its transaction with a
+// rollback and no error: it found nothing to write.
+var errRollback = errors.New("nothing to commit")
+
+// inTx runs fn in a transaction bounded by the query timeout: committed when
+// fn returns nil, rolled back otherwise. BEGIN's and COMMIT's errors are
+// unavailable; fn's are returned as they are (errRollback: nil). fn's
+// statements, and so its locks, are its own: inTx sends none but BEGIN and
+// COMMIT or ROLLBACK.
+func (s *Store) inTx(ctx context.Context, fn func(context.Context, pgx.Tx) error) error {
+	return s.runTx(ctx, s.cfg.QueryTimeout, unavailable, fn)
+}
+
+// runTx is inTx bounded by timeout, with wrap applied to BEGIN's and
+// COMMIT's errors.
+func (s *Store) runTx(ctx context.Context, timeout time.Duration, wrap func(error) error, fn func(context.Context, pgx.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	if err := fn(ctx, tx); err != nil {
+		if errors.Is(err, errRollback) {
+			return nil
+		}
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return wrap(err)
+	}
+	return nil
 }
 
 // send sends b in tx unless it is empty.
