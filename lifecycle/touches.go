@@ -30,9 +30,9 @@ type Touched struct {
 
 // Touches returns what events, a batch to store, touch.
 func Touches(events []*Parsed) Touched {
-	t := Touched{Own: map[string]CodeRef{}, LockOnly: map[string]bool{}}
-	newest := map[string]*Parsed{}
-	named, devs, accts := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	t := Touched{Own: make(map[string]CodeRef, len(events)), LockOnly: map[string]bool{}}
+	newest := make(map[string]*Parsed, len(events))
+	named, devs, accts := make(map[string]bool, len(events)), map[string]bool{}, map[string]bool{}
 	for i, p := range events {
 		if IsPINReport(p) {
 			t.PINReports = append(t.PINReports, i)
