@@ -87,8 +87,8 @@ func pinTokens(keys *datakeys.Keyring, deviceID, pin string) [][]byte {
 }
 
 // pinMatched reports whether an event's PIN is matched at all, and so gets
-// tokens: a lock's report by PIN (lifecycle.IsPINReport), or a managed code's own event
-// (pinSourceSQL).
+// tokens: a lock's report by PIN (lifecycle.IsPINReport), or a managed
+// code's own event (pinSourceSQL).
 func pinMatched(p *lifecycle.Parsed) bool {
 	return lifecycle.IsPINReport(p) || (strings.HasPrefix(p.EventType, "access_code.") && !strings.HasPrefix(p.EventType, "access_code.unmanaged."))
 }
