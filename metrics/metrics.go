@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/codewatch/codewatch/lifecycle"
-	"github.com/codewatch/codewatch/seamevent"
+	"github.com/codewatch/codewatch/seam"
 )
 
 // Metrics is the set of codewatch metrics on one registry.
@@ -106,7 +106,7 @@ func EventTypeLabel(t string) string {
 	switch {
 	case t == "":
 		return "unknown"
-	case seamevent.KnownEventType(t):
+	case seam.KnownEventType(t):
 		return t
 	}
 	return "other"

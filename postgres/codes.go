@@ -399,57 +399,57 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note, troubleID string)
 	// the name and the note are stored as text it takes (and the note goes
 	// into the alert's jsonb payload).
 	by, note = lifecycle.CleanText(by, lifecycle.MaxIDLength), lifecycle.CleanText(note, maxNoteText)
+	// One bound for the acknowledgement and the read of the code after it.
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	now := s.cfg.Now()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, false, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-
-	row, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM access_codes
+	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		row, err := scanCode(tx.QueryRow(ctx, `SELECT `+codeColumns+` FROM access_codes
 		WHERE access_code_id = $1 FOR UPDATE`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, errNotFound
-	}
-	if err != nil {
-		return nil, false, unavailable(err)
-	}
-	if troubleID != "" && (row.TroubleID == nil || *row.TroubleID != troubleID) {
-		now := "it has no trouble now"
-		if row.TroubleID != nil {
-			now = "its trouble now is " + *row.TroubleID + " (" + deref(row.TroubleshootingReason) + ")"
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errNotFound
 		}
-		return nil, false, lifecycle.Errorf(lifecycle.ETroubleChanged,
-			"the trouble of access code %s changed since %s was shown: %s; nothing was acknowledged", id, troubleID, now)
-	}
-	if row.troubleKey == nil {
-		return nil, false, lifecycle.Errorf(lifecycle.EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
-	}
-	if row.NeedsTroubleshooting {
-		b := &pgx.Batch{}
-		locks, err := s.locksOf(ctx, tx, devicesOf([]*codeRow{row}))
 		if err != nil {
-			return nil, false, unavailable(err)
+			return unavailable(err)
 		}
-		a := newAlert(now, row, lifecycle.AlertResolved, rowState(row), rowFlag(row), "acknowledged", locks[deref(row.DeviceID)])
-		a.AcknowledgedBy, a.Note = by, note
-		a.Message = lifecycle.AlertMessage(*a)
-		b.Queue(`UPDATE access_codes SET needs_troubleshooting = false,
+		if troubleID != "" && (row.TroubleID == nil || *row.TroubleID != troubleID) {
+			now := "it has no trouble now"
+			if row.TroubleID != nil {
+				now = "its trouble now is " + *row.TroubleID + " (" + deref(row.TroubleshootingReason) + ")"
+			}
+			return lifecycle.Errorf(lifecycle.ETroubleChanged,
+				"the trouble of access code %s changed since %s was shown: %s; nothing was acknowledged", id, troubleID, now)
+		}
+		if row.troubleKey == nil {
+			return lifecycle.Errorf(lifecycle.EConflict, "access code %s has no trouble to acknowledge (deletion_state %s)", id, row.DeletionState)
+		}
+		if row.NeedsTroubleshooting {
+			b := &pgx.Batch{}
+			locks, err := s.locksOf(ctx, tx, devicesOf([]*codeRow{row}))
+			if err != nil {
+				return unavailable(err)
+			}
+			a := newAlert(now, row, lifecycle.AlertResolved, rowState(row), rowFlag(row), "acknowledged", locks[deref(row.DeviceID)])
+			a.AcknowledgedBy, a.Note = by, note
+			a.Message = lifecycle.AlertMessage(*a)
+			b.Queue(`UPDATE access_codes SET needs_troubleshooting = false,
 				acknowledged_key = trouble_key, acknowledged_at = $2, acknowledged_by = $3,
 				acknowledgement_note = $4, last_alert_at = NULL, alert_seq = $5, updated_at = $2
 			WHERE access_code_id = $1`, id, now, by, note, row.alertSeq)
-		if err := s.queueAlerts(ctx, tx, b, []*lifecycle.AlertPayload{a}); err != nil {
-			return nil, false, unavailable(err)
+			if err := s.queueAlerts(ctx, tx, b, []*lifecycle.AlertPayload{a}); err != nil {
+				return unavailable(err)
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return unavailable(err)
+			}
+			changed = true
+			return nil
 		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return nil, false, unavailable(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return nil, false, unavailable(err)
-		}
-		changed = true
+		// Nothing to write: acknowledged already.
+		return errRollback
+	})
+	if err != nil {
+		return nil, false, err
 	}
 	code, err = s.GetAccessCode(ctx, id)
 	return code, changed, err

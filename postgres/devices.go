@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"sort"
 	"strings"
 	"time"
 
@@ -33,34 +32,11 @@ type deviceRow struct {
 	id int64
 }
 
-func newDeviceWork(events []*request) *deviceWork {
-	w := &deviceWork{locked: map[string]*deviceRow{}, evs: map[string][]lifecycle.Event{},
+// newDeviceWork starts the lock work of a batch that touches t.
+func newDeviceWork(t lifecycle.Touched) *deviceWork {
+	return &deviceWork{named: t.Named, devices: t.Devices, accounts: t.Accounts,
+		locked: map[string]*deviceRow{}, evs: map[string][]lifecycle.Event{},
 		acct: map[string][]lifecycle.Event{}, locks: map[string]lifecycle.LockStatus{}}
-	named, devs, accts := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, r := range events {
-		p := &r.parsed
-		switch {
-		case lifecycle.IsAccountEvent(p.EventType) && lifecycle.IsDeviceEvent(p.EventType) && p.ConnectedAccountID != "":
-			accts[p.ConnectedAccountID] = true
-		case lifecycle.IsDeviceEvent(p.EventType) && p.DeviceID != "":
-			devs[p.DeviceID] = true
-			named[p.DeviceID] = true
-		case p.DeviceID != "":
-			// Every lock an event names is listed, reported or not.
-			named[p.DeviceID] = true
-		}
-	}
-	w.named, w.devices, w.accounts = sortedKeys(named), sortedKeys(devs), sortedKeys(accts)
-	return w
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // refolds reports whether the batch changes any lock's connectivity.
@@ -68,18 +44,18 @@ func (w *deviceWork) refolds() bool { return len(w.devices)+len(w.accounts) > 0 
 
 // queue adds the batch's lock work after the codes' locks (the lock order:
 // access_codes rows, then devices rows, each in id order). codes are the
-// codes the batch touches.
-func (w *deviceWork) queue(b *pgx.Batch, codes []string, ids map[string]codeIDs) {
+// codes the batch touches, own those with an event of their own.
+func (w *deviceWork) queue(b *pgx.Batch, codes []string, own map[string]lifecycle.CodeRef) {
 	if len(w.named) > 0 {
 		ws, acct := mk(len(w.named)), mk(len(w.named))
-		byDev := map[string]codeIDs{}
-		for _, c := range ids {
-			if c.device != nil {
-				byDev[*c.device] = c
+		byDev := map[string]lifecycle.CodeRef{}
+		for _, c := range own {
+			if c.DeviceID != "" {
+				byDev[c.DeviceID] = c
 			}
 		}
 		for i, d := range w.named {
-			ws[i], acct[i] = byDev[d].workspace, byDev[d].account
+			ws[i], acct[i] = nonEmpty(byDev[d].WorkspaceID), nonEmpty(byDev[d].ConnectedAccountID)
 		}
 		// ORDER BY: new rows are inserted, and so locked, in id order.
 		b.Queue(`INSERT INTO devices (device_id, workspace_id, connected_account_id)

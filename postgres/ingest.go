@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
-	"sort"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -223,78 +222,13 @@ func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]li
 func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelude func(*pgx.Batch)) (map[*request]lifecycle.Result, *pgx.Batch, []string, error) {
 	now := s.cfg.Now()
 	results := make(map[*request]lifecycle.Result, len(batch))
-
-	// Copies of one message within the batch: the first is inserted, the
-	// others are duplicates of it.
-	firsts := make(map[string]*request, len(batch))
-	var events, quarantine, reused []*request
-	for _, r := range batch {
-		if first, ok := firsts[r.d.MessageID]; ok {
-			if !bytes.Equal(first.d.Body, r.d.Body) {
-				reused = append(reused, r)
-				continue
-			}
-			results[r] = lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: r.parsed.EventType}
-			continue
-		}
-		firsts[r.d.MessageID] = r
-		if r.reason != "" {
-			quarantine = append(quarantine, r)
-		} else {
-			events = append(events, r)
-		}
+	sp := splitBatch(batch, results)
+	events, quarantine, reused := sp.events, sp.quarantine, sp.reused
+	touched, err := s.touches(ctx, tx, events)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	// The codes touched, each with the ids of its newest event here. A
-	// lock's event touches a code only if codewatch has it: an unlock by a
-	// code it never heard of makes no row (the code's own first event, if
-	// it comes, reads the unlock from its history).
-	start := map[string]codeIDs{}
-	newest := map[string]*lifecycle.Parsed{}
-	lockOnly := map[string]bool{}
-	for _, r := range events {
-		p := &r.parsed
-		if p.AccessCodeID == "" || !lifecycle.IsHistoryEvent(p.EventType) {
-			continue
-		}
-		if !lifecycle.IsAccessCodeEvent(p.EventType) {
-			if _, own := start[p.AccessCodeID]; !own {
-				lockOnly[p.AccessCodeID] = true
-			}
-			continue
-		}
-		delete(lockOnly, p.AccessCodeID)
-		if n := newest[p.AccessCodeID]; n == nil || later(p, n) {
-			newest[p.AccessCodeID] = p
-			start[p.AccessCodeID] = codeIDs{nonEmpty(p.WorkspaceID), nonEmpty(p.DeviceID), nonEmpty(p.ConnectedAccountID)}
-		}
-	}
-	// A lock's report by PIN touches the codes on its lock with that PIN
-	// (one more round trip, only for such reports).
-	var reports []*request
-	for _, r := range events {
-		if pinReport(&r.parsed) {
-			reports = append(reports, r)
-		}
-	}
-	if len(reports) > 0 {
-		matched, err := s.pinMatchedCodes(ctx, tx, reports)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		for _, id := range matched {
-			if _, own := start[id]; !own {
-				lockOnly[id] = true
-			}
-		}
-	}
-	codes := make([]string, 0, len(start)+len(lockOnly))
-	for id := range start {
-		codes = append(codes, id)
-	}
-	for id := range lockOnly {
-		codes = append(codes, id)
-	}
-	sort.Strings(codes)
+	codes := touched.Codes()
 
 	inserted := map[string]bool{}
 	rows := map[string]*codeRow{}
@@ -310,14 +244,14 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		queueInsertQuarantine(b, s.cfg.Keys, quarantine, inserted)
 	}
 	if len(codes) > 0 {
-		queueLockCodes(b, codes, start, rows)
+		queueLockCodes(b, codes, touched.Own, rows)
 		queueLoadEvents(b, codes, evs)
 		queueLoadPINReports(b, codes, evs)
 	}
 	// Locks: rows for those named, connectivity refolded (after the codes'
 	// row locks: the lock order).
-	dw := newDeviceWork(events)
-	dw.queue(b, codes, start)
+	dw := newDeviceWork(touched)
+	dw.queue(b, codes, touched.Own)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -348,7 +282,7 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 	var flags []string
 	devices := dw.fold()
 	if len(codes) > 0 {
-		for id := range start {
+		for id := range touched.Own {
 			if rows[id] == nil {
 				// Retention deleted a row between our insert and our lock.
 				return nil, nil, nil, errRowVanished
@@ -360,8 +294,46 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		}
 	}
 	queueWriteDevices(final, now, devices)
+	sp.report(batch, inserted, results)
+	return results, final, flags, nil
+}
 
-	for _, r := range events {
+// batchSplit is a batch sorted by what becomes of each delivery. Copies of
+// one message within the batch: the first is inserted, the others are
+// duplicates of it (or, with another body, bodies reusing its message id).
+type batchSplit struct {
+	firsts                     map[string]*request
+	events, quarantine, reused []*request
+}
+
+// splitBatch sorts batch, recording the copies that are duplicates in
+// results.
+func splitBatch(batch []*request, results map[*request]lifecycle.Result) batchSplit {
+	sp := batchSplit{firsts: make(map[string]*request, len(batch))}
+	for _, r := range batch {
+		if first, ok := sp.firsts[r.d.MessageID]; ok {
+			if !bytes.Equal(first.d.Body, r.d.Body) {
+				sp.reused = append(sp.reused, r)
+				continue
+			}
+			results[r] = lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: r.parsed.EventType}
+			continue
+		}
+		sp.firsts[r.d.MessageID] = r
+		if r.reason != "" {
+			sp.quarantine = append(sp.quarantine, r)
+		} else {
+			sp.events = append(sp.events, r)
+		}
+	}
+	return sp
+}
+
+// report fills in the results of the batch's deliveries once their rows are
+// inserted (or found stored already); those of reused message ids are in
+// results already.
+func (sp batchSplit) report(batch []*request, inserted map[string]bool, results map[*request]lifecycle.Result) {
+	for _, r := range sp.events {
 		if _, done := results[r]; done {
 			continue // reused message id
 		}
@@ -371,7 +343,7 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		}
 		results[r] = lifecycle.Result{Outcome: out, EventType: r.parsed.EventType}
 	}
-	for _, r := range quarantine {
+	for _, r := range sp.quarantine {
 		if _, done := results[r]; done {
 			continue
 		}
@@ -383,13 +355,36 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 	}
 	for _, r := range batch {
 		if res, ok := results[r]; ok && res.Outcome == lifecycle.Duplicate {
-			if first := firsts[r.d.MessageID]; first != r {
+			if first := sp.firsts[r.d.MessageID]; first != r {
 				// A copy within the batch reports what happened to the first.
 				results[r] = lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: results[first].EventType}
 			}
 		}
 	}
-	return results, final, flags, nil
+}
+
+// touches returns the codes and locks the batch's events touch
+// (lifecycle.Touches). A lock's report by PIN touches the codes on its lock
+// with that PIN: one more round trip, only for such reports.
+func (s *Store) touches(ctx context.Context, tx pgx.Tx, events []*request) (lifecycle.Touched, error) {
+	parsed := make([]*lifecycle.Parsed, len(events))
+	for i, r := range events {
+		parsed[i] = &r.parsed
+	}
+	t := lifecycle.Touches(parsed)
+	if len(t.PINReports) == 0 {
+		return t, nil
+	}
+	reports := make([]*request, len(t.PINReports))
+	for i, j := range t.PINReports {
+		reports[i] = events[j]
+	}
+	matched, err := s.pinMatchedCodes(ctx, tx, reports)
+	if err != nil {
+		return t, err
+	}
+	t.AddMatched(matched)
+	return t, nil
 }
 
 func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, inserted map[string]bool) {
@@ -537,16 +532,4 @@ func collectInserted(inserted map[string]bool) func(pgx.Rows) error {
 		}
 		return rs.Err()
 	}
-}
-
-// later reports whether a sorts after b in Fold's order.
-func later(a, b *lifecycle.Parsed) bool {
-	at, bt := a.OccurredAt, b.OccurredAt
-	switch {
-	case at == nil || bt == nil:
-		return at != nil
-	case !at.Equal(*bt):
-		return at.After(*bt)
-	}
-	return a.EventID > b.EventID
 }

@@ -147,29 +147,23 @@ func (s *Store) RecordFailure(ctx context.Context, alertID, sink, msg string, ne
 // wake it.
 func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, complete func(context.Context, pgx.Tx) error) (int64, error) {
 	alertID, sink, status, msg := f.AlertID, f.Sink, f.Status, f.Error
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
 	now := s.cfg.Now()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	var sentAt, gaveUpAt *time.Time
-	var lastErr *string
-	switch status {
-	case lifecycle.DeliverySent:
-		sentAt = &now
-	case lifecycle.DeliveryGivenUp:
-		// Cleaned: a message Postgres refused would make the give-up
-		// impossible, and the code's later alerts would wait forever.
-		m := lifecycle.CleanText(msg, maxErrorText)
-		gaveUpAt, lastErr = &now, &m
-	default:
-		return 0, fmt.Errorf("finish delivery: status %q", status)
-	}
 	var next *int64
-	err = tx.QueryRow(ctx, `WITH done AS (
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var sentAt, gaveUpAt *time.Time
+		var lastErr *string
+		switch status {
+		case lifecycle.DeliverySent:
+			sentAt = &now
+		case lifecycle.DeliveryGivenUp:
+			// Cleaned: a message Postgres refused would make the give-up
+			// impossible, and the code's later alerts would wait forever.
+			m := lifecycle.CleanText(msg, maxErrorText)
+			gaveUpAt, lastErr = &now, &m
+		default:
+			return fmt.Errorf("finish delivery: status %q", status)
+		}
+		err := tx.QueryRow(ctx, `WITH done AS (
 			UPDATE alert_deliveries SET status = $3, sent_at = $4, given_up_at = $5,
 				last_error = COALESCE($6, last_error)
 			WHERE alert_id = $1 AND sink = $2 AND status = 'pending'
@@ -180,20 +174,17 @@ func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, com
 			JOIN alert_deliveries d ON d.alert_id = a.alert_id AND d.sink = $2 AND d.status = 'pending'
 			WHERE me.alert_id = $1 ORDER BY a.sequence LIMIT 1)
 		FROM (SELECT count(*) FROM done) t`,
-		alertID, sink, status, sentAt, gaveUpAt, lastErr).Scan(&next)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	if complete != nil {
-		if err := complete(ctx, tx); err != nil {
-			return 0, err
+			alertID, sink, status, sentAt, gaveUpAt, lastErr).Scan(&next)
+		if err != nil {
+			return unavailable(err)
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable(err)
-	}
-	if next == nil {
-		return 0, nil
+		if complete != nil {
+			return complete(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil || next == nil {
+		return 0, err
 	}
 	return *next, nil
 }
@@ -202,59 +193,50 @@ func (s *Store) FinishDelivery(ctx context.Context, f lifecycle.DeliveryEnd, com
 // by their arguments, so a delivery whose job exists keeps it; one without
 // (written before alerts moved to River, or whose job was lost) gets one.
 func (s *Store) RequeueAlerts(ctx context.Context) (int, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	rs, err := tx.Query(ctx, `SELECT alert_id::text, sink FROM alert_deliveries
-		WHERE status = 'pending' ORDER BY next_attempt_at LIMIT 1000`)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	var params []jobs.DeliverAlert
-	for rs.Next() {
-		var a jobs.DeliverAlert
-		if err := rs.Scan(&a.AlertID, &a.Sink); err != nil {
-			rs.Close()
-			return 0, unavailable(err)
-		}
-		params = append(params, a)
-	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
-		return 0, unavailable(err)
-	}
-	if len(params) == 0 {
-		return 0, nil
-	}
-	res, err := s.jobs.InsertManyTx(ctx, tx, jobs.DeliveryParams(params))
-	if err != nil {
-		return 0, err
-	}
 	added := 0
-	var alertIDs, sinks []string
-	var jobIDs []int64
-	for _, r := range res {
-		if !r.UniqueSkippedAsDuplicate {
-			added++
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		rs, err := tx.Query(ctx, `SELECT alert_id::text, sink FROM alert_deliveries
+		WHERE status = 'pending' ORDER BY next_attempt_at LIMIT 1000`)
+		if err != nil {
+			return unavailable(err)
 		}
-		args, ok := deliverArgs(r.Job.EncodedArgs)
-		if !ok {
-			continue
+		params, err := pgx.CollectRows(rs, func(r pgx.CollectableRow) (jobs.DeliverAlert, error) {
+			var a jobs.DeliverAlert
+			err := r.Scan(&a.AlertID, &a.Sink)
+			return a, err
+		})
+		if err != nil {
+			return unavailable(err)
 		}
-		alertIDs, sinks, jobIDs = append(alertIDs, args.AlertID), append(sinks, args.Sink), append(jobIDs, r.Job.ID)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE alert_deliveries d SET job_id = t.j
+		if len(params) == 0 {
+			return errRollback
+		}
+		res, err := s.jobs.InsertManyTx(ctx, tx, jobs.DeliveryParams(params))
+		if err != nil {
+			return err
+		}
+		var alertIDs, sinks []string
+		var jobIDs []int64
+		for _, r := range res {
+			if !r.UniqueSkippedAsDuplicate {
+				added++
+			}
+			args, ok := deliverArgs(r.Job.EncodedArgs)
+			if !ok {
+				continue
+			}
+			alertIDs, sinks, jobIDs = append(alertIDs, args.AlertID), append(sinks, args.Sink), append(jobIDs, r.Job.ID)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE alert_deliveries d SET job_id = t.j
 		FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS t(a, s, j)
 		WHERE d.alert_id = t.a AND d.sink = t.s AND d.job_id IS DISTINCT FROM t.j`,
-		alertIDs, sinks, jobIDs); err != nil {
-		return 0, unavailable(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable(err)
+			alertIDs, sinks, jobIDs); err != nil {
+			return unavailable(err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	return added, nil
 }

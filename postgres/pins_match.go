@@ -41,7 +41,7 @@ func pinSourceOf(a string) string {
 }
 
 // pinReportOf selects, on the events row named a, a lock's reports matched
-// by PIN (pinReport).
+// by PIN (lifecycle.IsPINReport).
 func pinReportOf(a string) string {
 	return `((` + a + `.event_type = 'lock.unlocked' AND ` + a + `.access_code_id IS NULL) OR ` +
 		a + `.event_type = 'access_code.unmanaged.created')`
@@ -86,16 +86,11 @@ func pinTokens(keys *datakeys.Keyring, deviceID, pin string) [][]byte {
 	return out
 }
 
-// pinReport reports whether an event is a lock's report matched by PIN.
-func pinReport(p *lifecycle.Parsed) bool {
-	return (p.EventType == lifecycle.TypeLockUnlocked && p.AccessCodeID == "") || p.EventType == lifecycle.TypeUnmanagedCreated
-}
-
 // pinMatched reports whether an event's PIN is matched at all, and so gets
-// tokens: a lock's report by PIN (pinReport), or a managed code's own event
-// (pinSourceSQL).
+// tokens: a lock's report by PIN (lifecycle.IsPINReport), or a managed
+// code's own event (pinSourceSQL).
 func pinMatched(p *lifecycle.Parsed) bool {
-	return pinReport(p) || (strings.HasPrefix(p.EventType, "access_code.") && !strings.HasPrefix(p.EventType, "access_code.unmanaged."))
+	return lifecycle.IsPINReport(p) || (strings.HasPrefix(p.EventType, "access_code.") && !strings.HasPrefix(p.EventType, "access_code.unmanaged."))
 }
 
 // historyOf is historySQL on the events row named a.

@@ -96,97 +96,92 @@ func (s *Store) RetryQuarantine(ctx context.Context, sel QuarantineRetry, progre
 }
 
 func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, after int64, res *QuarantineRetryResult) (int, int64, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, 0, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	// FOR UPDATE: two retries at once take turns instead of storing twice.
-	rs, err := tx.Query(ctx, `SELECT id, message_id, reason, key_id, raw FROM quarantine
-		WHERE id > $1 AND reason LIKE $2 || '%' AND ($3::bigint[] IS NULL OR cardinality($3) = 0 OR id = ANY($3))
-		ORDER BY id LIMIT $4 FOR UPDATE`, customPlan, after, escapeLike(sel.Reason), sel.IDs, retryBatch)
-	if err != nil {
-		return 0, 0, unavailable(err)
-	}
-	type qrow struct {
-		id          int64
-		msg, reason string
-		keyID       *string
-		raw         []byte
-	}
-	var rows []qrow
-	for rs.Next() {
-		var q qrow
-		if err := rs.Scan(&q.id, &q.msg, &q.reason, &q.keyID, &q.raw); err != nil {
-			rs.Close()
-			return 0, 0, unavailable(err)
-		}
-		rows = append(rows, q)
-	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
-		return 0, 0, unavailable(err)
-	}
-	if len(rows) == 0 {
-		return 0, 0, nil
-	}
+	var n int
+	var last int64
 	var usable []*request
-	var take []int64
-	var stillIDs []int64
-	var stillReasons []string
-	for _, q := range rows {
-		// The body is opened to be parsed and, if usable, sealed again as
-		// an event (prepare, below).
-		body, err := OpenBody(s.cfg.Keys, tableQuarantine, q.msg, q.keyID, q.raw)
-		if err != nil {
-			return 0, 0, fmt.Errorf("quarantine row %d: body %s", q.id, openError(err))
-		}
-		msg := q.msg
-		if strings.HasPrefix(q.reason, lifecycle.QuarantineMessageIDReused) {
-			// The message id is taken by the other body Seam signed
-			// under it: store this one under a name of its own.
-			msg = fmt.Sprintf("%s#quarantine-%d", q.msg, q.id)
-		}
-		// The same checks as a live webhook (newRequest): a body that
-		// claims one of codewatch's own event types stays here, whatever
-		// it was quarantined for.
-		r, err := newRequest(lifecycle.Delivery{MessageID: msg, Body: body, Source: retrySource(q.msg)})
-		if err != nil {
-			return 0, 0, fmt.Errorf("quarantine row %d: %w", q.id, err)
-		}
-		if r.reason != "" {
-			res.Unusable++
-			stillIDs, stillReasons = append(stillIDs, q.id), append(stillReasons, r.reason)
-			continue
-		}
-		s.prepare(r)
-		usable = append(usable, r)
-		take = append(take, q.id)
-	}
 	var results map[*request]lifecycle.Result
 	var flags []string
-	if len(usable) > 0 {
-		var final *pgx.Batch
-		results, final, flags, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
-			b.Queue(`DELETE FROM quarantine WHERE id = ANY($1)`, take)
-		})
-		if err == nil {
-			err = send(ctx, tx, final)
-		}
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// FOR UPDATE: two retries at once take turns instead of storing twice.
+		rs, err := tx.Query(ctx, `SELECT id, message_id, reason, key_id, raw FROM quarantine
+		WHERE id > $1 AND reason LIKE $2 || '%' AND ($3::bigint[] IS NULL OR cardinality($3) = 0 OR id = ANY($3))
+		ORDER BY id LIMIT $4 FOR UPDATE`, customPlan, after, escapeLike(sel.Reason), sel.IDs, retryBatch)
 		if err != nil {
-			return 0, 0, unavailable(err)
+			return unavailable(err)
 		}
-	}
-	if len(stillIDs) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE quarantine q SET reason = u.reason
+		type qrow struct {
+			id          int64
+			msg, reason string
+			keyID       *string
+			raw         []byte
+		}
+		rows, err := pgx.CollectRows(rs, func(r pgx.CollectableRow) (qrow, error) {
+			var q qrow
+			err := r.Scan(&q.id, &q.msg, &q.reason, &q.keyID, &q.raw)
+			return q, err
+		})
+		if err != nil {
+			return unavailable(err)
+		}
+		if len(rows) == 0 {
+			return errRollback
+		}
+		var take []int64
+		var stillIDs []int64
+		var stillReasons []string
+		for _, q := range rows {
+			// The body is opened to be parsed and, if usable, sealed again as
+			// an event (prepare, below).
+			body, err := OpenBody(s.cfg.Keys, tableQuarantine, q.msg, q.keyID, q.raw)
+			if err != nil {
+				return fmt.Errorf("quarantine row %d: body %s", q.id, openError(err))
+			}
+			msg := q.msg
+			if strings.HasPrefix(q.reason, lifecycle.QuarantineMessageIDReused) {
+				// The message id is taken by the other body Seam signed
+				// under it: store this one under a name of its own.
+				msg = fmt.Sprintf("%s#quarantine-%d", q.msg, q.id)
+			}
+			// The same checks as a live webhook (newRequest): a body that
+			// claims one of codewatch's own event types stays here, whatever
+			// it was quarantined for.
+			r, err := newRequest(lifecycle.Delivery{MessageID: msg, Body: body, Source: retrySource(q.msg)})
+			if err != nil {
+				return fmt.Errorf("quarantine row %d: %w", q.id, err)
+			}
+			if r.reason != "" {
+				res.Unusable++
+				stillIDs, stillReasons = append(stillIDs, q.id), append(stillReasons, r.reason)
+				continue
+			}
+			s.prepare(r)
+			usable = append(usable, r)
+			take = append(take, q.id)
+		}
+		if len(usable) > 0 {
+			var final *pgx.Batch
+			var err error
+			results, final, flags, err = s.ingestIn(ctx, tx, usable, func(b *pgx.Batch) {
+				b.Queue(`DELETE FROM quarantine WHERE id = ANY($1)`, take)
+			})
+			if err == nil {
+				err = send(ctx, tx, final)
+			}
+			if err != nil {
+				return unavailable(err)
+			}
+		}
+		if len(stillIDs) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE quarantine q SET reason = u.reason
 			FROM unnest($1::bigint[], $2::text[]) AS u(id, reason) WHERE q.id = u.id`, stillIDs, stillReasons); err != nil {
-			return 0, 0, unavailable(err)
+				return unavailable(err)
+			}
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, 0, unavailable(err)
+		n, last = len(rows), rows[len(rows)-1].id
+		return nil
+	})
+	if err != nil || n == 0 {
+		return 0, 0, err
 	}
 	s.reportFlags(flags)
 	for _, r := range usable {
@@ -196,7 +191,7 @@ func (s *Store) retryQuarantineBatch(ctx context.Context, sel QuarantineRetry, a
 			res.Duplicates++
 		}
 	}
-	return len(rows), rows[len(rows)-1].id, nil
+	return n, last, nil
 }
 
 // retrySource is the source a quarantined body is stored with: "poll" for

@@ -228,102 +228,98 @@ func (s *Store) rekeyNextIDs(ctx context.Context, table, filter, primary string,
 // another rekey), and the codes to refold (rekeyPartners). Unreadable rows
 // are added to unreadable (once each) and counted in res.
 func (s *Store) rekeyBatch(ctx context.Context, table, filter, primary string, ids []int64, unreadable map[int64]bool, res *RekeyResult) (resealed, skipped int, refold []string, err error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, 0, nil, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	// The filter again: a row another rekey re-sealed meanwhile is not
-	// taken up twice. SKIP LOCKED: a row being deleted by retention or
-	// retried out of quarantine is left to the next pass. An event's PIN
-	// tokens as they are, to tell what the new ones add.
-	cols := `NULL::text, NULL::text, NULL::text, NULL::bytea[]`
-	if table == tableEvents {
-		cols = `event_type, access_code_id, device_id, ` + pinSetSQL(tableEvents)
-	}
-	rs, err := tx.Query(ctx, `SELECT id, message_id, key_id, raw, `+cols+` FROM `+table+`
-		WHERE id = ANY($2) AND `+filter+` ORDER BY id FOR UPDATE SKIP LOCKED`, primary, ids)
-	if err != nil {
-		return 0, 0, nil, unavailable(err)
-	}
-	var (
-		upID                []int64
-		upRaw, upHash       [][]byte
-		upKey               []string
-		upHint, upTokens    []*string
-		newlyUnreadableKeys []string
-		changed             []tokenChange
-	)
+	var upID []int64
+	var newlyUnreadableKeys []string
 	seen := 0
-	for rs.Next() {
-		seen++
-		var id int64
-		var msg string
-		var keyID, typ, code, dev *string
-		var raw []byte
-		var old [][]byte
-		if err := rs.Scan(&id, &msg, &keyID, &raw, &typ, &code, &dev, &old); err != nil {
-			rs.Close()
-			return 0, 0, nil, unavailable(err)
+	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// The filter again: a row another rekey re-sealed meanwhile is not
+		// taken up twice. SKIP LOCKED: a row being deleted by retention or
+		// retried out of quarantine is left to the next pass. An event's PIN
+		// tokens as they are, to tell what the new ones add.
+		cols := `NULL::text, NULL::text, NULL::text, NULL::bytea[]`
+		if table == tableEvents {
+			cols = `event_type, access_code_id, device_id, ` + pinSetSQL(tableEvents)
 		}
-		body, err := OpenBody(s.cfg.Keys, table, msg, keyID, raw)
+		rs, err := tx.Query(ctx, `SELECT id, message_id, key_id, raw, `+cols+` FROM `+table+`
+		WHERE id = ANY($2) AND `+filter+` ORDER BY id FOR UPDATE SKIP LOCKED`, primary, ids)
 		if err != nil {
-			if !unreadable[id] {
-				unreadable[id] = true
-				k := "" // configured, but the body does not authenticate
-				if keyID != nil && !s.knownKey(*keyID) {
-					k = *keyID
+			return unavailable(err)
+		}
+		var (
+			upRaw, upHash    [][]byte
+			upKey            []string
+			upHint, upTokens []*string
+			changed          []tokenChange
+		)
+		for rs.Next() {
+			seen++
+			var id int64
+			var msg string
+			var keyID, typ, code, dev *string
+			var raw []byte
+			var old [][]byte
+			if err := rs.Scan(&id, &msg, &keyID, &raw, &typ, &code, &dev, &old); err != nil {
+				rs.Close()
+				return unavailable(err)
+			}
+			body, err := OpenBody(s.cfg.Keys, table, msg, keyID, raw)
+			if err != nil {
+				if !unreadable[id] {
+					unreadable[id] = true
+					k := "" // configured, but the body does not authenticate
+					if keyID != nil && !s.knownKey(*keyID) {
+						k = *keyID
+					}
+					newlyUnreadableKeys = append(newlyUnreadableKeys, k)
 				}
-				newlyUnreadableKeys = append(newlyUnreadableKeys, k)
+				continue
 			}
-			continue
-		}
-		k, ct, err := s.cfg.Keys.Seal(body, BodyAAD(table, msg))
-		if err != nil {
-			rs.Close()
-			return 0, 0, nil, err
-		}
-		upID, upRaw, upKey = append(upID, id), append(upRaw, ct), append(upKey, k)
-		if table == tableEvents {
-			p := lifecycle.Parsed{EventType: deref(typ), AccessCodeID: deref(code), DeviceID: deref(dev)}
-			pc := pinOf(s.cfg.Keys, body, &p)
-			upHash, upHint, upTokens = append(upHash, pc.hash), append(upHint, pc.hint), append(upTokens, byteaArray(pc.tokens))
-			if added := newTokens(pc.tokens, old); len(added) > 0 {
-				changed = append(changed, tokenChange{id: id, parsed: p, tokens: pc.tokens, added: added, old: nonNilSums(old)})
+			k, ct, err := s.cfg.Keys.Seal(body, BodyAAD(table, msg))
+			if err != nil {
+				rs.Close()
+				return err
+			}
+			upID, upRaw, upKey = append(upID, id), append(upRaw, ct), append(upKey, k)
+			if table == tableEvents {
+				p := lifecycle.Parsed{EventType: deref(typ), AccessCodeID: deref(code), DeviceID: deref(dev)}
+				pc := pinOf(s.cfg.Keys, body, &p)
+				upHash, upHint, upTokens = append(upHash, pc.hash), append(upHint, pc.hint), append(upTokens, byteaArray(pc.tokens))
+				if added := newTokens(pc.tokens, old); len(added) > 0 {
+					changed = append(changed, tokenChange{id: id, parsed: p, tokens: pc.tokens, added: added, old: nonNilSums(old)})
+				}
 			}
 		}
-	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
-		return 0, 0, nil, unavailable(err)
-	}
-	if len(changed) > 0 {
-		// Before the update: the batch's own rows still show the tokens
-		// they had.
-		if refold, err = rekeyPartners(ctx, tx, changed); err != nil {
-			return 0, 0, nil, unavailable(err)
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return unavailable(err)
 		}
-	}
-	if len(upID) > 0 {
-		if table == tableEvents {
-			_, err = tx.Exec(ctx, `UPDATE events e SET raw = u.raw, key_id = u.key_id,
+		if len(changed) > 0 {
+			// Before the update: the batch's own rows still show the tokens
+			// they had.
+			if refold, err = rekeyPartners(ctx, tx, changed); err != nil {
+				return unavailable(err)
+			}
+		}
+		if len(upID) > 0 {
+			if table == tableEvents {
+				_, err = tx.Exec(ctx, `UPDATE events e SET raw = u.raw, key_id = u.key_id,
 					pin_hash = u.pin_hash, pin_hint = u.pin_hint, pin_tokens = u.pin_tokens::bytea[]
 				FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bytea[], $5::text[], $6::text[])
 					AS u(id, raw, key_id, pin_hash, pin_hint, pin_tokens)
 				WHERE e.id = u.id`, upID, upRaw, upKey, upHash, upHint, upTokens)
-		} else {
-			_, err = tx.Exec(ctx, `UPDATE quarantine q SET raw = u.raw, key_id = u.key_id
+			} else {
+				_, err = tx.Exec(ctx, `UPDATE quarantine q SET raw = u.raw, key_id = u.key_id
 				FROM unnest($1::bigint[], $2::bytea[], $3::text[]) AS u(id, raw, key_id)
 				WHERE q.id = u.id`, upID, upRaw, upKey)
+			}
+			if err != nil {
+				return unavailable(err)
+			}
 		}
-		if err != nil {
-			return 0, 0, nil, unavailable(err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, 0, nil, unavailable(err)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, nil, err
 	}
 	for _, k := range newlyUnreadableKeys {
 		res.Unreadable[k]++
@@ -342,7 +338,7 @@ type tokenChange struct {
 
 // code is the code whose own event c is, or "" for a lock's report.
 func (c *tokenChange) code() string {
-	if pinReport(&c.parsed) {
+	if lifecycle.IsPINReport(&c.parsed) {
 		return ""
 	}
 	return c.parsed.AccessCodeID
@@ -426,7 +422,7 @@ func rekeyPartners(ctx context.Context, tx pgx.Tx, changed []tokenChange) ([]str
 					return err
 				}
 				theirs := ""
-				if p := (lifecycle.Parsed{EventType: typ, AccessCodeID: code}); !pinReport(&p) {
+				if p := (lifecycle.Parsed{EventType: typ, AccessCodeID: code}); !lifecycle.IsPINReport(&p) {
 					theirs = code
 				}
 				pair(mine, theirs)

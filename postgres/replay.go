@@ -66,47 +66,45 @@ func (s *Store) replayIDs(ctx context.Context, last string, batchSize int) ([]st
 }
 
 func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
 	now := s.cfg.Now()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	rows := map[string]*codeRow{}
-	evs := map[string][]lifecycle.Event{}
-	b := &pgx.Batch{}
-	queueLockCodes(b, ids, nil, rows)
-	queueLoadEvents(b, ids, evs)
-	queueLoadPINReports(b, ids, evs)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, unavailable(err)
-	}
-	list := make([]*codeRow, 0, len(rows))
-	for _, r := range rows {
-		list = append(list, r)
-	}
-	locks, err := s.locksOf(ctx, tx, devicesOf(list))
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	changes := s.recompute(now, rows, evs, locks)
 	changed := 0
-	for _, c := range changes {
-		if c.old.DeletionState != c.st.DeletionState || c.old.NeedsTroubleshooting != c.needs {
-			changed++
+	var flags []string
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		rows := map[string]*codeRow{}
+		evs := map[string][]lifecycle.Event{}
+		b := &pgx.Batch{}
+		queueLockCodes(b, ids, nil, rows)
+		queueLoadEvents(b, ids, evs)
+		queueLoadPINReports(b, ids, evs)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return unavailable(err)
 		}
-	}
-	final, flags, err := s.writeChanges(ctx, tx, now, changes)
-	if err == nil {
-		err = send(ctx, tx, final)
-	}
+		list := make([]*codeRow, 0, len(rows))
+		for _, r := range rows {
+			list = append(list, r)
+		}
+		locks, err := s.locksOf(ctx, tx, devicesOf(list))
+		if err != nil {
+			return unavailable(err)
+		}
+		changes := s.recompute(now, rows, evs, locks)
+		for _, c := range changes {
+			if c.old.DeletionState != c.st.DeletionState || c.old.NeedsTroubleshooting != c.needs {
+				changed++
+			}
+		}
+		final, fl, err := s.writeChanges(ctx, tx, now, changes)
+		if err == nil {
+			err = send(ctx, tx, final)
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		flags = fl
+		return nil
+	})
 	if err != nil {
-		return 0, unavailable(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable(err)
+		return 0, err
 	}
 	s.reportFlags(flags)
 	return changed, nil

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // pruneBatch is small so each prune transaction holds few locks briefly and
@@ -65,41 +67,39 @@ func (s *Store) Prune(ctx context.Context, retention, budget time.Duration, dele
 }
 
 func (s *Store) pruneCodes(ctx context.Context, cutoff time.Time, deleted func(string, int64)) (int, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	// SKIP LOCKED: a code being ingested right now is left for next time.
-	// Ingest notices a row deleted under it and retries (errRowVanished).
-	// A terminal code can still need troubleshooting (its lock reported it
-	// after its deletion): kept until someone acknowledges.
-	ids, err := queryIDs(ctx, tx, `SELECT access_code_id FROM access_codes
+	var ids []string
+	counts := map[string]int64{}
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// SKIP LOCKED: a code being ingested right now is left for next time.
+		// Ingest notices a row deleted under it and retries (errRowVanished).
+		// A terminal code can still need troubleshooting (its lock reported it
+		// after its deletion): kept until someone acknowledges.
+		var err error
+		ids, err = queryIDs(ctx, tx, `SELECT access_code_id FROM access_codes
 		WHERE terminal_at < $1 AND NOT needs_troubleshooting
 		ORDER BY terminal_at LIMIT $2 FOR UPDATE SKIP LOCKED`, customPlan, cutoff, pruneBatch)
-	if err != nil {
-		return 0, err
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	counts := map[string]int64{}
-	for _, q := range []struct{ table, sql string }{
-		{"events", pruneCodeEventsSQL},
-		{"events", pruneCodeOtherSQL},
-		{"alerts", pruneAlertsSQL},
-		{"access_codes", pruneCodesSQL},
-	} {
-		tag, err := tx.Exec(ctx, q.sql, ids)
 		if err != nil {
-			return 0, unavailable(err)
+			return err
 		}
-		counts[q.table] += tag.RowsAffected()
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable(err)
+		if len(ids) == 0 {
+			return errRollback
+		}
+		for _, q := range []struct{ table, sql string }{
+			{"events", pruneCodeEventsSQL},
+			{"events", pruneCodeOtherSQL},
+			{"alerts", pruneAlertsSQL},
+			{"access_codes", pruneCodesSQL},
+		} {
+			tag, err := tx.Exec(ctx, q.sql, ids)
+			if err != nil {
+				return unavailable(err)
+			}
+			counts[q.table] += tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		return 0, err
 	}
 	report(deleted, counts)
 	return len(ids), nil

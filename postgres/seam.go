@@ -48,26 +48,24 @@ func (s *Store) Record(ctx context.Context, ds []lifecycle.Delivery, jobs []rive
 }
 
 func (s *Store) recordTx(ctx context.Context, reqs []*request, jobs []river.InsertManyParams) (map[*request]lifecycle.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	results, final, flags, err := s.ingestIn(ctx, tx, reqs, nil)
-	if err != nil {
-		return nil, err
-	}
-	if len(jobs) > 0 {
-		if _, err := s.jobs.InsertManyTx(ctx, tx, jobs); err != nil {
-			return nil, err
+	var results map[*request]lifecycle.Result
+	var flags []string
+	// Errors as they are: Record retries what is worth it (retryable).
+	err := s.runTx(ctx, s.cfg.TxTimeout, func(err error) error { return err }, func(ctx context.Context, tx pgx.Tx) error {
+		var final *pgx.Batch
+		var err error
+		results, final, flags, err = s.ingestIn(ctx, tx, reqs, nil)
+		if err != nil {
+			return err
 		}
-	}
-	if err := send(ctx, tx, final); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(ctx); err != nil {
+		if len(jobs) > 0 {
+			if _, err := s.jobs.InsertManyTx(ctx, tx, jobs); err != nil {
+				return err
+			}
+		}
+		return send(ctx, tx, final)
+	})
+	if err != nil {
 		return nil, err
 	}
 	s.reportFlags(flags)

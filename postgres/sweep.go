@@ -99,56 +99,47 @@ func (s *Store) ExplainSweep(ctx context.Context, now time.Time) (string, error)
 // that row out. The rules are the same as at ingest: Assess on the stored
 // row, whose fold has not changed, only the time.
 func (s *Store) sweepOverdue(ctx context.Context, q overdueQuery, now, cutoff, from time.Time) (read, flagged int, last time.Time, err error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, 0, last, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-
-	rs, err := tx.Query(ctx, q.candidates, customPlan, cutoff, sweepBatch, from)
-	if err != nil {
-		return 0, 0, last, unavailable(err)
-	}
-	var ids []string
-	for rs.Next() {
-		var id string
-		if err := rs.Scan(&id, &last); err != nil {
-			rs.Close()
-			return 0, 0, last, unavailable(err)
+	var flags []string
+	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		rs, err := tx.Query(ctx, q.candidates, customPlan, cutoff, sweepBatch, from)
+		if err != nil {
+			return unavailable(err)
 		}
-		ids = append(ids, id)
-	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
-		return 0, 0, last, unavailable(err)
-	}
-	if len(ids) == 0 {
-		return 0, 0, last, nil
-	}
-	rows, err := lockRows(ctx, tx, q.lock, ids, cutoff)
+		ids, err := pgx.CollectRows(rs, func(r pgx.CollectableRow) (string, error) {
+			var id string
+			err := r.Scan(&id, &last)
+			return id, err
+		})
+		if err != nil {
+			return unavailable(err)
+		}
+		if len(ids) == 0 {
+			return errRollback
+		}
+		rows, err := lockRows(ctx, tx, q.lock, ids, cutoff)
+		if err != nil {
+			return unavailable(err)
+		}
+		locks, err := s.locksOf(ctx, tx, devicesOf(rows))
+		if err != nil {
+			return unavailable(err)
+		}
+		changes := make([]change, 0, len(rows))
+		for _, r := range rows {
+			st := rowState(r)
+			changes = append(changes, s.decide(now, r, st, lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout), locks[st.DeviceID]))
+		}
+		if flags, err = s.writeFlags(ctx, tx, now, changes); err != nil {
+			return unavailable(err)
+		}
+		read, flagged = len(ids), len(rows)
+		return nil
+	})
 	if err != nil {
-		return 0, 0, last, unavailable(err)
-	}
-	locks, err := s.locksOf(ctx, tx, devicesOf(rows))
-	if err != nil {
-		return 0, 0, last, unavailable(err)
-	}
-	changes := make([]change, 0, len(rows))
-	for _, r := range rows {
-		st := rowState(r)
-		changes = append(changes, s.decide(now, r, st, lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout), locks[st.DeviceID]))
-	}
-	flags, err := s.writeFlags(ctx, tx, now, changes)
-	if err != nil {
-		return 0, 0, last, unavailable(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, 0, last, unavailable(err)
+		return 0, 0, last, err
 	}
 	s.reportFlags(flags)
-	return len(ids), len(rows), last, nil
+	return read, flagged, last, nil
 }
 
 // writeFlags writes the trouble columns of flagged rows (a HOT update: no
@@ -189,45 +180,43 @@ func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, change
 // transaction never waits for a row lock, so it cannot take part in a
 // deadlock whatever order it locks in.
 func (s *Store) remind(ctx context.Context, now, cutoff time.Time) (int, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
-	// Codes needing troubleshooting are few: access_codes_needs_idx
-	// serves this scan.
-	rows, err := lockRows(ctx, tx, `SELECT `+codeColumns+` FROM access_codes
+	n := 0
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// Codes needing troubleshooting are few: access_codes_needs_idx
+		// serves this scan.
+		rows, err := lockRows(ctx, tx, `SELECT `+codeColumns+` FROM access_codes
 		WHERE needs_troubleshooting AND last_alert_at < $1
 		ORDER BY last_alert_at LIMIT $2
 		FOR UPDATE SKIP LOCKED`, customPlan, cutoff, sweepBatch)
-	if err != nil || len(rows) == 0 {
-		return 0, unavailableOrNil(err)
-	}
-	ids, seq := make([]string, 0, len(rows)), make([]int64, 0, len(rows))
-	alerts := make([]*lifecycle.AlertPayload, 0, len(rows))
-	locks, err := s.locksOf(ctx, tx, devicesOf(rows))
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	for _, r := range rows {
-		alerts = append(alerts, newAlert(now, r, lifecycle.AlertReminder, rowState(r), rowFlag(r), "", locks[deref(r.DeviceID)]))
-		ids, seq = append(ids, r.AccessCodeID), append(seq, r.alertSeq)
-	}
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE access_codes c SET last_alert_at = $2, alert_seq = u.seq
+		if err != nil {
+			return unavailable(err)
+		}
+		if len(rows) == 0 {
+			return errRollback
+		}
+		ids, seq := make([]string, 0, len(rows)), make([]int64, 0, len(rows))
+		alerts := make([]*lifecycle.AlertPayload, 0, len(rows))
+		locks, err := s.locksOf(ctx, tx, devicesOf(rows))
+		if err != nil {
+			return unavailable(err)
+		}
+		for _, r := range rows {
+			alerts = append(alerts, newAlert(now, r, lifecycle.AlertReminder, rowState(r), rowFlag(r), "", locks[deref(r.DeviceID)]))
+			ids, seq = append(ids, r.AccessCodeID), append(seq, r.alertSeq)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE access_codes c SET last_alert_at = $2, alert_seq = u.seq
 		FROM unnest($1::text[], $3::bigint[]) AS u(id, seq) WHERE c.access_code_id = u.id`, ids, now, seq)
-	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
-		return 0, unavailable(err)
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, unavailable(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, unavailable(err)
-	}
-	return len(rows), nil
+		if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
+			return unavailable(err)
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return unavailable(err)
+		}
+		n = len(rows)
+		return nil
+	})
+	return n, err
 }
 
 // lockRows runs a locking SELECT of codeColumns.
@@ -246,11 +235,4 @@ func lockRows(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]*cod
 		rows = append(rows, c)
 	}
 	return rows, rs.Err()
-}
-
-func unavailableOrNil(err error) error {
-	if err == nil {
-		return nil
-	}
-	return unavailable(err)
 }

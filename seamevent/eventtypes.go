@@ -2,46 +2,25 @@ package seamevent
 
 import (
 	"crypto/sha1"
-	_ "embed"
 	"fmt"
-	"slices"
-	"strings"
+
+	"github.com/codewatch/codewatch/seam"
 )
 
-// event_types.txt is every event_type Seam can send, one a line, in Seam's
-// order: a copy of the project's Seam reference (shared/seam/event_types.txt,
-// read from @seamapi/types 1.977.0). When Seam adds types, replace the file.
-//
-//go:embed event_types.txt
-var eventTypesFile string
+// Seam's list of event types lives in package seam (Seam's facts); the
+// sender checks what it is asked to send against it.
 
-var (
-	eventTypes = parseEventTypes(eventTypesFile)
-	knownTypes = func() map[string]bool {
-		m := make(map[string]bool, len(eventTypes))
-		for _, t := range eventTypes {
-			m[t] = true
-		}
-		return m
-	}()
-)
+// EventTypes returns every event type Seam can send, in Seam's order
+// (seam.EventTypes). The slice is the caller's own.
+func EventTypes() []string { return seam.EventTypes() }
 
-func parseEventTypes(s string) []string {
-	var out []string
-	for _, line := range strings.Split(s, "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
-	}
-	return out
-}
+// KnownEventType reports whether Seam can send an event of type t
+// (seam.KnownEventType).
+func KnownEventType(t string) bool { return seam.KnownEventType(t) }
 
-// EventTypes returns every event type Seam can send, in Seam's order. The
-// slice is the caller's own.
-func EventTypes() []string { return slices.Clone(eventTypes) }
-
-// KnownEventType reports whether Seam can send an event of type t.
-func KnownEventType(t string) bool { return knownTypes[t] }
+// ClosestEventType returns the known event type nearest to t, to suggest
+// for a typo (seam.ClosestEventType).
+func ClosestEventType(t string) string { return seam.ClosestEventType(t) }
 
 // deviceNamespace is the UUID namespace of DeviceIDFor (a random constant;
 // changing it would move every derived device).
@@ -60,38 +39,4 @@ func DeviceIDFor(accessCodeID string) string {
 	b[6] = b[6]&0x0f | 0x50
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-// ClosestEventType returns the known event type nearest to t by edit
-// distance (the first in Seam's order on a tie), to suggest for a typo.
-func ClosestEventType(t string) string {
-	best, bestD := "", -1
-	for _, k := range eventTypes {
-		if d := editDistance(t, k); bestD < 0 || d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes (event
-// types are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
