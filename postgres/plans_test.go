@@ -8,11 +8,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/codewatch/codewatch/internal/benchseed"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/test/bench/benchseed"
 )
 
 // planCheck is what one statement's plans must show.

@@ -23,13 +23,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/datakeys"
-	"github.com/codewatch/codewatch/internal/benchseed"
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
+	"github.com/codewatch/codewatch/test/bench/benchseed"
 	"github.com/codewatch/codewatch/verify"
 )
 
