@@ -44,6 +44,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/localpg"
+	"github.com/codewatch/codewatch/postgres"
 )
 
 // Targets from the issues: the service / pgbench ratio per concurrency
@@ -483,6 +484,8 @@ func envSummary(env []string) string {
 	return strings.Join(env, " ")
 }
 
+// describePostgres reads the server's version and settings (not the
+// domain's tables: its SQL stays here).
 func describePostgres(ctx context.Context, srv *localpg.Server) (string, string) {
 	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
 	if err != nil {
@@ -638,6 +641,7 @@ func verifyStored(ctx context.Context, url, run string, levels []*level) (*verif
 		return nil, err
 	}
 	defer pool.Close()
+	store := postgres.New(pool, nil, postgres.Config{})
 	vr := &verifyReport{alerts: map[string]int64{}}
 	var msgs, eids, complete []string
 	seen := make(map[string]struct{})
@@ -660,43 +664,19 @@ func verifyStored(ctx context.Context, url, run string, levels []*level) (*verif
 	vr.acked = len(msgs)
 	vr.completeCodes = len(complete)
 
-	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id), count(DISTINCT event_id) FROM events`).
-		Scan(&vr.dbEvents, &vr.dbDistinctMsg, &vr.dbDistinctEvt); err != nil {
-		return nil, err
-	}
-	if err := pool.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE cm = 0),
-			count(*) FILTER (WHERE cm > 1),
-			count(*) FILTER (WHERE ce <> 1),
-			count(*) FILTER (WHERE cm = 1 AND NOT same)
-		FROM (SELECT
-				(SELECT count(*) FROM events ev WHERE ev.message_id = a.m) AS cm,
-				(SELECT count(*) FROM events ev WHERE ev.event_id = a.e) AS ce,
-				EXISTS (SELECT 1 FROM events ev WHERE ev.message_id = a.m AND ev.event_id = a.e) AS same
-			FROM unnest($1::text[], $2::text[]) AS a(m, e)) x`, msgs, eids).
-		Scan(&vr.missing, &vr.dupMsg, &vr.badEvt, &vr.mismatched); err != nil {
-		return nil, err
-	}
-	vr.extra = vr.dbEvents - int64(vr.acked) + vr.missing
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM access_codes
-		WHERE access_code_id = ANY($1) AND deletion_state = 'removed' AND NOT needs_troubleshooting`, complete).
-		Scan(&vr.foldOK); err != nil {
-		return nil, err
-	}
-	rows, err := pool.Query(ctx, `SELECT type, count(*) FROM alerts GROUP BY type`)
+	so, err := store.CountStoredOnce(ctx, msgs, eids)
 	if err != nil {
 		return nil, err
 	}
-	for rows.Next() {
-		var t string
-		var n int64
-		if err := rows.Scan(&t, &n); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		vr.alerts[t] = n
+	vr.dbEvents, vr.dbDistinctMsg, vr.dbDistinctEvt = so.Events, so.DistinctMessages, so.DistinctEvents
+	vr.missing, vr.dupMsg, vr.badEvt, vr.mismatched = so.Missing, so.DuplicatedMessages, so.NotOnceByEvent, so.Mismatched
+	vr.extra = vr.dbEvents - int64(vr.acked) + vr.missing
+	if vr.foldOK, err = store.CountRemovedUntroubled(ctx, complete); err != nil {
+		return nil, err
 	}
-	rows.Close()
+	if vr.alerts, err = store.CountAlertsByType(ctx); err != nil {
+		return nil, err
+	}
 
 	if vr.dbEvents != vr.dbDistinctMsg || vr.dbEvents != vr.dbDistinctEvt {
 		vr.problems = append(vr.problems, fmt.Sprintf("events table: %d rows but %d distinct message_id and %d distinct event_id",

@@ -18,7 +18,10 @@ import (
 	"github.com/codewatch/codewatch/seamevent"
 )
 
-// codeColumns mirrors lifecycle/store.go's codeColumns (unexported there).
+// The ceiling script stays here, not in postgres/: pgbench runs it, in its
+// own script language, as a copy of the statements the service sends.
+
+// codeColumns mirrors postgres/store.go's codeColumns (unexported there).
 const codeColumns = `access_code_id, workspace_id, device_id, connected_account_id,
 	deletion_state, on_device, needs_troubleshooting, troubleshooting_reason,
 	troubleshooting_details, trouble_key, trouble_since, acknowledged_key,
@@ -26,8 +29,8 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
 	last_event_at, terminal_at, last_alert_at, updated_at, id`
 
-// pgbenchScript is one event's ingest transaction as lifecycle/ingest.go and
-// lifecycle/store.go run it for a batch of one: the same statements, with
+// pgbenchScript is one event's ingest transaction as postgres/ingest.go and
+// postgres/store.go run it for a batch of one: the same statements, with
 // each array parameter a one-element array. Ids are fresh random numbers, so
 // every transaction stores a new event of a new code. The raw body is a
 // real event body of the size the service stores (hex, because pgbench

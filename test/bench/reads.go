@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/datakeys"
@@ -266,18 +265,16 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 	}
 	store := postgres.New(pool, ins, postgres.Config{RemovalTimeout: readsRemovalTimeout, QueryTimeout: 10 * time.Minute, Keys: keys})
 	logf("\n## seeding %s codes on %s locks in %d workspaces", fmtInt(float64(o.readCodes)), fmtInt(float64(o.readDevices)), o.readWorkspaces)
-	rep, err := benchseed.Seed(ctx, pool, benchseed.Options{Codes: o.readCodes, Devices: o.readDevices, Workspaces: o.readWorkspaces,
-		Keys: keys, Compact: func(ctx context.Context) error { _, err := store.CompactCounts(ctx); return err }})
+	rep, err := benchseed.Seed(ctx, store, benchseed.Options{Codes: o.readCodes, Devices: o.readDevices, Workspaces: o.readWorkspaces,
+		Sealed: true})
 	if err != nil {
 		return err
 	}
-	var tableBytes, indexBytes, eventBytes int64
-	_ = pool.QueryRow(ctx, `SELECT pg_table_size('access_codes'), pg_indexes_size('access_codes'), pg_total_relation_size('events')`).
-		Scan(&tableBytes, &indexBytes, &eventBytes)
+	sizes, _ := store.TableSizes(ctx)
 	logf("seeded %s codes, %s events, %s locks (codes %s, events %s, vacuum and checkpoint %s); access_codes %.0f MiB + indexes %.0f MiB, events %.0f MiB",
 		fmtInt(float64(rep.Codes)), fmtInt(float64(rep.Events)), fmtInt(float64(rep.Devices)),
 		rep.CodesTook.Round(time.Second), rep.EventsTook.Round(time.Second), rep.VacuumTook.Round(time.Second),
-		float64(tableBytes)/(1<<20), float64(indexBytes)/(1<<20), float64(eventBytes)/(1<<20))
+		float64(sizes.Codes)/(1<<20), float64(sizes.CodeIndexes)/(1<<20), float64(sizes.Events)/(1<<20))
 
 	env := &readsEnv{o: o, pmPID: pmPID, codes: int(rep.Codes), events: int(rep.Events), devices: o.readDevices}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -294,7 +291,7 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 	}
 
 	// The codes the ingest deletes: seeded active ones.
-	existing, err := activeCodes(ctx, pool, 200_000)
+	existing, err := activeCodes(ctx, store, 200_000)
 	if err != nil {
 		return err
 	}
@@ -386,7 +383,7 @@ func runReads(ctx context.Context, o *options, tmp, bin string, logf func(string
 
 	// The counts the summary keeps, against a count of the codes, after
 	// the load (the last changes folded or not).
-	if msg, err := checkSummaryCounts(ctx, env, pool); err != nil {
+	if msg, err := checkSummaryCounts(ctx, env, store); err != nil {
 		fail("summary counts: %v", err)
 	} else {
 		logf("\n%s", msg)
@@ -613,17 +610,8 @@ func planRows(line string) int {
 
 // activeCodes samples up to n seeded active codes with their lock and
 // workspace, for the ingest to delete.
-func activeCodes(ctx context.Context, pool *pgxpool.Pool, n int) ([]existingCode, error) {
-	rs, err := pool.Query(ctx, `SELECT access_code_id, device_id, workspace_id, connected_account_id FROM access_codes
-		WHERE deletion_state = 'active' AND id % 3 = 1 ORDER BY id LIMIT $1`, n)
-	if err != nil {
-		return nil, err
-	}
-	out, err := pgx.CollectRows(rs, func(r pgx.CollectableRow) (existingCode, error) {
-		var c existingCode
-		err := r.Scan(&c.id, &c.device, &c.workspace, &c.account)
-		return c, err
-	})
+func activeCodes(ctx context.Context, store *postgres.Store, n int) ([]postgres.CodeKeys, error) {
+	out, err := store.SampleActiveCodes(ctx, n)
 	if err != nil {
 		return nil, err
 	}
@@ -633,7 +621,7 @@ func activeCodes(ctx context.Context, pool *pgxpool.Pool, n int) ([]existingCode
 
 // checkSummaryCounts compares the summary the service answers with a count
 // of the codes, once the ingest has stopped.
-func checkSummaryCounts(ctx context.Context, e *readsEnv, pool *pgxpool.Pool) (string, error) {
+func checkSummaryCounts(ctx context.Context, e *readsEnv, store *postgres.Store) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.svc.opsURL+"/v1/summary", nil)
 	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := e.client.Do(req)
@@ -649,24 +637,14 @@ func checkSummaryCounts(ctx context.Context, e *readsEnv, pool *pgxpool.Pool) (s
 	}
 	got := v.Summary
 	t := time.Now()
-	rs, err := pool.Query(ctx, `SELECT deletion_state, count(*), count(*) FILTER (WHERE needs_troubleshooting) FROM access_codes GROUP BY 1`)
+	counted, needs, err := store.CountCodesByState(ctx)
 	if err != nil {
 		return "", err
 	}
-	counted := map[lifecycle.DeletionState]int64{}
-	var total, needs int64
-	for rs.Next() {
-		var st string
-		var n, nd int64
-		if err := rs.Scan(&st, &n, &nd); err != nil {
-			rs.Close()
-			return "", err
-		}
-		counted[lifecycle.DeletionState(st)] = n
+	var total int64
+	for _, n := range counted {
 		total += n
-		needs += nd
 	}
-	rs.Close()
 	took := time.Since(t)
 	for _, st := range lifecycle.States {
 		if got.DeletionStates[st] != counted[st] {
@@ -680,9 +658,6 @@ func checkSummaryCounts(ctx context.Context, e *readsEnv, pool *pgxpool.Pool) (s
 		fmtInt(float64(total)), fmtInt(float64(needs)), took.Round(time.Millisecond)), nil
 }
 
-// existingCode is a seeded code the ingest deletes.
-type existingCode struct{ id, device, workspace, account string }
-
 // ingestDriver sends signed webhooks at a fixed rate: the n-th event is
 // due at start + n/rate, whatever happened to the ones before. Even codes
 // of the schedule are new codes on the seeded locks (created, set on the
@@ -693,7 +668,7 @@ type ingestDriver struct {
 	url, secret, run string
 	client           *http.Client
 	rate             int
-	existing         []existingCode
+	existing         []postgres.CodeKeys // seeded codes the ingest deletes
 	devices          int
 	workspaces       int
 
@@ -765,7 +740,7 @@ func (d *ingestDriver) event(n int64) (string, seamevent.Options) {
 	c := d.existing[code/2]
 	// Six digits: a lock's codes rarely share a PIN, as on real locks (an
 	// unlock with a deleted code's PIN on its lock is that code's use).
-	o := seamevent.Options{AccessCodeID: c.id, DeviceID: c.device, WorkspaceID: c.workspace, ConnectedAccountID: c.account,
+	o := seamevent.Options{AccessCodeID: c.AccessCodeID, DeviceID: c.DeviceID, WorkspaceID: c.WorkspaceID, ConnectedAccountID: c.ConnectedAccountID,
 		Code: fmt.Sprintf("%06d", code%1_000_000)}
 	switch stage {
 	case 0:

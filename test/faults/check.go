@@ -106,6 +106,9 @@ func checkLedger(r *result, d *driver, dels []*delivery) {
 	}
 }
 
+// The checks query the domain's tables themselves, not through the store:
+// an independent oracle keeps its own queries (issue 20).
+
 // querier is what the checks need of a connection (*pgx.Conn, *pgxpool.Pool).
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
