@@ -115,6 +115,32 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// waitOutboxDrained waits, up to limit, for the outbox to drain: every
+// alert delivered and recorded.
+func waitOutboxDrained(ctx context.Context, res *result, conn querier, limit time.Duration) {
+	drainT0 := time.Now()
+	var pending int
+	for {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM alert_deliveries WHERE status = 'pending'`).Scan(&pending); err != nil {
+			res.fail("check: count pending alerts: %v", err)
+			break
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Since(drainT0) > limit {
+			res.fail("alerts: %d deliveries still pending %s after the load", pending, limit)
+			break
+		}
+		if sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) != nil {
+			break
+		}
+	}
+	if d := time.Since(drainT0); d > 5*time.Second {
+		res.note("alert outbox took %s to drain", d.Round(100*time.Millisecond))
+	}
+}
+
 type storedEvent struct {
 	messageID, eventID, codeID string
 }
@@ -127,16 +153,11 @@ func checkStore(ctx context.Context, r *result, conn querier, dels []*delivery) 
 		return nil, err
 	}
 	var all []storedEvent
-	for rows.Next() {
-		var s storedEvent
-		if err := rows.Scan(&s.messageID, &s.eventID, &s.codeID); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		all = append(all, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	var se storedEvent
+	if _, err := pgx.ForEachRow(rows, []any{&se.messageID, &se.eventID, &se.codeID}, func() error {
+		all = append(all, se)
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	var quarantined int
@@ -293,17 +314,12 @@ func checkStates(ctx context.Context, r *result, conn querier, codes []*code, st
 		return err
 	}
 	db := map[string]row{}
-	for rows.Next() {
-		var id string
-		var x row
-		if err := rows.Scan(&id, &x.state, &x.needs); err != nil {
-			rows.Close()
-			return err
-		}
+	var id string
+	var x row
+	if _, err := pgx.ForEachRow(rows, []any{&id, &x.state, &x.needs}, func() error {
 		db[id] = x
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 	bad := 0
@@ -435,17 +451,12 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 		return err
 	}
 	outbox := map[string]dbAlert{}
-	for rows.Next() {
-		var id string
-		var a dbAlert
-		if err := rows.Scan(&id, &a.code, &a.typ, &a.seq, &a.attempts, &a.status); err != nil {
-			rows.Close()
-			return err
-		}
+	var id string
+	var a dbAlert
+	if _, err := pgx.ForEachRow(rows, []any{&id, &a.code, &a.typ, &a.seq, &a.attempts, &a.status}, func() error {
 		outbox[id] = a
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 
