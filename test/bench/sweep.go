@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/localpg"
-	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/postgres"
 )
 
@@ -59,30 +56,11 @@ func runSweep(ctx context.Context, srv *localpg.Server, codes, overdue int, logf
 	if err != nil {
 		return nil, fmt.Errorf("create database %s: %w", db, err)
 	}
-	pcfg, err := postgres.PoolConfig(srv.URL(db)) // as the service configures its pool
+	store, err := openStore(ctx, srv.URL(db), postgres.Config{RemovalTimeout: sweepRemovalTimeout})
 	if err != nil {
 		return nil, err
 	}
-	pcfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	m, err := migrations.New(pool, nil)
-	if err != nil {
-		return nil, err
-	}
-	_, err = m.Up(ctx)
-	m.Close()
-	if err != nil {
-		return nil, err
-	}
-	ins, err := jobs.NewInserter(pool, nil)
-	if err != nil {
-		return nil, err
-	}
-	store := postgres.New(pool, ins, postgres.Config{RemovalTimeout: sweepRemovalTimeout})
+	defer store.Pool().Close()
 
 	// Seed in two halves at once: the machine has two cores to fill.
 	start := time.Now()
