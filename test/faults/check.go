@@ -362,38 +362,28 @@ func checkStates(ctx context.Context, r *result, conn querier, codes []*code, st
 // certain: its deletion and its failure were acknowledged before its removal
 // was first sent.
 func troubleOrdered(c *code) bool {
-	firstAck := func(typ string) (time.Time, bool) {
+	// earliest is the earliest time at gives, over the deliveries of the
+	// code's events of type typ for which it gives one (zero: none).
+	earliest := func(typ string, at func(d *delivery) (time.Time, bool)) time.Time {
 		var t time.Time
 		for _, e := range c.events {
 			if e.typ != typ {
 				continue
 			}
 			for _, d := range e.deliveries {
-				if d.acked && (t.IsZero() || d.ackAt.Before(t)) {
-					t = d.ackAt
-				}
-			}
-		}
-		return t, !t.IsZero()
-	}
-	firstSend := func(typ string) time.Time {
-		var t time.Time
-		for _, e := range c.events {
-			if e.typ != typ {
-				continue
-			}
-			for _, d := range e.deliveries {
-				if d.started && (t.IsZero() || d.firstSend.Before(t)) {
-					t = d.firstSend
+				if dt, ok := at(d); ok && (t.IsZero() || dt.Before(t)) {
+					t = dt
 				}
 			}
 		}
 		return t
 	}
-	del, ok1 := firstAck(lifecycle.TypeDeleted)
-	fail, ok2 := firstAck(lifecycle.TypeFailedToRemove)
-	rem := firstSend(lifecycle.TypeRemovedFromDevice)
-	return ok1 && ok2 && !rem.IsZero() && del.Before(rem) && fail.Before(rem)
+	acked := func(d *delivery) (time.Time, bool) { return d.ackAt, d.acked }
+	sent := func(d *delivery) (time.Time, bool) { return d.firstSend, d.started }
+	del := earliest(lifecycle.TypeDeleted, acked)
+	fail := earliest(lifecycle.TypeFailedToRemove, acked)
+	rem := earliest(lifecycle.TypeRemovedFromDevice, sent)
+	return !del.IsZero() && !fail.IsZero() && !rem.IsZero() && del.Before(rem) && fail.Before(rem)
 }
 
 // alertExpectation is how many alerts of each type a code may get.

@@ -164,6 +164,15 @@ func (x *runCtx) restartService(ctx context.Context) error {
 	return x.h.waitReady(ctx, s, 60*time.Second)
 }
 
+// faultScenario is a scenario that, at each of the load's fault times
+// (a wave of messages in flight at each), strikes with fault, keeps the
+// fault up for pause and ends it with end. Each of these faults can cut an
+// alert's delivery short (crashy).
+func faultScenario(key, title string, pause func(p *params) time.Duration, fault, end func(context.Context, *runCtx) error) *scenario {
+	return &scenario{key: key, title: title, crashy: true,
+		extraSlots: faultWaves(pause), inject: faultCycle(pause, fault, end)}
+}
+
 // faultCycle is an inject that, at each of the load's fault times, strikes
 // with fault, keeps the fault up for pause, and ends it with end.
 func faultCycle(pause func(p *params) time.Duration, fault, end func(ctx context.Context, x *runCtx) error) func(context.Context, *runCtx) error {

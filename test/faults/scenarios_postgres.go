@@ -12,29 +12,19 @@ import (
 // out of space; each undone while the load goes on.
 
 func pgStopScenario() *scenario {
-	pause := func(p *params) time.Duration { return p.PGStopPause }
-	return &scenario{
-		key: "pg-stop", title: "Postgres fast shutdown, restart", crashy: true,
-		extraSlots: faultWaves(pause),
-		inject: faultCycle(pause, func(_ context.Context, x *runCtx) error {
-			return wrapErr("stop Postgres", x.h.pg.Stop("fast"))
-		}, func(ctx context.Context, x *runCtx) error {
-			return wrapErr("restart Postgres", x.h.restartPG(ctx))
-		}),
-	}
+	return faultScenario("pg-stop", "Postgres fast shutdown, restart",
+		func(p *params) time.Duration { return p.PGStopPause },
+		func(_ context.Context, x *runCtx) error { return wrapErr("stop Postgres", x.h.pg.Stop("fast")) },
+		func(ctx context.Context, x *runCtx) error { return wrapErr("restart Postgres", x.h.restartPG(ctx)) })
 }
 
 func pgKillScenario() *scenario {
-	pause := func(p *params) time.Duration { return p.PGKillPause }
-	return &scenario{
-		key: "pg-kill", title: "Postgres crash (SIGKILL postmaster), restart", crashy: true,
-		extraSlots: faultWaves(pause),
-		inject: faultCycle(pause, func(_ context.Context, x *runCtx) error {
-			return wrapErr("kill Postgres", x.h.pg.Kill())
-		}, func(ctx context.Context, x *runCtx) error {
+	return faultScenario("pg-kill", "Postgres crash (SIGKILL postmaster), restart",
+		func(p *params) time.Duration { return p.PGKillPause },
+		func(_ context.Context, x *runCtx) error { return wrapErr("kill Postgres", x.h.pg.Kill()) },
+		func(ctx context.Context, x *runCtx) error {
 			return wrapErr("restart Postgres after crash", x.h.restartPG(ctx))
-		}),
-	}
+		})
 }
 
 func pgFreezeScenario() *scenario {
@@ -75,16 +65,10 @@ func pgFreezeScenario() *scenario {
 }
 
 func pgReadOnlyScenario() *scenario {
-	pause := func(p *params) time.Duration { return p.ROPause }
-	return &scenario{
-		key: "pg-readonly", title: "Postgres read-only (default_transaction_read_only), then writable", crashy: true,
-		extraSlots: faultWaves(pause),
-		inject: faultCycle(pause, func(ctx context.Context, x *runCtx) error {
-			return setReadOnly(ctx, x, true)
-		}, func(ctx context.Context, x *runCtx) error {
-			return setReadOnly(ctx, x, false)
-		}),
-	}
+	return faultScenario("pg-readonly", "Postgres read-only (default_transaction_read_only), then writable",
+		func(p *params) time.Duration { return p.ROPause },
+		func(ctx context.Context, x *runCtx) error { return setReadOnly(ctx, x, true) },
+		func(ctx context.Context, x *runCtx) error { return setReadOnly(ctx, x, false) })
 }
 
 // setReadOnly makes every new transaction on the server read-only, as a
@@ -110,23 +94,20 @@ func setReadOnly(ctx context.Context, x *runCtx, on bool) error {
 }
 
 func diskFullScenario() *scenario {
-	pause := func(p *params) time.Duration { return p.DiskPause }
-	return &scenario{
-		key: "disk-full", title: "the database's disk full (tablespace on a small tmpfs), then freed", crashy: true,
-		prepare: func(ctx context.Context, h *harness) (string, string, error) {
-			skip, err := h.prepareSmallDisk(ctx)
-			return tsName, skip, err
-		},
-		extraSlots: faultWaves(pause),
-		inject: faultCycle(pause, func(_ context.Context, x *runCtx) error {
+	sc := faultScenario("disk-full", "the database's disk full (tablespace on a small tmpfs), then freed",
+		func(p *params) time.Duration { return p.DiskPause },
+		func(_ context.Context, x *runCtx) error {
 			n, err := x.h.fillDisk()
 			if err != nil {
 				return fmt.Errorf("fill the disk: %w", err)
 			}
 			x.res.note("disk-full: filled the database's disk with %s", mib(n))
 			return nil
-		}, func(_ context.Context, x *runCtx) error {
-			return wrapErr("free the disk", x.h.freeDisk())
-		}),
+		},
+		func(_ context.Context, x *runCtx) error { return wrapErr("free the disk", x.h.freeDisk()) })
+	sc.prepare = func(ctx context.Context, h *harness) (string, string, error) {
+		skip, err := h.prepareSmallDisk(ctx)
+		return tsName, skip, err
 	}
+	return sc
 }
