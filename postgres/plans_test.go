@@ -8,11 +8,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/codewatch/codewatch/internal/benchseed"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/storetest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/test/bench/benchseed"
 )
 
 // planCheck is what one statement's plans must show.
@@ -93,8 +93,7 @@ func plansEnv(t *testing.T) (free, ordered *postgres.Store, ctx context.Context)
 	}
 	free = open(nil)
 	ordered = open(map[string]string{"enable_sort": "off", "enable_bitmapscan": "off"})
-	if _, err := benchseed.Seed(ctx, free.Pool(), benchseed.Options{Codes: 20_000, Devices: 100, Workspaces: 5,
-		Compact: func(ctx context.Context) error { _, err := free.CompactCounts(ctx); return err }}); err != nil {
+	if _, err := benchseed.Seed(ctx, free, benchseed.Options{Codes: 20_000, Devices: 100, Workspaces: 5}); err != nil {
 		t.Fatal(err)
 	}
 	return free, ordered, ctx

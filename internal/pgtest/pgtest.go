@@ -130,7 +130,7 @@ func URL(db string) string {
 // when the test ends.
 func NewURL(t testing.TB) string {
 	t.Helper()
-	return URL(newDatabase(t))
+	return URL(newDatabase(t, false))
 }
 
 // NewEmptyURL creates a fresh database with no schema at all (not even
@@ -138,32 +138,25 @@ func NewURL(t testing.TB) string {
 // themselves. It is dropped when the test ends.
 func NewEmptyURL(t testing.TB) string {
 	t.Helper()
-	once.Do(setup)
-	if setupErr != nil {
-		t.Fatalf("test database: %v", setupErr)
-	}
-	name := fmt.Sprintf("%s_empty_%d", template, counter.Add(1))
-	ctx := context.Background()
-	if err := exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	return URL(name)
+	return URL(newDatabase(t, true))
 }
 
-// newDatabase creates a fresh migrated database, dropped when the test ends,
-// and returns its name.
-func newDatabase(t testing.TB) string {
+// newDatabase creates a fresh database, dropped when the test ends, and
+// returns its name: a copy of the migrated template or, empty, of
+// template0.
+func newDatabase(t testing.TB, empty bool) string {
 	t.Helper()
 	once.Do(setup)
 	if setupErr != nil {
 		t.Fatalf("test database: %v", setupErr)
 	}
-	name := fmt.Sprintf("%s_%d", template, counter.Add(1))
+	n := counter.Add(1)
+	name, from := fmt.Sprintf("%s_%d", template, n), template
+	if empty {
+		name, from = fmt.Sprintf("%s_empty_%d", template, n), "template0"
+	}
 	ctx := context.Background()
-	if err := exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
+	if err := exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+from); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -188,7 +181,7 @@ func NewBouncedURL(t testing.TB) (direct, bounced string) {
 		}
 		t.Skipf("%v; set CODEWATCH_REQUIRE_PGBOUNCER=1 to fail instead of skipping", err)
 	}
-	name := newDatabase(t)
+	name := newDatabase(t, false)
 	bouncer.once.Do(startBouncer)
 	if bouncer.err != nil {
 		t.Fatalf("pgbouncer: %v", bouncer.err)

@@ -23,7 +23,9 @@ func (a dbSample) sub(b dbSample) dbSample {
 	return dbSample{ok: a.ok && b.ok, xacts: a.xacts - b.xacts, walBytes: a.walBytes - b.walBytes, walSyncs: a.walSyncs - b.walSyncs}
 }
 
-// dbSampler reads dbSamples over one connection of its own.
+// dbSampler reads dbSamples over one connection of its own. Its SQL stays
+// here, not in postgres/: it reads the server's statistics (pg_stat_*, the
+// WAL position), not the domain's tables.
 type dbSampler struct{ conn *pgx.Conn }
 
 func newDBSampler(ctx context.Context, url string) (*dbSampler, error) {

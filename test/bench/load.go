@@ -253,12 +253,18 @@ func (l *levelLoad) stats() levelStats {
 		lat = append(lat, s.end-s.start)
 	}
 	st.eventsPerSec = float64(st.completed) / l.measure.Seconds()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	st.p50, st.p90, st.p99 = percentile(lat, 0.50), percentile(lat, 0.90), percentile(lat, 0.99)
-	if len(lat) > 0 {
-		st.max = lat[len(lat)-1]
-	}
+	st.p50, st.p90, st.p99, st.max = latencies(lat)
 	return st
+}
+
+// latencies sorts lat and returns its p50, p90, p99 and maximum (0 when
+// empty).
+func latencies(lat []time.Duration) (p50, p90, p99, max time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		max = lat[len(lat)-1]
+	}
+	return percentile(lat, 0.50), percentile(lat, 0.90), percentile(lat, 0.99), max
 }
 
 // percentile of sorted values, nearest rank.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,10 @@ import (
 	"github.com/codewatch/codewatch/seamevent"
 )
 
-// codeColumns mirrors lifecycle/store.go's codeColumns (unexported there).
+// The ceiling script stays here, not in postgres/: pgbench runs it, in its
+// own script language, as a copy of the statements the service sends.
+
+// codeColumns mirrors postgres/store.go's codeColumns (unexported there).
 const codeColumns = `access_code_id, workspace_id, device_id, connected_account_id,
 	deletion_state, on_device, needs_troubleshooting, troubleshooting_reason,
 	troubleshooting_details, trouble_key, trouble_since, acknowledged_key,
@@ -26,8 +30,8 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
 	last_event_at, terminal_at, last_alert_at, updated_at, id`
 
-// pgbenchScript is one event's ingest transaction as lifecycle/ingest.go and
-// lifecycle/store.go run it for a batch of one: the same statements, with
+// pgbenchScript is one event's ingest transaction as postgres/ingest.go and
+// postgres/store.go run it for a batch of one: the same statements, with
 // each array parameter a one-element array. Ids are fresh random numbers, so
 // every transaction stores a new event of a new code. The raw body is a
 // real event body of the size the service stores (hex, because pgbench
@@ -183,4 +187,63 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// runPgbenchLevels runs pgbench for warmup+d at each level: pgbench has no
+// warm-up of its own, and its -T clock includes connecting the clients; the
+// tps it reports excludes the connection time.
+func runPgbenchLevels(ctx context.Context, w io.Writer, tmp string, srv *localpg.Server, dbs *dbSampler, pmPID int, levels []*level, warmup, d time.Duration, statements bool) error {
+	bin, err := pgbenchPath()
+	if err != nil {
+		return err
+	}
+	script := filepath.Join(tmp, "ingest.pgbench")
+	if err := os.WriteFile(script, []byte(pgbenchScript(pgbenchBody())), 0o644); err != nil {
+		return err
+	}
+	d += warmup
+	fmt.Fprintf(w, "\n## pgbench: one event's ingest transaction per pgbench transaction (%s, -M prepared -j 2 -T %s, database codewatch)\n",
+		bin, d.Round(time.Second))
+	var firstErr error
+	for _, lv := range levels {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		c0 := sampleCPU(0, pmPID)
+		db0 := dbs.sample(ctx)
+		if statements {
+			dbs.resetStatements(ctx)
+		}
+		r, err := runPgbench(ctx, bin, script, srv.Port, "codewatch", lv.conc, d)
+		db1 := dbs.sample(ctx)
+		var top []string
+		if statements {
+			top = dbs.topStatements(ctx, 8)
+		}
+		// Backends of the run exit after pgbench; let the postmaster reap
+		// them so their CPU is counted.
+		time.Sleep(300 * time.Millisecond)
+		c1 := sampleCPU(0, pmPID)
+		if err != nil {
+			lv.pgbError = err.Error()
+			fmt.Fprintf(w, "  -c %-4d error: %v\n", lv.conc, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		lv.pgb = &r
+		lv.pgbCPU = c1.sub(c0).postgres
+		lv.pgbWall = c1.at.Sub(c0.at)
+		ratio := lv.st.eventsPerSec / r.tps
+		dd := db1.sub(db0)
+		fmt.Fprintf(w, "  -c %-4d tps %.0f  latency avg %.2f ms  %d transactions, %d failed; postgres %.2f cores (%.0f µs/tx), pgbench %.2f cores; %.0f WAL bytes/tx, ≈%.1f tx/WAL sync; service/pgbench %.2f\n",
+			lv.conc, r.tps, r.latencyMS, r.processed, r.failed, cores(lv.pgbCPU, lv.pgbWall), lv.pgbCPU/float64(max(r.processed, 1))*1e6,
+			r.cpu/d.Seconds(), dd.walBytes/float64(max(r.processed, 1)), float64(r.processed)/max(dd.walSyncs, 1), ratio)
+		printStatements(w, top)
+		if r.failed > 0 && firstErr == nil {
+			firstErr = fmt.Errorf("-c %d: %d failed transactions", lv.conc, r.failed)
+		}
+	}
+	return firstErr
 }

@@ -15,7 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/codewatch/codewatch/datakeys"
+	"github.com/codewatch/codewatch/jobs"
+	"github.com/codewatch/codewatch/localpg"
+	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -192,4 +198,56 @@ func (s *service) logSummary(n int) string {
 func (s *service) logTail(n int) string {
 	b, _ := os.ReadFile(s.logPath)
 	return tail(string(b), n)
+}
+
+// startPostgres starts the benchmark's Postgres under tmp.
+func startPostgres(ctx context.Context, tmp string, opts localpg.Options) (*localpg.Server, error) {
+	srv, err := localpg.Start(ctx, tmp+"/pg", opts)
+	if err != nil {
+		// Start may fail after the server came up (creating the database):
+		// SIGINT is the postmaster's fast shutdown.
+		if pid := postmasterPID(tmp + "/pg/data"); pid > 0 {
+			_ = killPID(pid)
+		}
+		return nil, fmt.Errorf("start Postgres: %w", err)
+	}
+	return srv, nil
+}
+
+func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGINT) }
+
+func stopPostgres(srv *localpg.Server) {
+	if err := srv.Stop("fast"); err != nil {
+		_ = srv.Kill()
+	}
+}
+
+// openStore opens a pool of 4 connections on url, configured as the
+// service configures its pool (postgres.PoolConfig), migrates the database
+// and returns a Store on it with cfg. The caller closes store.Pool().
+func openStore(ctx context.Context, url string, cfg postgres.Config) (*postgres.Store, error) {
+	pcfg, err := postgres.PoolConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	pcfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := migrations.New(pool, nil)
+	if err == nil {
+		_, err = m.Up(ctx)
+		m.Close()
+	}
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ins, err := jobs.NewInserter(pool, nil)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return postgres.New(pool, ins, cfg), nil
 }

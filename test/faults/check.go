@@ -106,10 +106,39 @@ func checkLedger(r *result, d *driver, dels []*delivery) {
 	}
 }
 
+// The checks query the domain's tables themselves, not through the store:
+// an independent oracle keeps its own queries (issue 20).
+
 // querier is what the checks need of a connection (*pgx.Conn, *pgxpool.Pool).
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// waitOutboxDrained waits, up to limit, for the outbox to drain: every
+// alert delivered and recorded.
+func waitOutboxDrained(ctx context.Context, res *result, conn querier, limit time.Duration) {
+	drainT0 := time.Now()
+	var pending int
+	for {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM alert_deliveries WHERE status = 'pending'`).Scan(&pending); err != nil {
+			res.fail("check: count pending alerts: %v", err)
+			break
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Since(drainT0) > limit {
+			res.fail("alerts: %d deliveries still pending %s after the load", pending, limit)
+			break
+		}
+		if sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) != nil {
+			break
+		}
+	}
+	if d := time.Since(drainT0); d > 5*time.Second {
+		res.note("alert outbox took %s to drain", d.Round(100*time.Millisecond))
+	}
 }
 
 type storedEvent struct {
@@ -124,16 +153,11 @@ func checkStore(ctx context.Context, r *result, conn querier, dels []*delivery) 
 		return nil, err
 	}
 	var all []storedEvent
-	for rows.Next() {
-		var s storedEvent
-		if err := rows.Scan(&s.messageID, &s.eventID, &s.codeID); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		all = append(all, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	var se storedEvent
+	if _, err := pgx.ForEachRow(rows, []any{&se.messageID, &se.eventID, &se.codeID}, func() error {
+		all = append(all, se)
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	var quarantined int
@@ -290,17 +314,12 @@ func checkStates(ctx context.Context, r *result, conn querier, codes []*code, st
 		return err
 	}
 	db := map[string]row{}
-	for rows.Next() {
-		var id string
-		var x row
-		if err := rows.Scan(&id, &x.state, &x.needs); err != nil {
-			rows.Close()
-			return err
-		}
+	var id string
+	var x row
+	if _, err := pgx.ForEachRow(rows, []any{&id, &x.state, &x.needs}, func() error {
 		db[id] = x
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 	bad := 0
@@ -343,38 +362,28 @@ func checkStates(ctx context.Context, r *result, conn querier, codes []*code, st
 // certain: its deletion and its failure were acknowledged before its removal
 // was first sent.
 func troubleOrdered(c *code) bool {
-	firstAck := func(typ string) (time.Time, bool) {
+	// earliest is the earliest time at gives, over the deliveries of the
+	// code's events of type typ for which it gives one (zero: none).
+	earliest := func(typ string, at func(d *delivery) (time.Time, bool)) time.Time {
 		var t time.Time
 		for _, e := range c.events {
 			if e.typ != typ {
 				continue
 			}
 			for _, d := range e.deliveries {
-				if d.acked && (t.IsZero() || d.ackAt.Before(t)) {
-					t = d.ackAt
-				}
-			}
-		}
-		return t, !t.IsZero()
-	}
-	firstSend := func(typ string) time.Time {
-		var t time.Time
-		for _, e := range c.events {
-			if e.typ != typ {
-				continue
-			}
-			for _, d := range e.deliveries {
-				if d.started && (t.IsZero() || d.firstSend.Before(t)) {
-					t = d.firstSend
+				if dt, ok := at(d); ok && (t.IsZero() || dt.Before(t)) {
+					t = dt
 				}
 			}
 		}
 		return t
 	}
-	del, ok1 := firstAck(lifecycle.TypeDeleted)
-	fail, ok2 := firstAck(lifecycle.TypeFailedToRemove)
-	rem := firstSend(lifecycle.TypeRemovedFromDevice)
-	return ok1 && ok2 && !rem.IsZero() && del.Before(rem) && fail.Before(rem)
+	acked := func(d *delivery) (time.Time, bool) { return d.ackAt, d.acked }
+	sent := func(d *delivery) (time.Time, bool) { return d.firstSend, d.started }
+	del := earliest(lifecycle.TypeDeleted, acked)
+	fail := earliest(lifecycle.TypeFailedToRemove, acked)
+	rem := earliest(lifecycle.TypeRemovedFromDevice, sent)
+	return !del.IsZero() && !fail.IsZero() && !rem.IsZero() && del.Before(rem) && fail.Before(rem)
 }
 
 // alertExpectation is how many alerts of each type a code may get.
@@ -432,17 +441,12 @@ func checkAlerts(ctx context.Context, r *result, conn querier, codes []*code, st
 		return err
 	}
 	outbox := map[string]dbAlert{}
-	for rows.Next() {
-		var id string
-		var a dbAlert
-		if err := rows.Scan(&id, &a.code, &a.typ, &a.seq, &a.attempts, &a.status); err != nil {
-			rows.Close()
-			return err
-		}
+	var id string
+	var a dbAlert
+	if _, err := pgx.ForEachRow(rows, []any{&id, &a.code, &a.typ, &a.seq, &a.attempts, &a.status}, func() error {
 		outbox[id] = a
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 

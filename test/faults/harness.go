@@ -155,7 +155,7 @@ func (h *harness) cleanup() {
 }
 
 // createDB makes a fresh database for a scenario, in tablespace ts unless
-// that is "".
+// that is "" (local cluster setup: its SQL stays here, not in postgres/).
 func (h *harness) createDB(ctx context.Context, name, ts string) (string, error) {
 	conn, err := pgx.Connect(ctx, h.pg.URL("postgres"))
 	if err != nil {

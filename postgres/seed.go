@@ -1,157 +1,152 @@
-// Package benchseed fills a migrated codewatch database with a realistic
-// portfolio at scale, fast (set-based SQL, two connections at once): the
-// read benchmark's million codes (test/bench -reads) and the plan tests'
-// smaller copy (postgres), so both plan the same distribution.
-//
-// The portfolio, per 10,000 codes: 5,500 removed, 4,140 active, 200
-// deleted_not_programmed, 100 awaiting removal (deleted in the last 90
-// minutes), 10 deletion requests pending, and 50 in trouble or acknowledged:
-// 20 removal_overdue, 8 removal_delayed, 4 failed_to_remove, 3
-// delete_action_failed, 1 used_after_deletion and 1 still_on_lock (both
-// removed), 13 overdue and acknowledged. Codes are spread over Devices locks
-// at random, locks over Workspaces workspaces; 2% of locks are offline.
-// Each code has the events that brought it there (about 3.1 per code), each
-// with a Seam-like raw body of about 400 bytes. Codes were created 2 to 82
-// days ago, so none is old enough for the default retention (90 days) to
-// prune while a benchmark runs; deletions awaiting removal are at most 90
-// minutes old (run the service with a removal timeout above that, or the
-// sweeper flags them while it runs).
-package benchseed
+package postgres
 
 import (
 	"context"
-	"crypto/md5"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/datakeys"
-	"github.com/codewatch/codewatch/postgres"
 )
 
-// Options size the portfolio.
-type Options struct {
-	Codes      int
-	Devices    int
-	Workspaces int
-	// NoEvents seeds codes and locks only.
-	NoEvents bool
-	// Keys, when set, seal the events' bodies and hash their PINs as the
-	// service does (key_id, pin_hash, pin_hint): a service started with
-	// them finds no body in clear to seal. Without keys the bodies are
-	// stored in clear, as before encryption (faster, for plan tests).
-	Keys *datakeys.Keyring
-	// Compact, when set, is called after the inserts and before the
-	// vacuum: the trigger of migration 00009 appended a change per code to
-	// code_counts (postgres.Store.CompactCounts folds them).
-	Compact func(context.Context) error
+// Seeding: the statements that fill a migrated, empty database with a
+// realistic portfolio at scale, set-based, for the read benchmark and the
+// plan tests (test/bench/benchseed runs them, over two halves of the codes
+// at once, and documents the portfolio). They live here, beside the
+// statements that read what they write, so that the rows are the service's:
+// its columns, its code_counts trigger, bodies sealed and PINs hashed as
+// ingest does. None runs under Config.QueryTimeout: at a million codes one
+// statement takes a minute or more; the caller's context bounds them.
+
+// SeedCodes inserts the portfolio's codes g in [from, to] on devices locks
+// in workspaces workspaces (seedCodesSQL).
+func (s *Store) SeedCodes(ctx context.Context, from, to int64, devices, workspaces int) error {
+	_, err := s.pool.Exec(ctx, seedCodesSQL, from, to, devices, workspaces)
+	return err
 }
 
-// Report says what Seed did.
-type Report struct {
-	Codes, Events, Devices int64
-	CodesTook, EventsTook  time.Duration
-	VacuumTook             time.Duration
+// SeedDevices inserts the portfolio's devices locks in workspaces
+// workspaces; one in 50 is offline.
+func (s *Store) SeedDevices(ctx context.Context, devices, workspaces int) error {
+	_, err := s.pool.Exec(ctx, seedDevicesSQL, devices, workspaces)
+	return err
 }
 
-// CodeID is the access_code_id of the g-th seeded code (1-based).
-func CodeID(g int) string { return md5UUID(fmt.Sprintf("code-%d", g)) }
+// SeededCodeIDs returns the smallest and largest access_codes.id, the
+// range SeedEvents and SeedSealedEvents split.
+func (s *Store) SeededCodeIDs(ctx context.Context) (lo, hi int64, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT min(id), max(id) FROM access_codes`).Scan(&lo, &hi)
+	return lo, hi, err
+}
 
-// DeviceID is the device_id of the d-th seeded lock (0-based).
-func DeviceID(d int) string { return md5UUID(fmt.Sprintf("device-%d", d)) }
+// SeedEvents inserts the events of the codes with id in [from, to] with
+// their bodies in clear (no data keys: as a version before encryption
+// stored them; faster, for plan tests).
+func (s *Store) SeedEvents(ctx context.Context, from, to int64) error {
+	_, err := s.pool.Exec(ctx, seedEventsSQL, from, to)
+	return err
+}
 
-// WorkspaceID and AccountID are the workspace and connected account of the
-// d-th lock of a portfolio in workspaces workspaces.
-func WorkspaceID(d, workspaces int) string { return md5UUID(fmt.Sprintf("ws-%d", d%workspaces)) }
+// SeedSealedEvents inserts the events of the codes with id in [from, to],
+// each body sealed under the store's first data key and its PIN hashed as
+// the service does (key_id, pin_hash, pin_hint): a service started with the
+// same keys finds no body in clear to seal. pin_tokens stays NULL, as on a
+// row from before migration 00011 (its token is computed from pin_hash).
+// The rows stream from one connection through Go into COPY on another.
+func (s *Store) SeedSealedEvents(ctx context.Context, from, to int64) error {
+	if s.cfg.Keys == nil {
+		return errNoKeys
+	}
+	src, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer src.Release()
+	dst, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer dst.Release()
+	rs, err := src.Query(ctx, seedEventsSelect, from, to)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	cols := append(slices.Clone(seedEventColumns), "key_id", "pin_hash", "pin_hint")
+	_, err = dst.CopyFrom(ctx, pgx.Identifier{tableEvents}, cols, &sealingSource{rows: rs, keys: s.cfg.Keys})
+	if err != nil {
+		return err
+	}
+	return rs.Err()
+}
 
-// AccountID: see WorkspaceID.
-func AccountID(d, workspaces int) string { return md5UUID(fmt.Sprintf("acct-%d", d%workspaces)) }
+// Settle vacuums and analyzes tables (as autovacuum would have long since
+// after they were written) and checkpoints, so that the writes of seeding
+// do not land in a measurement.
+func (s *Store) Settle(ctx context.Context, tables ...string) error {
+	var stmts []string
+	for _, t := range tables {
+		stmts = append(stmts, "VACUUM (ANALYZE) "+pgx.Identifier{t}.Sanitize())
+	}
+	for _, q := range append(stmts, "CHECKPOINT") {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
 
-// Seed inserts the portfolio into an empty database, then vacuums and
-// analyzes the tables (as autovacuum would have long since) and
-// checkpoints, so that the writes of seeding do not land in a measurement.
-func Seed(ctx context.Context, pool *pgxpool.Pool, o Options) (*Report, error) {
-	if o.Codes < 2 || o.Devices < 1 || o.Workspaces < 1 {
-		return nil, fmt.Errorf("benchseed: need codes ≥ 2, devices ≥ 1, workspaces ≥ 1, got %+v", o)
-	}
-	r := &Report{}
-	t := time.Now()
-	if err := halves(ctx, pool, codesSQL, 1, int64(o.Codes), o.Devices, o.Workspaces); err != nil {
-		return nil, fmt.Errorf("seed access_codes: %w", err)
-	}
-	if _, err := pool.Exec(ctx, devicesSQL, o.Devices, o.Workspaces); err != nil {
-		return nil, fmt.Errorf("seed devices: %w", err)
-	}
-	r.CodesTook = time.Since(t)
-	if !o.NoEvents {
-		t = time.Now()
-		var lo, hi int64
-		if err := pool.QueryRow(ctx, `SELECT min(id), max(id) FROM access_codes`).Scan(&lo, &hi); err != nil {
-			return nil, err
-		}
-		var err error
-		if o.Keys == nil {
-			err = halves(ctx, pool, eventsSQL, lo, hi)
-		} else {
-			err = inHalves(lo, hi, func(from, to int64) error { return copySealed(ctx, pool, o.Keys, from, to) })
-		}
-		if err != nil {
-			return nil, fmt.Errorf("seed events: %w", err)
-		}
-		r.EventsTook = time.Since(t)
-	}
-	if o.Compact != nil {
-		if err := o.Compact(ctx); err != nil {
-			return nil, fmt.Errorf("compact counts: %w", err)
-		}
-	}
-	t = time.Now()
-	for _, q := range []string{`VACUUM (ANALYZE) access_codes`, `VACUUM (ANALYZE) events`, `VACUUM (ANALYZE) devices`,
-		`VACUUM (ANALYZE) code_counts`, `CHECKPOINT`} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			return nil, fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	r.VacuumTook = time.Since(t)
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM access_codes), (SELECT count(*) FROM events),
-		(SELECT count(*) FROM devices)`).Scan(&r.Codes, &r.Events, &r.Devices); err != nil {
+// CountSeeded returns how many codes, events and locks the database holds.
+func (s *Store) CountSeeded(ctx context.Context) (codes, events, devices int64, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM access_codes), (SELECT count(*) FROM events),
+		(SELECT count(*) FROM devices)`).Scan(&codes, &events, &devices)
+	return codes, events, devices, err
+}
+
+// CodeKeys are a code's id and the ids of its lock, workspace and account.
+type CodeKeys struct {
+	AccessCodeID, DeviceID, WorkspaceID, ConnectedAccountID string
+}
+
+// SampleActiveCodes returns up to n active codes, every third in id order
+// (spread over a seeded portfolio), for a benchmark's load to delete.
+func (s *Store) SampleActiveCodes(ctx context.Context, n int) ([]CodeKeys, error) {
+	rs, err := s.pool.Query(ctx, `SELECT access_code_id, device_id, workspace_id, connected_account_id FROM access_codes
+		WHERE deletion_state = 'active' AND id % 3 = 1 ORDER BY id LIMIT $1`, n)
+	if err != nil {
 		return nil, err
 	}
-	return r, nil
-}
-
-// halves runs q over [from, to] in two halves at once: the machine has two
-// cores to fill.
-func halves(ctx context.Context, pool *pgxpool.Pool, q string, from, to int64, extra ...any) error {
-	return inHalves(from, to, func(a, b int64) error {
-		_, err := pool.Exec(ctx, q, append([]any{a, b}, extra...)...)
-		return err
+	return pgx.CollectRows(rs, func(r pgx.CollectableRow) (CodeKeys, error) {
+		var c CodeKeys
+		err := r.Scan(&c.AccessCodeID, &c.DeviceID, &c.WorkspaceID, &c.ConnectedAccountID)
+		return c, err
 	})
 }
 
-// inHalves runs f over the two halves of [from, to] at once.
-func inHalves(from, to int64, f func(from, to int64) error) error {
-	half := from + (to-from)/2
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, r := range [][2]int64{{from, half}, {half + 1, to}} {
-		wg.Go(func() { errs[i] = f(r[0], r[1]) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+// TableSizes are the on-disk sizes a benchmark reports, in bytes.
+type TableSizes struct {
+	// Codes and CodeIndexes: access_codes' heap and its indexes.
+	Codes, CodeIndexes int64
+	// Events: events with its indexes and TOAST.
+	Events int64
 }
 
-// codesSQL inserts codes g in [$1, $2] on $3 locks in $4 workspaces. The
+// TableSizes returns the sizes of access_codes and events.
+func (s *Store) TableSizes(ctx context.Context) (TableSizes, error) {
+	var t TableSizes
+	err := s.pool.QueryRow(ctx, `SELECT pg_table_size('access_codes'), pg_indexes_size('access_codes'), pg_total_relation_size('events')`).
+		Scan(&t.Codes, &t.CodeIndexes, &t.Events)
+	return t, err
+}
+
+// seedCodesSQL inserts codes g in [$1, $2] on $3 locks in $4 workspaces. The
 // kind of code g is fixed by (g * 5761) % 10000, a permutation of the
 // residues, so every 10,000 consecutive codes hold exactly the proportions
-// above; its lock is a hash of g, independent of its kind.
-const codesSQL = `
+// of the portfolio (see test/bench/benchseed); its lock is a hash of g,
+// independent of its kind.
+const seedCodesSQL = `
 INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_account_id,
 	deletion_state, on_device, needs_troubleshooting, troubleshooting_reason,
 	troubleshooting_details, trouble_key, trouble_since, acknowledged_key, acknowledged_at,
@@ -231,8 +226,8 @@ FROM (
 	) b
 ) c`
 
-// devicesSQL inserts $1 locks in $2 workspaces; one in 50 is offline.
-const devicesSQL = `
+// seedDevicesSQL inserts $1 locks in $2 workspaces; one in 50 is offline.
+const seedDevicesSQL = `
 INSERT INTO devices (device_id, workspace_id, connected_account_id, online, online_changed_at,
 	connectivity_error_code, last_event_at)
 SELECT md5('device-' || d)::uuid::text, md5('ws-' || (d % $2))::uuid::text, md5('acct-' || (d % $2))::uuid::text,
@@ -243,12 +238,12 @@ SELECT md5('device-' || d)::uuid::text, md5('ws-' || (d % $2))::uuid::text, md5(
 FROM generate_series(0, $1 - 1) AS d
 ON CONFLICT (device_id) DO NOTHING`
 
-// eventsSelect reads the events of the codes with id in [$1, $2], from
+// seedEventsSelect reads the events of the codes with id in [$1, $2], from
 // their rows: created and set on the lock, codewatch's request and its
 // failed action attempt, Seam's deletion, delay or failure, removal, and an
 // unlock after the deletion. pin is the code's PIN (six digits) on the
 // events whose body carries it (set on the lock, deleted), as Seam's do.
-const eventsSelect = `
+const seedEventsSelect = `
 SELECT 'msg_seed' || c.id || '_' || e.n AS message_id,
 	md5(c.access_code_id || '/' || e.n)::uuid::text AS event_id,
 	e.type AS event_type, c.workspace_id, e.at AS occurred_at, e.at AS created_at,
@@ -286,43 +281,17 @@ CROSS JOIN LATERAL (VALUES
 ) AS e(n, type, at, details)
 WHERE e.at IS NOT NULL`
 
-// eventColumns are the columns eventsSelect gives, in order, without pin.
-var eventColumns = []string{"message_id", "event_id", "event_type", "workspace_id", "occurred_at", "created_at",
+// seedEventColumns are the columns seedEventsSelect gives, in order,
+// without pin.
+var seedEventColumns = []string{"message_id", "event_id", "event_type", "workspace_id", "occurred_at", "created_at",
 	"access_code_id", "device_id", "connected_account_id", "details", "raw", "received_at", "source"}
 
-// eventsSQL inserts eventsSelect's events with their bodies in clear (no
-// data keys: as a version before encryption stored them).
-var eventsSQL = `INSERT INTO events (` + strings.Join(eventColumns, ", ") + `)
-	SELECT ` + strings.Join(eventColumns, ", ") + ` FROM (` + eventsSelect + `) e`
+// seedEventsSQL inserts seedEventsSelect's events with their bodies in
+// clear.
+var seedEventsSQL = `INSERT INTO events (` + strings.Join(seedEventColumns, ", ") + `)
+	SELECT ` + strings.Join(seedEventColumns, ", ") + ` FROM (` + seedEventsSelect + `) e`
 
-// copySealed streams eventsSelect's events for the codes with id in
-// [from, to] through Go, which seals each body and hashes its PIN as the
-// service does, into events with COPY.
-func copySealed(ctx context.Context, pool *pgxpool.Pool, keys *datakeys.Keyring, from, to int64) error {
-	src, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer src.Release()
-	dst, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer dst.Release()
-	rs, err := src.Query(ctx, eventsSelect, from, to)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	cols := append(slices.Clone(eventColumns), "key_id", "pin_hash", "pin_hint")
-	_, err = dst.CopyFrom(ctx, pgx.Identifier{"events"}, cols, &sealingSource{rows: rs, keys: keys})
-	if err != nil {
-		return err
-	}
-	return rs.Err()
-}
-
-// sealingSource turns eventsSelect's rows into sealed events rows.
+// sealingSource turns seedEventsSelect's rows into sealed events rows.
 type sealingSource struct {
 	rows pgx.Rows
 	keys *datakeys.Keyring
@@ -339,10 +308,10 @@ func (s *sealingSource) Next() bool {
 		s.err = err
 		return false
 	}
-	// v: eventColumns..., pin
+	// v: seedEventColumns..., pin
 	msgID, _ := v[0].(string)
 	raw, _ := v[10].([]byte)
-	keyID, sealed, err := s.keys.Seal(raw, postgres.BodyAAD("events", msgID))
+	keyID, sealed, err := s.keys.Seal(raw, BodyAAD(tableEvents, msgID))
 	if err != nil {
 		s.err = err
 		return false
@@ -366,10 +335,4 @@ func (s *sealingSource) Err() error {
 		return s.err
 	}
 	return s.rows.Err()
-}
-
-// md5UUID is Postgres' md5(s)::uuid::text.
-func md5UUID(s string) string {
-	h := fmt.Sprintf("%x", md5.Sum([]byte(s)))
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
