@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -152,8 +153,17 @@ func startOldReplica(t *testing.T, dbURL, first string) string {
 	}
 }
 
+// freeAddr picks a free port below Linux's ephemeral range, where no
+// outgoing connection takes it before the old replica binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

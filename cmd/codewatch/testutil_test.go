@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -140,9 +141,19 @@ func newDataKey(t testing.TB, id string) string {
 	return e
 }
 
-// freeAddr returns a 127.0.0.1 address with a port nobody listens on now.
+// freeAddr returns a 127.0.0.1 address with a port nobody listens on now,
+// below Linux's ephemeral range (32768-60999): a port picked there (as
+// ":0" does) can be taken, before the server binds it, by any outgoing
+// connection of the many test processes running at once.
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -260,12 +271,36 @@ func tail(s string, n int) string {
 }
 
 // startServer starts `codewatch serve` and waits until /readyz answers 200.
+// A port picked free and taken by another process before serve bound it is
+// picked again (env is updated), a few times.
 func startServer(t testing.TB, name string, env serveEnv, args ...string) *server {
 	t.Helper()
-	s := newServer(t, name, env, args...)
-	s.start()
-	s.waitReady(30 * time.Second)
-	return s
+	for attempt := 1; ; attempt++ {
+		s := newServer(t, name, env, args...)
+		s.start()
+		if attempt < 5 && s.lostItsPort(30*time.Second) {
+			env["CODEWATCH_LISTEN"], env["CODEWATCH_OPS_LISTEN"] = freeAddr(t), freeAddr(t)
+			continue
+		}
+		s.waitReady(30 * time.Second)
+		return s
+	}
+}
+
+// lostItsPort reports whether s exited at start because a port it was
+// given was taken meanwhile (it waits until s is ready, exits, or timeout).
+func (s *server) lostItsPort(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if s.exited() {
+			return strings.Contains(s.stderr.String(), "is already in use")
+		}
+		if code, err := s.readyz(); err == nil && code == http.StatusOK {
+			return false
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return false
 }
 
 func (s *server) exited() bool {
