@@ -186,6 +186,11 @@ func (m *Migrator) Up(ctx context.Context) ([]Applied, error) {
 			out = append(out, Applied{Name: r.Source.Path, Duration: r.Duration})
 		}
 		name := pe.Failed.Source.Path
+		if connectionLost(pe.Err) {
+			// The database went away mid-migration (a restart, a
+			// failover): not the migration's fault; the caller retries.
+			return out, pe.Err
+		}
 		if !lockNotAvailable(pe.Err) || attempt > m.LockRetries {
 			return out, &Error{Name: name, Err: pe.Err, Attempts: attempt}
 		}
@@ -214,13 +219,31 @@ func lockNotAvailable(err error) bool {
 // a migration Error; connection failures stay as they are (retryable).
 func classify(name string, err error) error {
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
+	if errors.As(err, &pg) && !connectionLost(err) {
 		if name == "" {
 			name = "(unknown)"
 		}
 		return &Error{Name: name, Err: err}
 	}
 	return err
+}
+
+// connectionLost reports whether err is the database ending the session or
+// refusing it for now, rather than refusing a statement: the server shutting
+// down or restarting (57P01-57P03: an administrator's stop, a crash, not yet
+// accepting connections), too many connections (53300), or any connection
+// exception (class 08). A migration that meets one is retried, like an
+// unreachable database, not reported as failed.
+func connectionLost(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	switch pg.Code {
+	case "57P01", "57P02", "57P03", "53300":
+		return true
+	}
+	return strings.HasPrefix(pg.Code, "08")
 }
 
 // Down rolls back codewatch's newest migration. River's tables stay.

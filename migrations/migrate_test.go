@@ -268,3 +268,45 @@ SELECT 1;
 		c.Release()
 	}
 }
+
+// A database that ends the session mid-migration (an administrator's stop, a
+// restart, a failover: 57P01) has not refused the migration: Up's error is
+// not a migrations.Error, so serve keeps retrying as for an unreachable
+// database instead of exiting. Before, every SQLSTATE counted as the
+// migration's own failure, and the fault suite's Postgres stop killed
+// codewatch at start-up.
+func TestMigrationCutOffByTheServerIsRetryable(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	m, _ := newMigrator(t, pool, withSample(t, `-- +goose NO TRANSACTION
+-- +goose Up
+SET lock_timeout = '5s';
+SELECT pg_sleep(30);
+-- +goose Down
+SET lock_timeout = '5s';
+SELECT 1;
+`))
+	done := make(chan error, 1)
+	go func() { _, err := m.Up(context.Background()); done <- err }()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(30)%' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sample migration never ran")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	err := <-done
+	var me *migrations.Error
+	if err == nil || errors.As(err, &me) {
+		t.Fatalf("Up: %v (%#v), want a retryable error, not a migration failure", err, me)
+	}
+}

@@ -282,7 +282,7 @@ func (a *App) startUp(ctx, bg, sealCtx context.Context) error {
 		return err
 	}
 	a.store.Start()
-	if err := a.worker.Start(bg); err != nil {
+	if err := retryStart(ctx, "background jobs", func() error { return a.worker.Start(bg) }, logger, a.ready.waiting); err != nil {
 		return err
 	}
 	logger.Info("codewatch serving", "listen", a.pubLn.Addr().String(), "ops_listen", a.opsLn.Addr().String(),

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -43,4 +46,32 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// River's client pings the database as it starts: a database that stops
+// between the migrations and that ping is retried like one unreachable at
+// start (the fault suite's Postgres stop ended the process here), and
+// readiness says why meanwhile.
+func TestRetryStartRetriesUntilItStarts(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	calls, why := 0, ""
+	err := retryStart(context.Background(), "background jobs", func() error {
+		calls++
+		if calls < 3 {
+			return errors.New("error making initial connection to database: FATAL: terminating connection due to administrator command (SQLSTATE 57P01)")
+		}
+		return nil
+	}, logger, func(s string) { why = s })
+	if err != nil || calls != 3 {
+		t.Fatalf("retryStart: %v after %d calls", err, calls)
+	}
+	if !strings.Contains(why, "57P01") || strings.Count(logs.String(), "background jobs did not start; retrying") != 2 {
+		t.Errorf("readiness %q, logs:\n%s", why, logs.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := retryStart(ctx, "background jobs", func() error { return errors.New("down") }, logger, func(string) {}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled start: %v", err)
+	}
 }

@@ -212,6 +212,33 @@ func waitForDatabase(ctx context.Context, migr *migrations.Migrator, migrate boo
 	}
 }
 
+// retryStart runs start until it succeeds or ctx ends, waiting 500 ms
+// doubling to 5 s between attempts, with one log line per retry. River's
+// client pings the database as it starts: the database stopping between
+// the migrations and that ping must not end the process (it recovers like a
+// database unreachable at start).
+func retryStart(ctx context.Context, what string, start func() error, logger *slog.Logger, setNotReady func(string)) error {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := start()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		why := oneLine(err.Error())
+		setNotReady("starting " + what + ": " + why)
+		logger.Warn(what+" did not start; retrying", "attempt", attempt, "retry_in", delay.String(), "error", why)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
 // sealClearBodies seals the bodies that a version before encryption stored
 // in clear (key_id NULL), in the background, in small batches that ingest
 // does not wait on; replicas starting together share the work (SKIP LOCKED).
