@@ -179,31 +179,14 @@ func SlackText(a *lifecycle.AlertPayload) string {
 	return b.String()
 }
 
-// SeamMessages pulls Seam's human messages out of troubleshooting details.
+// SeamMessages pulls Seam's human messages about the code and its lock out
+// of troubleshooting details (lifecycle.SeamMessages): errors first, the
+// code's before the lock's.
 func SeamMessages(details json.RawMessage) []string {
-	// details also holds event_id (a string): read only the arrays.
-	var d map[string]json.RawMessage
-	if len(details) == 0 || json.Unmarshal(details, &d) != nil {
-		return nil
-	}
 	var out []string
-	for _, k := range []string{"access_code_errors", "device_errors", "access_code_warnings", "device_warnings"} {
-		var items []struct {
-			Message     string `json:"message"`
-			ErrorCode   string `json:"error_code"`
-			WarningCode string `json:"warning_code"`
-		}
-		if json.Unmarshal(d[k], &items) != nil {
-			continue
-		}
-		for _, item := range items {
-			code := item.ErrorCode
-			if code == "" {
-				code = item.WarningCode
-			}
-			if item.Message != "" {
-				out = append(out, fmt.Sprintf("%q (%s)", item.Message, code))
-			}
+	for _, m := range lifecycle.SeamMessages(details) {
+		if m.Text != "" && (m.Scope == "access_code" || m.Scope == "device") {
+			out = append(out, fmt.Sprintf("%q (%s)", m.Text, m.Code))
 		}
 	}
 	return out

@@ -45,50 +45,40 @@ var whileQueued = river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 	rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable,
 }}
 
+// maintenanceJob gives a periodic maintenance job (embedded, it adds no
+// field: the job's arguments stay {}) its insert options: the maintenance
+// queue, three attempts, unique while queued.
+type maintenanceJob struct{}
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (maintenanceJob) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
+}
+
 // Sweep flags overdue deletions and sends reminders.
-type Sweep struct{}
+type Sweep struct{ maintenanceJob }
 
 // Kind implements river.JobArgs.
 func (Sweep) Kind() string { return "sweep" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (Sweep) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
-}
-
 // Prune removes what retention no longer keeps.
-type Prune struct{}
+type Prune struct{ maintenanceJob }
 
 // Kind implements river.JobArgs.
 func (Prune) Kind() string { return "retention" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (Prune) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
-}
-
 // CompactCounts folds the summary's count changes (postgres.CompactCounts).
-type CompactCounts struct{}
+type CompactCounts struct{ maintenanceJob }
 
 // Kind implements river.JobArgs.
 func (CompactCounts) Kind() string { return "compact_counts" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (CompactCounts) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
-}
-
 // RequeueAlerts makes sure every pending delivery has a job: after an
 // upgrade from the outbox without River, and as a safety net.
-type RequeueAlerts struct{}
+type RequeueAlerts struct{ maintenanceJob }
 
 // Kind implements river.JobArgs.
 func (RequeueAlerts) Kind() string { return "requeue_alerts" }
-
-// InsertOpts implements river.JobArgsWithInsertOpts.
-func (RequeueAlerts) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaintenance, MaxAttempts: 3, UniqueOpts: whileQueued}
-}
 
 // DeliveryJobs returns the insert parameters of one delivery job per sink of
 // each alert.

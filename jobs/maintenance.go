@@ -43,10 +43,21 @@ func (m *Maintenance) Register(w *river.Workers) {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.DiscardHandler)
 	}
-	river.AddWorker(w, &sweepWorker{m: m})
-	river.AddWorker(w, &pruneWorker{m: m})
-	river.AddWorker(w, &requeueWorker{m: m})
-	river.AddWorker(w, &compactWorker{m: m})
+	river.AddWorker(w, &maintenanceWorker[Sweep]{work: m.sweep})
+	river.AddWorker(w, &maintenanceWorker[Prune]{work: m.prune})
+	river.AddWorker(w, &maintenanceWorker[RequeueAlerts]{work: m.requeueAlerts})
+	river.AddWorker(w, &maintenanceWorker[CompactCounts]{work: m.compactCounts})
+}
+
+// maintenanceWorker works one maintenance job kind: the job carries no
+// arguments, so work needs only the context.
+type maintenanceWorker[T river.JobArgs] struct {
+	river.WorkerDefaults[T]
+	work func(context.Context) error
+}
+
+func (w *maintenanceWorker[T]) Work(ctx context.Context, _ *river.Job[T]) error {
+	return w.work(ctx)
 }
 
 // DefaultCompactInterval: between two folds, the summary sums the count
@@ -72,59 +83,39 @@ func (m *Maintenance) Periodic() []*river.PeriodicJob {
 	return out
 }
 
-type sweepWorker struct {
-	river.WorkerDefaults[Sweep]
-	m *Maintenance
-}
-
-func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[Sweep]) error {
+func (m *Maintenance) sweep(ctx context.Context) error {
 	start := time.Now()
-	res, err := w.m.Store.Sweep(ctx, w.m.Repeat)
+	res, err := m.Store.Sweep(ctx, m.Repeat)
 	if err != nil {
 		return err
 	}
-	if w.m.OnSweep != nil {
-		w.m.OnSweep(res, time.Since(start))
+	if m.OnSweep != nil {
+		m.OnSweep(res, time.Since(start))
 	}
 	if res.Overdue > 0 || res.Reminders > 0 {
-		w.m.Logger.Info("sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
+		m.Logger.Info("sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
 	}
 	return nil
-}
-
-type pruneWorker struct {
-	river.WorkerDefaults[Prune]
-	m *Maintenance
 }
 
 // pruneBudget keeps one retention run well inside the job timeout; what is
 // left waits a minute for the next run.
 const pruneBudget = 30 * time.Second
 
-func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[Prune]) error {
-	_, err := w.m.Store.Prune(ctx, w.m.Retention, pruneBudget, w.m.OnPrune)
+func (m *Maintenance) prune(ctx context.Context) error {
+	_, err := m.Store.Prune(ctx, m.Retention, pruneBudget, m.OnPrune)
 	return err
 }
 
-type requeueWorker struct {
-	river.WorkerDefaults[RequeueAlerts]
-	m *Maintenance
-}
-
-func (w *requeueWorker) Work(ctx context.Context, _ *river.Job[RequeueAlerts]) error {
-	n, err := w.m.Store.RequeueAlerts(ctx)
+func (m *Maintenance) requeueAlerts(ctx context.Context) error {
+	n, err := m.Store.RequeueAlerts(ctx)
 	if n > 0 {
-		w.m.Logger.Info("alert deliveries queued again", "count", n)
+		m.Logger.Info("alert deliveries queued again", "count", n)
 	}
 	return err
 }
 
-type compactWorker struct {
-	river.WorkerDefaults[CompactCounts]
-	m *Maintenance
-}
-
-func (w *compactWorker) Work(ctx context.Context, _ *river.Job[CompactCounts]) error {
-	_, err := w.m.Store.CompactCounts(ctx)
+func (m *Maintenance) compactCounts(ctx context.Context) error {
+	_, err := m.Store.CompactCounts(ctx)
 	return err
 }

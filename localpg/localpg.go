@@ -133,13 +133,24 @@ func (s *Server) readPort() error {
 			return nil
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := FreePort()
 	if err != nil {
 		return err
 	}
-	s.Port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	s.Port = p
 	return os.WriteFile(pf, []byte(strconv.Itoa(s.Port)+"\n"), 0o644)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that no one listens on now, for
+// a local server (this one, PgBouncer, the service under a benchmark) to
+// take: another process may take it first, a race local tools accept.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) run(ctx context.Context, name string, args ...string) error {

@@ -27,6 +27,11 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	confirmed_by, deletion_request, seam, unconfirmed_since, next_reconcile_at,
 	confirmation`
 
+// CodeColumns is codeColumns for the benchmark's pgbench ceiling script
+// (test/bench/pgbench.go), which cannot call the store: it selects the row
+// as the service does.
+const CodeColumns = codeColumns
+
 // codeRow is one access_codes row.
 type codeRow struct {
 	lifecycle.AccessCode

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // DeleteAccessCode asks Seam to delete an access code (access_codes/delete)
@@ -54,17 +55,24 @@ func (c *Client) deleteAccessCode(ctx context.Context, accessCodeID, sendDevice,
 
 // GetActionAttempt reads an action attempt (action_attempts/get).
 func (c *Client) GetActionAttempt(ctx context.Context, id string) (*ActionAttempt, error) {
-	if id == "" {
-		return nil, errors.New("seam action_attempts/get: action attempt id is empty")
-	}
 	var out struct {
 		ActionAttempt *ActionAttempt `json:"action_attempt"`
 	}
-	reqID, err := c.call(ctx, "action_attempts/get", map[string]string{"action_attempt_id": id}, &out, "")
+	reqID, err := c.get(ctx, "action_attempts/get", "action_attempt_id", id, &out)
 	if err != nil {
 		return nil, err
 	}
 	return attemptOf("action_attempts/get", reqID, out.ActionAttempt)
+}
+
+// get calls a route that reads one object by its id, sent as idField
+// (access_code_id, device_id...), and decodes the answer into out. An empty
+// id is refused before any request.
+func (c *Client) get(ctx context.Context, route, idField, id string, out any) (string, error) {
+	if id == "" {
+		return "", fmt.Errorf("seam %s: %s is empty", route, strings.ReplaceAll(idField, "_", " "))
+	}
+	return c.call(ctx, route, map[string]string{idField: id}, out, "")
 }
 
 func attemptOf(route, reqID string, a *ActionAttempt) (*ActionAttempt, error) {
@@ -78,13 +86,10 @@ func attemptOf(route, reqID string, a *ActionAttempt) (*ActionAttempt, error) {
 // GetAccessCode reads an access code (access_codes/get). After a deletion
 // has gone through Seam answers 404: IsNotFound(err).
 func (c *Client) GetAccessCode(ctx context.Context, id string) (*AccessCode, error) {
-	if id == "" {
-		return nil, errors.New("seam access_codes/get: access code id is empty")
-	}
 	var out struct {
 		AccessCode *AccessCode `json:"access_code"`
 	}
-	reqID, err := c.call(ctx, "access_codes/get", map[string]string{"access_code_id": id}, &out, "")
+	reqID, err := c.get(ctx, "access_codes/get", "access_code_id", id, &out)
 	if err != nil {
 		return nil, err
 	}
@@ -165,13 +170,10 @@ func (c *Client) ListUnmanagedAccessCodes(ctx context.Context, deviceID string) 
 
 // GetDevice reads a device (devices/get).
 func (c *Client) GetDevice(ctx context.Context, id string) (*Device, error) {
-	if id == "" {
-		return nil, errors.New("seam devices/get: device id is empty")
-	}
 	var out struct {
 		Device *Device `json:"device"`
 	}
-	reqID, err := c.call(ctx, "devices/get", map[string]string{"device_id": id}, &out, "")
+	reqID, err := c.get(ctx, "devices/get", "device_id", id, &out)
 	if err != nil {
 		return nil, err
 	}

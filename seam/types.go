@@ -92,13 +92,19 @@ type Workspace struct {
 
 // UnmarshalJSON decodes the known fields and keeps the whole object in Raw.
 func (a *AccessCode) UnmarshalJSON(b []byte) error {
-	type plain AccessCode
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
+	type plain AccessCode // without this method: no recursion
+	return unmarshalKeepingRaw(b, (*plain)(a), &a.Raw)
+}
+
+// unmarshalKeepingRaw decodes b into a zero T and, if that succeeds, sets *v
+// to it and *raw to a copy of b (raw points into *v: a Seam object's Raw).
+func unmarshalKeepingRaw[T any](b []byte, v *T, raw *json.RawMessage) error {
+	var fresh T
+	if err := json.Unmarshal(b, &fresh); err != nil {
 		return err
 	}
-	*a = AccessCode(p)
-	a.Raw = append(json.RawMessage(nil), b...)
+	*v = fresh
+	*raw = append(json.RawMessage(nil), b...)
 	return nil
 }
 
@@ -147,12 +153,6 @@ type DeviceProperties struct {
 
 // UnmarshalJSON decodes the known fields and keeps the whole object in Raw.
 func (d *Device) UnmarshalJSON(b []byte) error {
-	type plain Device
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*d = Device(p)
-	d.Raw = append(json.RawMessage(nil), b...)
-	return nil
+	type plain Device // without this method: no recursion
+	return unmarshalKeepingRaw(b, (*plain)(d), &d.Raw)
 }

@@ -20,21 +20,11 @@ import (
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate")
 	env := newCommandEnv(fs, getenv, stderr, 0)
-	rest, err := parseFlags(fs, "migrate", args, stdout,
-		"usage: codewatch migrate up|down|status [flags]\n\n  up      apply every pending migration\n  down    roll back the newest migration\n  status  list migrations and whether each is applied")
+	verb, _, err := parseVerb(fs, "migrate", args, stdout,
+		"usage: codewatch migrate up|down|status [flags]\n\n  up      apply every pending migration\n  down    roll back the newest migration\n  status  list migrations and whether each is applied",
+		[]string{"up", "down", "status"}, 0)
 	if err != nil {
 		return err
-	}
-	switch {
-	case len(rest) == 0:
-		return usageError("migrate", errors.New("migrate needs one of up, down, status"))
-	case len(rest) > 1:
-		return usageError("migrate", fmt.Errorf("migrate: unexpected argument %q", rest[1]))
-	}
-	switch rest[0] {
-	case "up", "down", "status":
-	default:
-		return usageError("migrate", fmt.Errorf("unknown migrate command %q (up, down or status)", rest[0]))
 	}
 	pool, done, err := env.openPool(ctx)
 	if err != nil {
@@ -47,7 +37,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer m.Close()
-	switch rest[0] {
+	switch verb {
 	case "up":
 		res, err := m.Up(ctx)
 		for _, r := range res {
@@ -205,18 +195,11 @@ func quarantine(ctx context.Context, args []string, getenv func(string) string, 
 	fs := newFlagSet("quarantine")
 	env := newCommandEnv(fs, getenv, stderr, withDataKeys|withRemovalTimeout)
 	reason := fs.String("reason", "", "only rows whose reason starts with this (e.g. invalid_occurred_at)")
-	rest, err := parseFlags(fs, "quarantine", args, stdout,
-		"usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.")
+	_, _, err := parseVerb(fs, "quarantine", args, stdout,
+		"usage: codewatch quarantine retry [--reason R] [flags]\n\nParses quarantined deliveries again and stores those this version can use\n(after an upgrade or a database fix), as webhooks are stored. Safe while the\nservice runs. Reports how many were stored, were duplicates, or are still unusable.",
+		[]string{"retry"}, 0)
 	if err != nil {
 		return err
-	}
-	switch {
-	case len(rest) == 0:
-		return usageError("quarantine", errors.New("quarantine needs the command retry"))
-	case rest[0] != "retry":
-		return usageError("quarantine", fmt.Errorf("unknown quarantine command %q (retry)", rest[0]))
-	case len(rest) > 1:
-		return usageError("quarantine", fmt.Errorf("quarantine: unexpected argument %q", rest[1]))
 	}
 	db, err := env.open(ctx, keysRequired)
 	if err != nil {

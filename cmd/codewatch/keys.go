@@ -20,22 +20,15 @@ const devKeyID = "dev"
 // keys handles `codewatch keys generate [ID]`.
 func keys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys")
-	rest, err := parseFlags(fs, "keys", args, stdout,
-		"usage: codewatch keys generate [ID]\n\nPrints a new data key, ID:base64key (32 random bytes), for CODEWATCH_DATA_KEYS.\nID (letters, digits, _ and -) defaults to k and today's date, e.g. k20261130.\nTo rotate, put the new key first and keep the old ones after it until\n`codewatch rekey` says no stored body uses them.")
+	_, rest, err := parseVerb(fs, "keys", args, stdout,
+		"usage: codewatch keys generate [ID]\n\nPrints a new data key, ID:base64key (32 random bytes), for CODEWATCH_DATA_KEYS.\nID (letters, digits, _ and -) defaults to k and today's date, e.g. k20261130.\nTo rotate, put the new key first and keep the old ones after it until\n`codewatch rekey` says no stored body uses them.",
+		[]string{"generate"}, 1)
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(rest) == 0:
-		return usageError("keys", errors.New("keys needs the command generate"))
-	case rest[0] != "generate":
-		return usageError("keys", fmt.Errorf("unknown keys command %q (generate)", rest[0]))
-	case len(rest) > 2:
-		return usageError("keys", fmt.Errorf("keys generate: unexpected argument %q", rest[2]))
-	}
 	id := "k" + time.Now().UTC().Format("20060102")
-	if len(rest) == 2 {
-		id = rest[1]
+	if len(rest) == 1 {
+		id = rest[0]
 	}
 	entry, err := datakeys.Generate(id)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -183,6 +184,39 @@ func parseNoArgs(fs *flag.FlagSet, cmd string, args []string, stdout io.Writer, 
 		return usageError(cmd, fmt.Errorf("%s: unexpected argument %q", cmd, rest[0]))
 	}
 	return nil
+}
+
+// parseVerb is parseFlags for a command whose first argument is one of
+// verbs (`migrate up`, `keys generate ID`), followed by at most maxArgs
+// arguments of the verb's own. It returns the verb and those arguments; a
+// missing or unknown verb, or one argument too many, is a usage error.
+func parseVerb(fs *flag.FlagSet, cmd string, args []string, stdout io.Writer, head string, verbs []string, maxArgs int) (string, []string, error) {
+	rest, err := parseFlags(fs, cmd, args, stdout, head)
+	if err != nil {
+		return "", nil, err
+	}
+	switch {
+	case len(rest) == 0:
+		need := "one of " + strings.Join(verbs, ", ")
+		if len(verbs) == 1 {
+			need = "the command " + verbs[0]
+		}
+		return "", nil, usageError(cmd, fmt.Errorf("%s needs %s", cmd, need))
+	case !slices.Contains(verbs, rest[0]):
+		choice := verbs[len(verbs)-1]
+		if len(verbs) > 1 {
+			choice = strings.Join(verbs[:len(verbs)-1], ", ") + " or " + choice
+		}
+		return "", nil, usageError(cmd, fmt.Errorf("unknown %s command %q (%s)", cmd, rest[0], choice))
+	case len(rest) > 1+maxArgs:
+		// As parseNoArgs says it; a verb that takes arguments is named too.
+		where := cmd
+		if maxArgs > 0 {
+			where += " " + rest[0]
+		}
+		return "", nil, usageError(cmd, fmt.Errorf("%s: unexpected argument %q", where, rest[1+maxArgs]))
+	}
+	return rest[0], rest[1:], nil
 }
 
 // splitArgs separates flags (with their values) from other arguments, since

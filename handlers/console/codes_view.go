@@ -8,70 +8,22 @@ package console
 
 import (
 	"encoding/json"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-// seamMessage is one of Seam's errors or warnings.
-type seamMessage struct {
-	Level string // error or warning
-	Scope string // access code, device, connected account
-	Code  string // Seam's error_code or warning_code
-	Text  string
-}
+// seamMessage is one of Seam's errors or warnings, its scope in words
+// ("access code", "device", "connected account").
+type seamMessage = lifecycle.SeamMessage
 
 // seamMessages reads Seam's errors and warnings out of details
 // (troubleshooting_details, or an event's details): errors first.
 func seamMessages(details json.RawMessage) []seamMessage {
-	if len(details) == 0 {
-		return nil
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(details, &m) != nil {
-		return nil
-	}
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		ei, ej := strings.HasSuffix(keys[i], "_errors"), strings.HasSuffix(keys[j], "_errors")
-		if ei != ej {
-			return ei
-		}
-		return keys[i] < keys[j]
-	})
-	var out []seamMessage
-	for _, key := range keys {
-		scope, ok := strings.CutSuffix(key, "_errors")
-		level := "error"
-		if !ok {
-			if scope, ok = strings.CutSuffix(key, "_warnings"); !ok {
-				continue
-			}
-			level = "warning"
-		}
-		var items []struct {
-			Message     string `json:"message"`
-			ErrorCode   string `json:"error_code"`
-			WarningCode string `json:"warning_code"`
-		}
-		if json.Unmarshal(m[key], &items) != nil {
-			continue
-		}
-		for _, it := range items {
-			code := it.ErrorCode
-			if code == "" {
-				code = it.WarningCode
-			}
-			if it.Message == "" && code == "" {
-				continue
-			}
-			out = append(out, seamMessage{Level: level, Scope: strings.ReplaceAll(scope, "_", " "), Code: code, Text: it.Message})
-		}
+	out := lifecycle.SeamMessages(details)
+	for i := range out {
+		out[i].Scope = strings.ReplaceAll(out[i].Scope, "_", " ")
 	}
 	return out
 }

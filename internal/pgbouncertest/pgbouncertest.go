@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/codewatch/codewatch/localpg"
 )
 
 // PoolSize is default_pool_size: server connections per database and user.
@@ -122,7 +124,7 @@ func Start(ctx context.Context, dir string, up Upstream) (*Server, error) {
 	// take it before PgBouncer binds it; then PgBouncer exits and we retry.
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := localpg.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -325,15 +327,6 @@ func writePrivate(path, content string, uid, gid int) error {
 		return err
 	}
 	return os.Chown(path, uid, gid)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // quoteValue quotes a connection-string value the way PgBouncer's parser

@@ -237,24 +237,33 @@ type levelStats struct {
 func (l *levelLoad) stats() levelStats {
 	st := levelStats{conc: l.conc}
 	from, to := l.warmup, l.warmup+l.measure
-	var lat []time.Duration
 	for _, s := range l.samples {
 		if s.ok && s.end >= from && s.end < to {
 			st.completed++
 		}
+	}
+	var lat []time.Duration
+	st.started, st.errors, lat = startedIn(l.samples, from, to)
+	st.eventsPerSec = float64(st.completed) / l.measure.Seconds()
+	st.p50, st.p90, st.p99, st.max = latencies(lat)
+	return st
+}
+
+// startedIn counts the samples started in [from, to) and the failed ones
+// among them, and returns the latencies of the others (unsorted).
+func startedIn(samples []sample, from, to time.Duration) (started, failed int, lat []time.Duration) {
+	for _, s := range samples {
 		if s.start < from || s.start >= to {
 			continue
 		}
-		st.started++
+		started++
 		if !s.ok {
-			st.errors++
+			failed++
 			continue
 		}
 		lat = append(lat, s.end-s.start)
 	}
-	st.eventsPerSec = float64(st.completed) / l.measure.Seconds()
-	st.p50, st.p90, st.p99, st.max = latencies(lat)
-	return st
+	return started, failed, lat
 }
 
 // latencies sorts lat and returns its p50, p90, p99 and maximum (0 when

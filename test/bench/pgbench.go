@@ -16,19 +16,13 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/localpg"
+	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
 // The ceiling script stays here, not in postgres/: pgbench runs it, in its
-// own script language, as a copy of the statements the service sends.
-
-// codeColumns mirrors postgres/store.go's codeColumns (unexported there).
-const codeColumns = `access_code_id, workspace_id, device_id, connected_account_id,
-	deletion_state, on_device, needs_troubleshooting, troubleshooting_reason,
-	troubleshooting_details, trouble_key, trouble_since, acknowledged_key,
-	acknowledged_at, acknowledged_by, acknowledgement_note, deletion_event_id,
-	created_at, set_on_device_at, deleted_at, removed_from_device_at,
-	last_event_at, terminal_at, last_alert_at, updated_at, id`
+// own script language, as a copy of the statements the service sends (the
+// code row's columns are the store's own: postgres.CodeColumns).
 
 // pgbenchScript is one event's ingest transaction as postgres/ingest.go and
 // postgres/store.go run it for a batch of one: the same statements, with
@@ -58,7 +52,7 @@ INSERT INTO access_codes (access_code_id, workspace_id, device_id, connected_acc
 		ARRAY['680d7c60-0a92-4e78-85bd-cb45155576b9']::text[], ARRAY['b2c5d123-c7da-44be-ac72-4ad4ca56dbd8']::text[],
 		ARRAY['9792ea0f-b48d-4fff-9d10-bb08bc1ca16a']::text[]) AS t(id, ws, dev, acct) ORDER BY id
 	ON CONFLICT (access_code_id) DO NOTHING;
-SELECT ` + codeColumns + ` FROM access_codes
+SELECT ` + postgres.CodeColumns + ` FROM access_codes
 	WHERE access_code_id = ANY(ARRAY['code-' || :c::text]) ORDER BY access_code_id FOR UPDATE;
 SELECT access_code_id, event_id, event_type,
 		COALESCE(occurred_at, created_at, received_at),

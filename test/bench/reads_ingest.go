@@ -179,18 +179,8 @@ func (d *ingestDriver) stats(from, to time.Duration) ingestStats {
 	defer d.mu.Unlock()
 	var st ingestStats
 	var lat []time.Duration
-	for _, s := range d.samples {
-		if s.start < from || s.start >= to {
-			continue
-		}
-		st.due++
-		if !s.ok {
-			st.errors++
-			continue
-		}
-		st.answered++
-		lat = append(lat, s.end-s.start)
-	}
+	st.due, st.errors, lat = startedIn(d.samples, from, to)
+	st.answered = len(lat)
 	st.p50, _, st.p99, st.max = latencies(lat)
 	st.perSec = float64(st.answered) / (to - from).Seconds()
 	return st

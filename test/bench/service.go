@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,24 +47,15 @@ func newToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startService runs `bin serve` with its configuration in the environment
 // (and nothing else of ours, so a DATABASE_URL in the caller's shell cannot
 // leak in) and waits until its /readyz answers 200.
 func startService(ctx context.Context, bin, dir, dbURL, secret, token string, extraEnv []string) (*service, error) {
-	pub, err := freePort()
+	pub, err := localpg.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	ops, err := freePort()
+	ops, err := localpg.FreePort()
 	if err != nil {
 		return nil, err
 	}
