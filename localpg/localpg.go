@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -142,9 +143,19 @@ func (s *Server) readPort() error {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that no one listens on now, for
-// a local server (this one, PgBouncer, the service under a benchmark) to
-// take: another process may take it first, a race local tools accept.
+// a local server (this one, PgBouncer, the service under a test or a
+// benchmark) to take. It picks below Linux's ephemeral range (32768-60999):
+// a port there (as ":0" gives) can be taken, before the server binds it, by
+// any outgoing connection of the many processes of a test run. Another
+// process may still take it first, a race local tools accept.
 func FreePort() (int, error) {
+	for range 100 {
+		p := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/internal/logtest"
+	"github.com/codewatch/codewatch/localpg"
 )
 
 // oldReplicaBinary builds codewatch as it was before first (the first
@@ -153,21 +152,12 @@ func startOldReplica(t *testing.T, dbURL, first string) string {
 	}
 }
 
-// freeAddr picks a free port below Linux's ephemeral range, where no
-// outgoing connection takes it before the old replica binds it.
-func freeAddr(t *testing.T) string {
+// freeAddr is a free 127.0.0.1 address for a server the test starts.
+func freeAddr(t testing.TB) string {
 	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
-		if l, err := net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := localpg.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }

@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,6 +36,7 @@ import (
 	"github.com/codewatch/codewatch/internal/logtest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/localpg"
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/verify"
 )
@@ -141,26 +140,14 @@ func newDataKey(t testing.TB, id string) string {
 	return e
 }
 
-// freeAddr returns a 127.0.0.1 address with a port nobody listens on now,
-// below Linux's ephemeral range (32768-60999): a port picked there (as
-// ":0" does) can be taken, before the server binds it, by any outgoing
-// connection of the many test processes running at once.
+// freeAddr is a free 127.0.0.1 address for a server the test starts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
-		if l, err := net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := localpg.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 // serveEnv is an explicit, valid environment for `codewatch serve` on
