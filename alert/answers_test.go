@@ -21,14 +21,15 @@ import (
 // textOK reports whether Postgres text (and jsonb) can hold s.
 func textOK(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
-// brokenSink is a webhook endpoint that answers 500 with body until fixed,
-// then 204, recording the webhook-id of each alert it accepts.
+// brokenSink is a webhook endpoint that answers 500 with body to every
+// alert but the one named by accept, which it answers 204, recording the
+// webhook-id of each alert it accepts.
 type brokenSink struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	body []byte
-	ok   bool
-	got  []string
+	srv    *httptest.Server
+	mu     sync.Mutex
+	body   []byte
+	accept string
+	got    []string
 }
 
 func newBrokenSink(t *testing.T) *brokenSink {
@@ -38,7 +39,7 @@ func newBrokenSink(t *testing.T) *brokenSink {
 		_, _ = io.Copy(io.Discard, r.Body)
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		if !b.ok {
+		if id := r.Header.Get("webhook-id"); id == "" || id != b.accept {
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = w.Write(b.body)
 			return
@@ -84,6 +85,13 @@ func TestDeliveryGivenUpWhateverTheSinkAnswered(t *testing.T) {
 				t.Fatal(err)
 			}
 			ids := o.alertIDs(code)
+			// The sink accepts the second alert from now on: it must still
+			// wait for the first to be given up (one code's alerts go out in
+			// order). Accepting it only once the first was given up raced
+			// the worker, which tries the second at once.
+			sink.mu.Lock()
+			sink.accept = ids[1]
+			sink.mu.Unlock()
 			o.waitFor("a failure recorded while retrying", func() bool {
 				row := o.delivery(first, "webhook")
 				return row.Status == "pending" && row.Attempts >= 2 && row.LastError != nil
@@ -94,12 +102,10 @@ func TestDeliveryGivenUpWhateverTheSinkAnswered(t *testing.T) {
 				!strings.Contains(*row.LastError, "answered 500") {
 				t.Fatalf("given up with last_error %q", deref(row.LastError))
 			}
-			sink.mu.Lock()
-			sink.ok = true
-			sink.mu.Unlock()
 			o.waitSettled(2)
-			if second := o.delivery(ids[1], "webhook"); second.Status != "sent" {
-				t.Fatalf("second delivery %+v, want sent once the first was given up", second)
+			second := o.delivery(ids[1], "webhook")
+			if second.Status != "sent" || second.SentAt == nil || row.GivenUpAt == nil || second.SentAt.Before(*row.GivenUpAt) {
+				t.Fatalf("second delivery %+v, want sent after the first was given up (%v)", second, row.GivenUpAt)
 			}
 			sink.mu.Lock()
 			defer sink.mu.Unlock()

@@ -3,6 +3,8 @@ package alert_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,5 +378,47 @@ func waitEvents(t *testing.T, events <-chan *river.Event, n int) {
 		case <-timeout:
 			t.Fatalf("timed out waiting for %d jobs to finish", n)
 		}
+	}
+}
+
+// Defect: a retry was timed from the failed attempt's start. When the attempt
+// itself outlasted the backoff (a sink that hangs until the send timeout),
+// that time was already past, and River replaced it with its default policy,
+// attempt⁴ seconds: 16 s after the second attempt, hours after the tenth.
+// Alerts to a sink that had been down waited hours after it came back, and
+// the next_attempt_at shown was not when River would try. Now a retry is
+// timed from the attempt's end.
+func TestDeliveryRetryIsTimedFromTheAttemptsEnd(t *testing.T) {
+	o := newOutbox(t, "webhook")
+	stop := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(stop) })
+	const sendTimeout, backoffMax = 500 * time.Millisecond, 200 * time.Millisecond
+	o.work(o.pool, alert.WorkerConfig{SendTimeout: sendTimeout, BackoffBase: 100 * time.Millisecond, BackoffMax: backoffMax},
+		alert.WebhookSink{URL: hang.URL, Secret: newSecret(t), Client: &http.Client{}})
+	_, alertID := o.fail()
+	var attempt int
+	var attemptedAt, scheduledAt time.Time
+	o.waitFor("the second attempt to fail", func() bool {
+		err := o.pool.QueryRow(o.ctx, `SELECT attempt, attempted_at, scheduled_at FROM river_job
+			WHERE kind = 'deliver_alert' AND args->>'alert_id' = $1 
+			AND state IN ('retryable', 'available') AND coalesce(jsonb_array_length(to_jsonb(errors)), 0) = attempt`, alertID).
+			Scan(&attempt, &attemptedAt, &scheduledAt)
+		return err == nil && attempt >= 2
+	})
+	// (River makes a job due within its scheduler's tick available at once.)
+	// River's default would be 2⁴ = 16 s after the attempt.
+	if wait := scheduledAt.Sub(attemptedAt); wait > sendTimeout+backoffMax*2+2*time.Second {
+		t.Fatalf("attempt %d at %v retried %v later, want the send timeout plus at most %v", attempt, attemptedAt, wait, backoffMax*6/5)
+	}
+	row := o.delivery(alertID, "webhook")
+	if d := scheduledAt.Sub(row.NextAttemptAt); d < 0 || d > time.Second {
+		t.Fatalf("next_attempt_at %v, River retries at %v", row.NextAttemptAt, scheduledAt)
 	}
 }

@@ -99,14 +99,19 @@ func (w *Worker) Timeout(*river.Job[jobs.DeliverAlert]) time.Duration {
 
 // NextRetry implements river.Worker: exponential backoff from BackoffBase to
 // BackoffMax after the attempt, with ±20% jitter fixed by the alert and the
-// attempt, so Work can record the same time River schedules.
+// attempt. Work records the time it computed a moment earlier, so River's
+// retry comes at most that moment after the next_attempt_at shown.
 func (w *Worker) NextRetry(job *river.Job[jobs.DeliverAlert]) time.Time {
 	return w.retryAt(job)
 }
 
+// retryAt counts the backoff from the attempt's end (now), not its start:
+// an attempt can outlast the backoff (a sink that hangs until SendTimeout,
+// a record retried for RecordFor), and River replaces a retry time already
+// past with its default policy, attempt⁴ seconds (hours after ten attempts).
 func (w *Worker) retryAt(job *river.Job[jobs.DeliverAlert]) time.Time {
 	at := w.cfg.Now()
-	if job.AttemptedAt != nil {
+	if job.AttemptedAt != nil && job.AttemptedAt.After(at) {
 		at = *job.AttemptedAt
 	}
 	return at.Add(Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, job.Attempt, job.Args.AlertID))
