@@ -257,7 +257,8 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, h h
 		}
 		// The answer may hold anything (a cut character, a NUL): the
 		// outbox and River store this text.
-		return fmt.Errorf("%s answered %d: %s", redactURL(url), resp.StatusCode, lifecycle.CleanText(what, 512))
+		return &StatusError{Status: resp.StatusCode,
+			msg: fmt.Sprintf("%s answered %d: %s", redactURL(url), resp.StatusCode, lifecycle.CleanText(what, 512))}
 	}
 	return nil
 }

@@ -207,7 +207,7 @@ func newSinks(cfg *config.Config, logger *slog.Logger) []alert.Sink {
 	if cfg.SlackWebhookURL != "" {
 		sinks = append(sinks, alert.SlackSink{URL: cfg.SlackWebhookURL, Client: httpClient})
 	}
-	return sinks
+	return append(sinks, onCallSinks(cfg, httpClient)...)
 }
 
 // openStore builds the store, which queues alert deliveries as River jobs.
@@ -221,6 +221,7 @@ func (a *App) openStore() error {
 		RemovalTimeout: cfg.RemovalTimeout,
 		ReconcileAfter: cfg.ReconcileAfter,
 		Sinks:          alert.SinkNames(a.sinks),
+		Routes:         storeRoutes(cfg),
 		Workers:        cfg.IngestWorkers,
 		Keys:           cfg.DataKeys,
 		// A quarter of the connections ingest leaves (2 by default): ops
