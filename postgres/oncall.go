@@ -129,8 +129,9 @@ func (s *Store) gateResolved(r *codeRow, a *lifecycle.AlertPayload, c *change) {
 }
 
 // queueAlertCols writes what gate decided of each row, and its alert
-// numbers (after the caller's own UPDATE of the rows, on the same batch). The columns are in no index:
-// a HOT update of the few codes whose alerts changed.
+// numbers (after the caller's own UPDATE of the rows, on the same batch).
+// The columns are in no index: a HOT update of the few codes whose alerts
+// changed.
 func queueAlertCols(b *pgx.Batch, changes []change) {
 	var ids []string
 	var alerted, sinks []*string
@@ -160,7 +161,8 @@ func queueAlertCols(b *pgx.Batch, changes []change) {
 		WHERE c.access_code_id = u.id`, ids, alerted, sinks, last, seq)
 }
 
-// writeAlerts writes changes whose rows only gain alerts (reminders): what gate decided, and the alerts.
+// writeAlerts writes changes whose rows only gain alerts (reminders): what
+// gate decided, and the alerts.
 func (s *Store) writeAlerts(ctx context.Context, tx pgx.Tx, changes []change) error {
 	alerts, sinks := make([]*lifecycle.AlertPayload, 0, len(changes)), make([][]string, 0, len(changes))
 	for _, c := range changes {

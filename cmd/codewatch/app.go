@@ -196,8 +196,8 @@ func (a *App) openDatabase(ctx context.Context) error {
 	return nil
 }
 
-// newSinks lists where alerts go: the log always, and the webhook and Slack
-// when configured.
+// newSinks lists where alerts go: the log always, and the webhook, Slack and
+// the on-call sinks (oncall.go) when configured.
 func newSinks(cfg *config.Config, logger *slog.Logger) []alert.Sink {
 	sinks := []alert.Sink{alert.LogSink{Logger: logger}}
 	httpClient := &http.Client{Timeout: 10 * time.Second}
