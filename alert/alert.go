@@ -1,11 +1,12 @@
 // Package alert delivers the alerts that the store writes to its outbox: one
-// River job per alert and sink sends it (signed webhook, Slack, log) and
-// records the outcome, retrying failures with exponential backoff until the
-// alert is older than CODEWATCH_ALERT_MAX_AGE, then giving it up. Each code's
-// alerts reach each sink in the order they were raised. A delivery recorded
-// as sent is never repeated; one interrupted between sending and recording
-// (the process died) is repeated with the same alert_id, which the receiver
-// can use to drop it.
+// River job per alert and sink sends it (signed webhook, Slack, PagerDuty,
+// Opsgenie, Teams, log) and records the outcome, retrying failures with
+// exponential backoff until the alert is older than CODEWATCH_ALERT_MAX_AGE
+// (or at once when the sink refuses the alert itself), then giving it up.
+// Each code's alerts reach each sink in the order they were raised. A
+// delivery recorded as sent is never repeated; one interrupted between
+// sending and recording (the process died) is repeated with the same
+// alert_id, which the receiver can use to drop it.
 package alert
 
 import (
@@ -240,7 +241,8 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, h h
 		}
 		// The answer may hold anything (a cut character, a NUL): the
 		// outbox and River store this text.
-		return fmt.Errorf("%s answered %d: %s", redactURL(url), resp.StatusCode, lifecycle.CleanText(what, 512))
+		return &StatusError{Status: resp.StatusCode,
+			msg: fmt.Sprintf("%s answered %d: %s", redactURL(url), resp.StatusCode, lifecycle.CleanText(what, 512))}
 	}
 	return nil
 }

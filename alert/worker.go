@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -181,6 +182,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 	}
 	if w.cfg.Counters.Failed != nil {
 		w.cfg.Counters.Failed(a.Sink)
+	}
+	if perm := (*PermanentError)(nil); errors.As(err, &perm) {
+		// The sink refused the alert itself (PagerDuty's 400): sending it
+		// again cannot help, and the code's later alerts wait behind it.
+		return w.giveUp(ctx, job, d, err.Error())
 	}
 	next := w.retryAt(job)
 	if next.After(d.CreatedAt.Add(w.cfg.MaxAge)) {

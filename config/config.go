@@ -67,6 +67,9 @@ type Config struct {
 	PublicURL *url.URL
 	// SessionTTL is how long a console sign-in lasts.
 	SessionTTL time.Duration
+	// OnCall is the on-call sinks and the routing of every sink
+	// (oncall.go).
+	OnCall OnCall
 	// DataKeys seal stored bodies (CODEWATCH_DATA_KEYS); nil when unset,
 	// which only development mode accepts (it keeps a key of its own).
 	DataKeys *datakeys.Keyring
@@ -118,6 +121,22 @@ var Vars = []Var{
 	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest webhook from Seam, at most this far back (0: off; at most 7d)", false},
 	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
 	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
+	// On-call sinks and routing (oncall.go).
+	{"CODEWATCH_PAGERDUTY_ROUTING_KEY", "pagerduty-routing-key", "", "PagerDuty Events API v2 integration key: alerts trigger and resolve incidents", true},
+	{"CODEWATCH_PAGERDUTY_URL", "pagerduty-url", "https://events.pagerduty.com/v2/enqueue", "PagerDuty's Events API endpoint (a proxy's, or a test's)", false},
+	{"CODEWATCH_OPSGENIE_API_KEY", "opsgenie-api-key", "", "Opsgenie API integration key: alerts create and close Opsgenie alerts", true},
+	{"CODEWATCH_OPSGENIE_URL", "opsgenie-url", "https://api.opsgenie.com", "Opsgenie's API (EU: https://api.eu.opsgenie.com; a path prefix is kept, as Jira Service Management's operations API needs)", false},
+	{"CODEWATCH_TEAMS_WEBHOOK_URL", "teams-webhook-url", "", "Microsoft Teams Workflows URL (\"when a webhook request is received\"): alerts as Adaptive Cards", true},
+	{"CODEWATCH_WEBHOOK_MIN_SEVERITY", "webhook-min-severity", "warning", "least severity of trouble the alert webhook gets: info, warning or critical (resolutions follow their trouble)", false},
+	{"CODEWATCH_WEBHOOK_WORKSPACES", "webhook-workspaces", "", "comma-separated Seam workspace ids whose alerts the alert webhook gets (unset: all)", false},
+	{"CODEWATCH_SLACK_MIN_SEVERITY", "slack-min-severity", "warning", "least severity of trouble Slack gets", false},
+	{"CODEWATCH_SLACK_WORKSPACES", "slack-workspaces", "", "workspaces whose alerts Slack gets (unset: all)", false},
+	{"CODEWATCH_PAGERDUTY_MIN_SEVERITY", "pagerduty-min-severity", "warning", "least severity of trouble PagerDuty gets (critical: page only when the lock shows the code is still there)", false},
+	{"CODEWATCH_PAGERDUTY_WORKSPACES", "pagerduty-workspaces", "", "workspaces whose alerts PagerDuty gets (unset: all)", false},
+	{"CODEWATCH_OPSGENIE_MIN_SEVERITY", "opsgenie-min-severity", "warning", "least severity of trouble Opsgenie gets", false},
+	{"CODEWATCH_OPSGENIE_WORKSPACES", "opsgenie-workspaces", "", "workspaces whose alerts Opsgenie gets (unset: all)", false},
+	{"CODEWATCH_TEAMS_MIN_SEVERITY", "teams-min-severity", "warning", "least severity of trouble Teams gets", false},
+	{"CODEWATCH_TEAMS_WORKSPACES", "teams-workspaces", "", "workspaces whose alerts Teams gets (unset: all)", false},
 }
 
 // Secret reports whether the variable env holds a secret (Var.Secret).
@@ -205,6 +224,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 	r.database(c)
 	c.TrustedProxies = parseSet(r, "CODEWATCH_TRUSTED_PROXIES", ParseCIDRs)
 	r.seam(c)
+	r.oncall(c)
 	if len(r.errs) > 0 {
 		return nil, r.errs[0]
 	}

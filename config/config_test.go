@@ -31,8 +31,9 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if !strings.Contains(out, `(default "127.0.0.1:18082")`) {
 		t.Errorf("help hides a setting that is no secret:\n%s", out)
 	}
-	if n := strings.Count(out, "(default (set))"); n != 9 {
-		t.Errorf("%d flags say (set), want the 9 secret ones:\n%s", n, out)
+	// 9, and the on-call sinks' key and URLs (PagerDuty, Opsgenie, Teams).
+	if n := strings.Count(out, "(default (set))"); n != 12 {
+		t.Errorf("%d flags say (set), want the 12 secret ones:\n%s", n, out)
 	}
 	// Variables without a flag are listed for their secrecy only.
 	for _, v := range Vars {
@@ -47,6 +48,8 @@ func TestSecret(t *testing.T) {
 		"DATABASE_URL": true, "CODEWATCH_MIGRATE_DATABASE_URL": true, "SEAM_WEBHOOK_SECRET": true,
 		"CODEWATCH_OPS_TOKEN": true, "CODEWATCH_ALERT_WEBHOOK_SECRET": true, "CODEWATCH_ALERT_WEBHOOK_URL": true,
 		"CODEWATCH_SLACK_WEBHOOK_URL": true, "SEAM_API_KEY": true, "CODEWATCH_DATA_KEYS": true,
+		"CODEWATCH_PAGERDUTY_ROUTING_KEY": true, "CODEWATCH_OPSGENIE_API_KEY": true, "CODEWATCH_TEAMS_WEBHOOK_URL": true,
+		"CODEWATCH_PAGERDUTY_URL": false, "CODEWATCH_OPSGENIE_URL": false, "CODEWATCH_PAGERDUTY_MIN_SEVERITY": false,
 		"CODEWATCH_LISTEN": false, "CODEWATCH_DATA_DIR": false, "CODEWATCH_SEND_URL": false, "UNLISTED": false,
 	} {
 		if got := Secret(env); got != want {
@@ -137,6 +140,13 @@ func TestLoadReportsTheFirstInvalidSetting(t *testing.T) {
 		{env: "CODEWATCH_SEAM_RPS", value: "0"},
 		{env: "CODEWATCH_SEAM_DEVICE_DELETES_PER_MINUTE", value: "0"},
 		{env: "CODEWATCH_STARTUP_BACKFILL", value: "8d"},
+		{env: "CODEWATCH_PAGERDUTY_URL", value: "ftp://events.example.com/v2/enqueue"},
+		{env: "CODEWATCH_OPSGENIE_URL", value: "api.opsgenie.com"},
+		{env: "CODEWATCH_TEAMS_WEBHOOK_URL", value: "https://user:pw@flows.example.com/x"},
+		{env: "CODEWATCH_WEBHOOK_MIN_SEVERITY", value: "loud"},
+		{env: "CODEWATCH_WEBHOOK_WORKSPACES", value: ","},
+		{env: "CODEWATCH_PAGERDUTY_MIN_SEVERITY", value: "error"},
+		{env: "CODEWATCH_TEAMS_WORKSPACES", value: "a b"},
 	}
 	for i, first := range order {
 		env := map[string]string{}
@@ -227,6 +237,38 @@ func TestDevelopment(t *testing.T) {
 		}
 		if c.Listen != tc.listen {
 			t.Errorf("%v %v: listen %q after DevelopmentDefaults, want %q", tc.env, tc.args, c.Listen, tc.listen)
+		}
+	}
+}
+
+// The on-call settings: sinks are off until their key or URL is set, every
+// routed sink defaults to warning and all workspaces, and a route is read
+// per sink.
+func TestOnCallRoutes(t *testing.T) {
+	env := map[string]string{
+		"CODEWATCH_PAGERDUTY_ROUTING_KEY":  "R0UT1NGK3Y0123456789abcdefABCDEF",
+		"CODEWATCH_PAGERDUTY_MIN_SEVERITY": "critical",
+		"CODEWATCH_SLACK_WORKSPACES":       " ws_a, ws_b ",
+		"CODEWATCH_OPSGENIE_URL":           "https://api.eu.opsgenie.com/jsm/ops/integration",
+	}
+	c, err := Load(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.OnCall
+	if o.PagerDutyRoutingKey != env["CODEWATCH_PAGERDUTY_ROUTING_KEY"] || o.PagerDutyURL != "https://events.pagerduty.com/v2/enqueue" ||
+		o.OpsgenieAPIKey != "" || o.OpsgenieURL != env["CODEWATCH_OPSGENIE_URL"] || o.TeamsWebhookURL != "" {
+		t.Errorf("sinks: %+v", o)
+	}
+	if r := o.Routes["pagerduty"]; r.MinSeverity != "critical" || r.Workspaces != nil {
+		t.Errorf("pagerduty route %+v", r)
+	}
+	if r := o.Routes["slack"]; r.MinSeverity != "warning" || strings.Join(r.Workspaces, "|") != "ws_a|ws_b" {
+		t.Errorf("slack route %+v", r)
+	}
+	for _, sink := range RoutedSinks {
+		if _, ok := o.Routes[sink]; !ok {
+			t.Errorf("no route for %s", sink)
 		}
 	}
 }

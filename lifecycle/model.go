@@ -110,9 +110,13 @@ type AlertPayload struct {
 	// LockOnline is the lock's connectivity when the alert was raised (null
 	// when no event told).
 	LockOnline *bool `json:"lock_online"`
-	// TroubleID is the trouble's trouble_id (trouble and reminder alerts):
-	// acknowledging with it acknowledges this trouble and nothing newer.
+	// TroubleID is the trouble's trouble_id (trouble and reminder alerts,
+	// and the trouble a resolution resolves): acknowledging with it
+	// acknowledges this trouble and nothing newer.
 	TroubleID string `json:"trouble_id,omitempty"`
+	// PreviousTroubleID is the trouble a trouble alert replaces: sinks that
+	// keep incidents open (PagerDuty, Opsgenie) close it first.
+	PreviousTroubleID string `json:"previous_trouble_id,omitempty"`
 	// Confirmation names the evidence of a removal, on a resolution that a
 	// confirmed removal brought.
 	Confirmation *Confirmation `json:"confirmation,omitempty"`

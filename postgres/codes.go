@@ -432,11 +432,19 @@ func (s *Store) Acknowledge(ctx context.Context, id, by, note, troubleID string)
 			a := newAlert(now, row, lifecycle.AlertResolved, rowState(row), rowFlag(row), "acknowledged", locks[deref(row.DeviceID)])
 			a.AcknowledgedBy, a.Note = by, note
 			a.Message = lifecycle.AlertMessage(*a)
+			// It goes where the trouble went (oncall.go).
+			c := []change{{old: row, alert: a}}
+			s.gateResolved(row, a, &c[0])
 			b.Queue(`UPDATE access_codes SET needs_troubleshooting = false,
 				acknowledged_key = trouble_key, acknowledged_at = $2, acknowledged_by = $3,
 				acknowledgement_note = $4, last_alert_at = NULL, alert_seq = $5, updated_at = $2
 			WHERE access_code_id = $1`, id, now, by, note, row.alertSeq)
-			if err := s.queueAlerts(ctx, tx, b, []*lifecycle.AlertPayload{a}); err != nil {
+			queueAlertCols(b, c)
+			var alerts []*lifecycle.AlertPayload
+			if c[0].alert != nil {
+				alerts = append(alerts, c[0].alert)
+			}
+			if err := s.queueAlerts(ctx, tx, b, alerts, [][]string{c[0].sinks}); err != nil {
 				return unavailable(err)
 			}
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -13,23 +13,36 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-// queueAlerts records alerts in the outbox with one delivery per sink, and
-// inserts each delivery's River job, all in the caller's transaction: an alert
-// and its jobs exist if and only if the change that raised it commits. The
-// jobs are inserted first (one round trip) so that each delivery row can name
-// its job; the rows are queued on b.
-func (s *Store) queueAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, alerts []*lifecycle.AlertPayload) error {
+// queueAlerts records alerts in the outbox with one delivery per sink of
+// sinks[i] (gate's routing, oncall.go), and inserts each delivery's River
+// job, all in the caller's transaction: an alert and its jobs exist if and
+// only if the change that raised it commits. The jobs are inserted first
+// (one round trip) so that each delivery row can name its job; the rows are
+// queued on b.
+func (s *Store) queueAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, alerts []*lifecycle.AlertPayload, sinks [][]string) error {
 	if len(alerts) == 0 {
 		return nil
 	}
 	n := len(alerts)
 	alertIDs, codes, types, payloads := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	seqs, created := make([]int64, n), make([]time.Time, n)
+	var deliveries []jobs.DeliverAlert
 	for i, a := range alerts {
 		alertIDs[i], codes[i], types[i], payloads[i] = a.AlertID, a.AccessCodeID, a.Type, alertJSON(a)
 		seqs[i], created[i] = a.Sequence, a.CreatedAt
+		for _, sink := range sinks[i] {
+			deliveries = append(deliveries, jobs.DeliverAlert{AlertID: a.AlertID, Sink: sink})
+		}
 	}
-	res, err := s.jobs.InsertManyTx(ctx, tx, jobs.DeliveryJobs(alertIDs, s.cfg.Sinks))
+	b.Queue(`INSERT INTO alerts (alert_id, access_code_id, type, payload, created_at, sequence)
+		SELECT id, code, type, payload::jsonb, created, seq
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
+			AS t(id, code, type, payload, created, seq)`,
+		alertIDs, codes, types, payloads, created, seqs)
+	if len(deliveries) == 0 {
+		return nil // routed to no sink: recorded, sent nowhere
+	}
+	res, err := s.jobs.InsertManyTx(ctx, tx, jobs.DeliveryParams(deliveries))
 	if err != nil {
 		return fmt.Errorf("insert delivery jobs: %w", err)
 	}
@@ -42,11 +55,6 @@ func (s *Store) queueAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, alerts
 		}
 		dAlert, dSink, dJob = append(dAlert, args.AlertID), append(dSink, args.Sink), append(dJob, r.Job.ID)
 	}
-	b.Queue(`INSERT INTO alerts (alert_id, access_code_id, type, payload, created_at, sequence)
-		SELECT id, code, type, payload::jsonb, created, seq
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
-			AS t(id, code, type, payload, created, seq)`,
-		alertIDs, codes, types, payloads, created, seqs)
 	b.Queue(`INSERT INTO alert_deliveries (alert_id, sink, job_id, next_attempt_at)
 		SELECT a, s, j, $4 FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS t(a, s, j)`,
 		dAlert, dSink, dJob, created[0])

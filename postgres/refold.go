@@ -25,7 +25,7 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
 	last_event_at, terminal_at, last_alert_at, updated_at, id, alert_seq,
 	confirmed_by, deletion_request, seam, unconfirmed_since, next_reconcile_at,
-	confirmation`
+	confirmation, alerted_key, alert_sinks`
 
 // CodeColumns is codeColumns for the benchmark's pgbench ceiling script
 // (test/bench/pgbench.go), which cannot call the store: it selects the row
@@ -46,6 +46,9 @@ type codeRow struct {
 	request, seam   []byte // as stored, for sameAs
 	confirmation    []byte
 	unconfirmed     *time.Time
+	// What its sinks were told (oncall.go).
+	alerted    *string
+	alertSinks []string
 }
 
 func scanCode(row pgx.Row) (*codeRow, error) { return scanCodeExtra(row) }
@@ -61,7 +64,7 @@ func scanCodeExtra(row pgx.Row, extra ...any) (*codeRow, error) {
 		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
 		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq,
 		&c.ConfirmedBy, &c.request, &c.seam, &c.unconfirmed, &c.NextReconcileAt,
-		&c.confirmation}, extra...)...)
+		&c.confirmation, &c.alerted, &c.alertSinks}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -161,12 +164,15 @@ func queueLoadEvents(b *pgx.Batch, ids []string, evs map[string][]lifecycle.Even
 }
 
 // change is the new content of one code's row and the alert it calls for.
+// gate (oncall.go) decides which sinks the alert goes to.
 type change struct {
 	old   *codeRow
 	st    lifecycle.State
 	flag  *lifecycle.Flag
 	needs bool
 	alert *lifecycle.AlertPayload
+	sinks []string
+	cols  *alertCols
 }
 
 // recompute folds each locked code's events and decides its new row.
@@ -306,11 +312,13 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 		confirmedBy, request, seam, confirmation        []*string
 		unconfirmed, nextReconcile                      []*time.Time
 		alerts                                          []*lifecycle.AlertPayload
+		sinks                                           [][]string
 	)
+	s.gate(now, changes)
 	for i := range changes {
 		c := &changes[i]
 		if c.alert != nil {
-			alerts = append(alerts, c.alert)
+			alerts, sinks = append(alerts, c.alert), append(sinks, c.sinks)
 		}
 		r := s.newRow(now, *c)
 		if c.alert == nil && r.sameAs(c.old) {
@@ -358,7 +366,8 @@ func (s *Store) writeChanges(ctx context.Context, tx pgx.Tx, now time.Time, chan
 			created, set, deleted, removed, last, terminal, now, lastAlert, seq,
 			confirmedBy, request, seam, unconfirmed, nextReconcile, confirmation)
 	}
-	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
+	queueAlertCols(b, changes)
+	if err := s.queueAlerts(ctx, tx, b, alerts, sinks); err != nil {
 		return nil, nil, err
 	}
 	return b, flagReasons(alerts), nil

@@ -32,6 +32,9 @@ type Config struct {
 	RemovalTimeout time.Duration
 	// Sinks are the alert sinks a new alert is queued for (see package alert).
 	Sinks []string
+	// Routes choose, per sink, the alerts it takes (oncall.go); a sink
+	// without one takes every alert.
+	Routes map[string]Route
 	// Workers is the number of concurrent ingest transactions (group commit).
 	Workers int
 	// MaxBatch caps the deliveries committed in one transaction.

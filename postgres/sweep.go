@@ -149,13 +149,15 @@ func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, change
 	ids, reasons, details, keys := make([]string, 0, n), mk(0), mk(0), mk(0)
 	needs, since, lastAlert, seq := make([]bool, 0, n), mkt(0), mkt(0), make([]int64, 0, n)
 	var alerts []*lifecycle.AlertPayload
+	var sinks [][]string
+	s.gate(now, changes)
 	for _, c := range changes {
 		w := s.newRow(now, c)
 		ids = append(ids, c.old.AccessCodeID)
 		needs, reasons, details, keys = append(needs, w.needs), append(reasons, w.reason), append(details, w.details), append(keys, w.key)
 		since, lastAlert, seq = append(since, w.since), append(lastAlert, w.lastAlert), append(seq, c.old.alertSeq)
 		if c.alert != nil {
-			alerts = append(alerts, c.alert)
+			alerts, sinks = append(alerts, c.alert), append(sinks, c.sinks)
 		}
 	}
 	b := &pgx.Batch{}
@@ -168,7 +170,8 @@ func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, change
 			AS u(id, needs, reason, details, key, since, last_alert, seq)
 		WHERE c.access_code_id = u.id`,
 		ids, needs, reasons, details, keys, since, lastAlert, seq, now)
-	if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
+	queueAlertCols(b, changes)
+	if err := s.queueAlerts(ctx, tx, b, alerts, sinks); err != nil {
 		return nil, err
 	}
 	return flagReasons(alerts), tx.SendBatch(ctx, b).Close()
@@ -178,7 +181,8 @@ func (s *Store) writeFlags(ctx context.Context, tx pgx.Tx, now time.Time, change
 // without an alert since cutoff, and restarts their reminder clocks. SKIP
 // LOCKED: a code being ingested now is left for the next sweep, and this
 // transaction never waits for a row lock, so it cannot take part in a
-// deadlock whatever order it locks in.
+// deadlock whatever order it locks in. A reminder goes where the routes
+// say now and where its trouble went (gate, oncall.go).
 func (s *Store) remind(ctx context.Context, now, cutoff time.Time) (int, error) {
 	n := 0
 	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
@@ -194,24 +198,19 @@ func (s *Store) remind(ctx context.Context, now, cutoff time.Time) (int, error) 
 		if len(rows) == 0 {
 			return errRollback
 		}
-		ids, seq := make([]string, 0, len(rows)), make([]int64, 0, len(rows))
-		alerts := make([]*lifecycle.AlertPayload, 0, len(rows))
 		locks, err := s.locksOf(ctx, tx, devicesOf(rows))
 		if err != nil {
 			return unavailable(err)
 		}
+		changes := make([]change, 0, len(rows))
 		for _, r := range rows {
-			alerts = append(alerts, newAlert(now, r, lifecycle.AlertReminder, rowState(r), rowFlag(r), "", locks[deref(r.DeviceID)]))
-			ids, seq = append(ids, r.AccessCodeID), append(seq, r.alertSeq)
+			c := change{old: r, alert: newAlert(now, r, lifecycle.AlertReminder, rowState(r), rowFlag(r), "", locks[deref(r.DeviceID)])}
+			_, open := s.alertState(r)
+			c.sinks, c.cols = s.sendTrouble(c.alert, lifecycle.Gated{Send: true, Key: deref(r.troubleKey)}, open, now)
+			changes = append(changes, c)
 		}
-		b := &pgx.Batch{}
-		b.Queue(`UPDATE access_codes c SET last_alert_at = $2, alert_seq = u.seq
-		FROM unnest($1::text[], $3::bigint[]) AS u(id, seq) WHERE c.access_code_id = u.id`, ids, now, seq)
-		if err := s.queueAlerts(ctx, tx, b, alerts); err != nil {
-			return unavailable(err)
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return unavailable(err)
+		if err := s.writeAlerts(ctx, tx, changes); err != nil {
+			return err
 		}
 		n = len(rows)
 		return nil

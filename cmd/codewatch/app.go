@@ -196,8 +196,8 @@ func (a *App) openDatabase(ctx context.Context) error {
 	return nil
 }
 
-// newSinks lists where alerts go: the log always, and the webhook and Slack
-// when configured.
+// newSinks lists where alerts go: the log always, and the webhook, Slack and
+// the on-call sinks (oncall.go) when configured.
 func newSinks(cfg *config.Config, logger *slog.Logger) []alert.Sink {
 	sinks := []alert.Sink{alert.LogSink{Logger: logger}}
 	httpClient := &http.Client{Timeout: 10 * time.Second}
@@ -207,7 +207,7 @@ func newSinks(cfg *config.Config, logger *slog.Logger) []alert.Sink {
 	if cfg.SlackWebhookURL != "" {
 		sinks = append(sinks, alert.SlackSink{URL: cfg.SlackWebhookURL, Client: httpClient})
 	}
-	return sinks
+	return append(sinks, onCallSinks(cfg, httpClient)...)
 }
 
 // openStore builds the store, which queues alert deliveries as River jobs.
@@ -221,6 +221,7 @@ func (a *App) openStore() error {
 		RemovalTimeout: cfg.RemovalTimeout,
 		ReconcileAfter: cfg.ReconcileAfter,
 		Sinks:          alert.SinkNames(a.sinks),
+		Routes:         storeRoutes(cfg),
 		Workers:        cfg.IngestWorkers,
 		Keys:           cfg.DataKeys,
 		// A quarter of the connections ingest leaves (2 by default): ops

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,7 +63,9 @@ type pinProof struct {
 	sender  *seamevent.Sender
 	webhook *rawSink
 	slack   *rawSink
-	fake    *seamtest.Fake
+	// oncall plays PagerDuty, Opsgenie and Teams (issue 23), by path.
+	oncall *rawSink
+	fake   *seamtest.Fake
 
 	mu      sync.Mutex
 	outputs []pinOutput
@@ -122,6 +125,12 @@ func TestPINNeverInClear(t *testing.T) {
 	p.env["CODEWATCH_ALERT_WEBHOOK_URL"] = p.webhook.srv.URL + "/alerts"
 	p.env["CODEWATCH_ALERT_WEBHOOK_SECRET"] = alertSecret
 	p.env["CODEWATCH_SLACK_WEBHOOK_URL"] = p.slack.srv.URL + "/services/T0/B0/x"
+	p.oncall = newRawSink(t)
+	p.env["CODEWATCH_PAGERDUTY_ROUTING_KEY"] = "R0UT1NGK3Y0123456789abcdefABCDEF"
+	p.env["CODEWATCH_PAGERDUTY_URL"] = p.oncall.srv.URL + "/pagerduty/v2/enqueue"
+	p.env["CODEWATCH_OPSGENIE_API_KEY"] = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+	p.env["CODEWATCH_OPSGENIE_URL"] = p.oncall.srv.URL + "/opsgenie"
+	p.env["CODEWATCH_TEAMS_WEBHOOK_URL"] = p.oncall.srv.URL + "/teams/workflow?sig=x"
 	var err error
 	if p.keys, err = datakeys.Parse(p.env["CODEWATCH_DATA_KEYS"]); err != nil {
 		t.Fatal(err)
@@ -153,6 +162,9 @@ func TestPINNeverInClear(t *testing.T) {
 	for i, b := range p.slack.bodies() {
 		p.record("alerts", fmt.Sprintf("slack sink request %d", i+1), b)
 	}
+	for i, b := range p.oncall.bodies() {
+		p.record("alerts", fmt.Sprintf("on-call sink request %d", i+1), b)
+	}
 	p.record("database", "pg_dump", pgDump(t, p.db))
 
 	// The PIN went in: the stored bodies hold it, the API showed its hint.
@@ -166,6 +178,11 @@ func TestPINNeverInClear(t *testing.T) {
 	if len(p.webhook.bodies()) == 0 || len(p.slack.bodies()) == 0 {
 		t.Errorf("alerts reached the webhook sink %d times and Slack %d times: the alert paths were not exercised",
 			len(p.webhook.bodies()), len(p.slack.bodies()))
+	}
+	for _, prefix := range []string{"/pagerduty/", "/opsgenie/", "/teams/"} {
+		if !slices.ContainsFunc(p.oncall.bodies(), func(b []byte) bool { return bytes.HasPrefix(b, []byte(prefix)) }) {
+			t.Errorf("no alert reached %s: the on-call paths were not exercised", prefix)
+		}
 	}
 	for _, o := range p.outputs {
 		if len(o.data) == 0 {
