@@ -170,3 +170,21 @@ func (Backfill) Kind() string { return "backfill" }
 func (Backfill) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueSeam, MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByState: whileQueued.ByState}}
 }
+
+// All lists one value of every kind of job codewatch inserts: the job
+// metrics are made for each kind at start-up, and a test holds every
+// kind's arguments to ids and times (River's job UI shows them).
+func All() []river.JobArgs {
+	return []river.JobArgs{DeliverAlert{}, Sweep{}, Prune{}, CompactCounts{}, RequeueAlerts{},
+		FollowAttempt{}, Reconcile{}, ReconcileScan{}, Backfill{}}
+}
+
+// Kinds are the kinds of All.
+func Kinds() []string {
+	all := All()
+	out := make([]string, len(all))
+	for i, a := range all {
+		out[i] = a.Kind()
+	}
+	return out
+}

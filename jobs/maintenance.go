@@ -87,7 +87,7 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[Sweep]) error {
 		w.m.OnSweep(res, time.Since(start))
 	}
 	if res.Overdue > 0 || res.Reminders > 0 {
-		w.m.Logger.Info("sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
+		w.m.Logger.InfoContext(ctx, "sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ type requeueWorker struct {
 func (w *requeueWorker) Work(ctx context.Context, _ *river.Job[RequeueAlerts]) error {
 	n, err := w.m.Store.RequeueAlerts(ctx)
 	if n > 0 {
-		w.m.Logger.Info("alert deliveries queued again", "count", n)
+		w.m.Logger.InfoContext(ctx, "alert deliveries queued again", "count", n)
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -29,7 +30,19 @@ func (s *Store) queueAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, alerts
 		alertIDs[i], codes[i], types[i], payloads[i] = a.AlertID, a.AccessCodeID, a.Type, alertJSON(a)
 		seqs[i], created[i] = a.Sequence, a.CreatedAt
 	}
-	res, err := s.jobs.InsertManyTx(ctx, tx, jobs.DeliveryJobs(alertIDs, s.cfg.Sinks))
+	params := jobs.DeliveryJobs(alertIDs, s.cfg.Sinks)
+	if s.tracer != nil {
+		// Each delivery names the delivery that raised its alert as its
+		// cause (ingest_trace.go), not the batch it was committed in.
+		for i, a := range alerts {
+			if meta := jobs.TraceMetadata(causeOf(ctx, a.AccessCodeID)); meta != nil {
+				for j := range s.cfg.Sinks {
+					params[i*len(s.cfg.Sinks)+j].InsertOpts = &river.InsertOpts{Metadata: meta}
+				}
+			}
+		}
+	}
+	res, err := s.jobs.InsertManyTx(ctx, tx, params)
 	if err != nil {
 		return fmt.Errorf("insert delivery jobs: %w", err)
 	}
