@@ -11,8 +11,8 @@ import (
 	"encoding/json"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/rivercontrib/otelriver"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/riverqueue/rivercontrib/otelriver"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
