@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/datakeys"
+	"github.com/codewatch/codewatch/internal/otlptest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -131,6 +132,9 @@ func TestPINNeverInClear(t *testing.T) {
 		p.env[k] = v
 	}
 	p.env["CODEWATCH_RECONCILE_AFTER"] = "0" // lookups only when asked
+	// Tracing on (issue 24): every span exported is searched too.
+	spans := otlptest.Start(t)
+	traceEnv(p.env, spans)
 	p.s = startServer(t, "serve", p.env)
 	p.sender = &seamevent.Sender{URL: p.s.webhookURL(), Secret: p.s.Secret}
 
@@ -154,6 +158,7 @@ func TestPINNeverInClear(t *testing.T) {
 		p.record("alerts", fmt.Sprintf("slack sink request %d", i+1), b)
 	}
 	p.record("database", "pg_dump", pgDump(t, p.db))
+	p.record("traces", "spans exported over OTLP", bytes.Join(spans.Raw(), nil))
 
 	// The PIN went in: the stored bodies hold it, the API showed its hint.
 	// (Otherwise finding it nowhere would prove nothing.) And the scan
@@ -570,7 +575,10 @@ func pinConsole(t *testing.T, p *pinProof) {
 	for _, path := range []string{"/console/", "/console/codes", "/console/codes?sort=recent", "/console/quarantine",
 		"/console/alerts", "/console/locks",
 		"/console/codes/" + p.codes["failed"], "/console/codes/" + p.codes["overdue"], "/console/codes/" + p.codes["seam"],
-		"/console/locks/" + seamevent.DeviceIDFor(p.codes["overdue"])} {
+		"/console/locks/" + seamevent.DeviceIDFor(p.codes["overdue"]),
+		// River's job UI and the jobs' arguments it shows (issue 24).
+		"/console/jobs/", "/console/jobs/api/jobs?state=completed&limit=100", "/console/jobs/api/jobs?state=retryable&limit=100",
+		"/console/jobs/api/jobs?state=available&limit=100", "/console/jobs/api/queues"} {
 		get(path)
 	}
 	// The raw JSON is one click away, masked: the hint, never the PIN.
