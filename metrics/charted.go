@@ -25,6 +25,13 @@ var WebhookOutcomes = []string{"stored", "duplicate", "quarantined", "rejected",
 // codewatch_alert_deliveries_total.
 var DeliveryOutcomes = []string{"sent", "failed", "given_up"}
 
+// QuarantineKinds are the quarantine reasons (codewatch_quarantined_total's
+// reason label) made at zero: the ones any body can hit. Reasons naming a
+// field (missing_device_id, invalid_occurred_at, ...) appear when first
+// counted.
+var QuarantineKinds = []string{"not_json", "missing_event_id", "missing_access_code_id",
+	lifecycle.QuarantineMessageIDReused, "reserved_event_type"}
+
 // JobStates are the state label's values of codewatch_jobs: River's states
 // of a job not yet finished, and discarded (given up after its attempts).
 var JobStates = []string{"available", "pending", "scheduled", "retryable", "running", "discarded"}
@@ -63,6 +70,9 @@ func (m *Metrics) zeroKnown() {
 	}
 	for _, r := range lifecycle.Reasons {
 		m.Flagged.WithLabelValues(r)
+	}
+	for _, k := range QuarantineKinds {
+		m.Quarantined.WithLabelValues(k)
 	}
 	for _, route := range seam.Routes {
 		for _, o := range seam.Outcomes {
