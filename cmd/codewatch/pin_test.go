@@ -158,7 +158,17 @@ func TestPINNeverInClear(t *testing.T) {
 		p.record("alerts", fmt.Sprintf("slack sink request %d", i+1), b)
 	}
 	p.record("database", "pg_dump", pgDump(t, p.db))
-	p.record("traces", "spans exported over OTLP", bytes.Join(spans.Raw(), nil))
+	exported := bytes.Join(spans.Raw(), nil)
+	p.record("traces", "spans exported over OTLP", exported)
+	// Nor a secret: the console's sign-in, the ops API and Seam's API ran
+	// traced.
+	for what, secret := range map[string]string{"the ops token": p.s.Token, "the webhook secret": strings.TrimPrefix(p.s.Secret, "whsec_"),
+		"the alert webhook secret": strings.TrimPrefix(alertSecret, "whsec_"), "the Seam API key": p.env["SEAM_API_KEY"],
+		"the data key": p.env["CODEWATCH_DATA_KEYS"]} {
+		if bytes.Contains(exported, []byte(secret)) {
+			t.Errorf("the exported spans show %s", what)
+		}
+	}
 
 	// The PIN went in: the stored bodies hold it, the API showed its hint.
 	// (Otherwise finding it nowhere would prove nothing.) And the scan
