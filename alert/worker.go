@@ -178,7 +178,14 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 		if w.cfg.Counters.Sent != nil {
 			w.cfg.Counters.Sent(a.Sink, p.Type)
 		}
-		return w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: a.AlertID, Sink: a.Sink, Status: lifecycle.DeliverySent})
+		if err := w.finish(ctx, job, lifecycle.DeliveryEnd{AlertID: a.AlertID, Sink: a.Sink, Status: lifecycle.DeliverySent}); err != nil {
+			return err
+		}
+		// One line per delivery, in the job's span (its trace_id and
+		// span_id, with tracing on, lead to the webhook that raised it).
+		w.cfg.Logger.InfoContext(ctx, "alert delivered", "sink", a.Sink, "access_code_id", d.AccessCodeID,
+			"alert_id", a.AlertID, "type", d.Type, "attempt", d.Attempts+1)
+		return nil
 	}
 	if w.cfg.Counters.Failed != nil {
 		w.cfg.Counters.Failed(a.Sink)
@@ -192,16 +199,16 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 	if next.After(d.CreatedAt.Add(w.cfg.MaxAge)) {
 		return w.giveUp(ctx, job, d, err.Error())
 	}
-	w.cfg.Logger.Warn("alert delivery failed; will retry", "alert_id", a.AlertID, "sink", a.Sink,
+	w.cfg.Logger.WarnContext(ctx, "alert delivery failed; will retry", "alert_id", a.AlertID, "sink", a.Sink,
 		"attempt", d.Attempts+1, "retry_at", next.UTC().Format(time.RFC3339), "error", err)
 	if rerr := w.cfg.Outbox.RecordFailure(ctx, a.AlertID, a.Sink, err.Error(), next); rerr != nil {
-		w.cfg.Logger.Warn("cannot record failed delivery", "alert_id", a.AlertID, "error", rerr)
+		w.cfg.Logger.WarnContext(ctx, "cannot record failed delivery", "alert_id", a.AlertID, "error", rerr)
 	}
 	return err
 }
 
 func (w *Worker) giveUp(ctx context.Context, job *river.Job[jobs.DeliverAlert], d *lifecycle.AlertDelivery, why string) error {
-	w.cfg.Logger.Error("alert delivery given up", "alert_id", d.AlertID, "sink", d.Sink,
+	w.cfg.Logger.ErrorContext(ctx, "alert delivery given up", "alert_id", d.AlertID, "sink", d.Sink,
 		"access_code_id", d.AccessCodeID, "type", d.Type, "attempts", d.Attempts, "created_at", d.CreatedAt, "reason", why)
 	if w.cfg.Counters.GivenUp != nil {
 		w.cfg.Counters.GivenUp(d.Sink)
@@ -229,20 +236,20 @@ func (w *Worker) finish(ctx context.Context, job *river.Job[jobs.DeliverAlert], 
 		if err == nil || time.Now().Add(wait).After(deadline) {
 			break
 		}
-		w.cfg.Logger.Warn("alert delivery not recorded yet; retrying", "alert_id", end.AlertID, "sink", end.Sink,
+		w.cfg.Logger.WarnContext(ctx, "alert delivery not recorded yet; retrying", "alert_id", end.AlertID, "sink", end.Sink,
 			"retry_in", wait.String(), "error", err)
 		time.Sleep(wait)
 	}
 	if err != nil {
 		// Sent but not recorded: the job is retried and sends again with
 		// the same alert_id, which receivers drop.
-		w.cfg.Logger.Warn("alert delivery not recorded", "alert_id", end.AlertID, "sink", end.Sink, "error", err)
+		w.cfg.Logger.WarnContext(ctx, "alert delivery not recorded", "alert_id", end.AlertID, "sink", end.Sink, "error", err)
 		return err
 	}
 	if next != 0 {
 		if c, err := river.ClientFromContextSafely[pgx.Tx](ctx); err == nil {
 			if _, err := c.JobRetry(ctx, next); err != nil {
-				w.cfg.Logger.Debug("cannot wake next delivery", "job_id", next, "error", err)
+				w.cfg.Logger.DebugContext(ctx, "cannot wake next delivery", "job_id", next, "error", err)
 			}
 		}
 	}

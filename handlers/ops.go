@@ -275,7 +275,7 @@ func (o *Ops) acknowledge(c echo.Context) error {
 		return err
 	}
 	if changed {
-		o.Logger.Info("trouble acknowledged", "access_code_id", id, "acknowledged_by", by)
+		o.Logger.InfoContext(c.Request().Context(), "trouble acknowledged", "access_code_id", id, "acknowledged_by", by)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }

@@ -114,7 +114,7 @@ func (p *Public) webhook(c echo.Context) error {
 	res, err := p.Store.Ingest(ctx, lifecycle.Delivery{MessageID: msgID, Body: body})
 	if err != nil {
 		p.Metrics.WebhooksReceived.WithLabelValues("unknown", "unavailable").Inc()
-		p.Logger.Warn("webhook not stored", "message_id", msgID, "error", err)
+		p.Logger.WarnContext(c.Request().Context(), "webhook not stored", "message_id", msgID, "error", err)
 		ae := fromDomain(err)
 		if ae.Status >= 500 {
 			// Always retryable: Seam must send it again.
@@ -123,6 +123,9 @@ func (p *Public) webhook(c echo.Context) error {
 		return ae
 	}
 	p.Metrics.IngestDuration.Observe(time.Since(start).Seconds())
+	if res.Outcome == lifecycle.Stored && !res.OccurredAt.IsZero() {
+		p.Metrics.IngestLag.Observe(max(0, time.Since(res.OccurredAt).Seconds()))
+	}
 	p.Metrics.WebhooksReceived.WithLabelValues(metrics.EventTypeLabel(res.EventType), string(res.Outcome)).Inc()
 	switch res.Outcome {
 	case lifecycle.Duplicate:
@@ -130,7 +133,7 @@ func (p *Public) webhook(c echo.Context) error {
 	case lifecycle.Quarantined:
 		reason := res.Reason
 		p.Metrics.Quarantined.WithLabelValues((&lifecycle.Unusable{Reason: reason}).Kind()).Inc()
-		p.Logger.Warn("webhook quarantined", "message_id", msgID, "reason", reason)
+		p.Logger.WarnContext(c.Request().Context(), "webhook quarantined", "message_id", msgID, "reason", reason)
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "quarantined": true})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ok": true})
@@ -147,7 +150,7 @@ func (p *Public) rejected(c echo.Context, err error, size int) error {
 	p.Metrics.SignatureFailures.WithLabelValues(reason).Inc()
 	p.Metrics.WebhooksReceived.WithLabelValues("unknown", "rejected").Inc()
 	if ok, suppressed := p.rejectLog.allow(time.Now()); ok {
-		p.Logger.Warn("webhook rejected", "reason", reason, "remote", c.RealIP(),
+		p.Logger.WarnContext(c.Request().Context(), "webhook rejected", "reason", reason, "remote", c.RealIP(),
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "bytes", size,
 			"suppressed_since_last", suppressed)
 	}

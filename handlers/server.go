@@ -77,7 +77,7 @@ func recoverer(logger *slog.Logger) echo.MiddlewareFunc {
 		return func(c echo.Context) (err error) {
 			defer func() {
 				if r := recover(); r != nil {
-					logger.Error("panic in handler", "panic", r, "path", c.Path())
+					logger.ErrorContext(c.Request().Context(), "panic in handler", "panic", r, "path", c.Path())
 					err = NewError(http.StatusInternalServerError, "internal_error", "internal error")
 				}
 			}()
@@ -119,10 +119,10 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			// The cause (database down, starting, shutting down) is logged
 			// where it is known; a probe every few seconds must not add a
 			// line each.
-			logger.Debug("request unavailable", "method", c.Request().Method, "path", c.Path(),
+			logger.DebugContext(c.Request().Context(), "request unavailable", "method", c.Request().Method, "path", c.Path(),
 				"request_id", rid, "error", err)
 		case ae.Status >= 500:
-			logger.Error("request failed", "status", ae.Status, "type", ae.Type,
+			logger.ErrorContext(c.Request().Context(), "request failed", "status", ae.Status, "type", ae.Type,
 				"method", c.Request().Method, "path", c.Path(), "request_id", rid, "error", err)
 		}
 		body := map[string]any{

@@ -80,18 +80,6 @@ type RequeueAlerts struct{ maintenanceJob }
 // Kind implements river.JobArgs.
 func (RequeueAlerts) Kind() string { return "requeue_alerts" }
 
-// DeliveryJobs returns the insert parameters of one delivery job per sink of
-// each alert.
-func DeliveryJobs(alertIDs []string, sinks []string) []river.InsertManyParams {
-	out := make([]river.InsertManyParams, 0, len(alertIDs)*len(sinks))
-	for _, a := range alertIDs {
-		for _, s := range sinks {
-			out = append(out, river.InsertManyParams{Args: DeliverAlert{AlertID: a, Sink: s}})
-		}
-	}
-	return out
-}
-
 // DeliveryParams returns the insert parameters of the given delivery jobs.
 func DeliveryParams(ds []DeliverAlert) []river.InsertManyParams {
 	out := make([]river.InsertManyParams, len(ds))
@@ -159,4 +147,22 @@ func (Backfill) Kind() string { return "backfill" }
 // two replicas starting at different instants compute different ranges.
 func (Backfill) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueSeam, MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByState: whileQueued.ByState}}
+}
+
+// All lists one value of every kind of job codewatch inserts: the job
+// metrics are made for each kind at start-up, and a test holds every
+// kind's arguments to ids and times (River's job UI shows them).
+func All() []river.JobArgs {
+	return []river.JobArgs{DeliverAlert{}, Sweep{}, Prune{}, CompactCounts{}, RequeueAlerts{},
+		FollowAttempt{}, Reconcile{}, ReconcileScan{}, Backfill{}}
+}
+
+// Kinds are the kinds of All.
+func Kinds() []string {
+	all := All()
+	out := make([]string, len(all))
+	for i, a := range all {
+		out[i] = a.Kind()
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/codewatch/codewatch/internal/quietlog"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -37,7 +38,10 @@ type Config struct {
 	Queues []string
 	// OnError is told of every failed attempt (a metric).
 	OnError func(kind string)
-	Logger  *slog.Logger
+	// Tracer, when set (tracing on), makes each job worked a span linked
+	// to the span that inserted it (trace.go).
+	Tracer trace.TracerProvider
+	Logger *slog.Logger
 }
 
 // NewClient returns the River client that works jobs. Call Start to begin and
@@ -78,7 +82,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 		JobTimeout:           time.Minute,
 		RescueStuckJobsAfter: 90 * time.Second,
 		ErrorHandler:         errorCounter{count: cfg.OnError, logger: cfg.Logger},
-		Middleware:           []rivertype.Middleware{&cleanErrors{}},
+		Middleware:           append(middleware(cfg.Tracer, true), &cleanErrors{}),
 		Logger:               quietlog.Warn(cfg.Logger),
 	})
 }
@@ -86,7 +90,13 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 // NewInserter returns a River client that only inserts jobs: what the store
 // needs to queue work inside its transactions.
 func NewInserter(pool *pgxpool.Pool, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
-	return river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietlog.Warn(logger)})
+	return NewTracedInserter(pool, logger, nil)
+}
+
+// NewTracedInserter is NewInserter that, given a tracer provider (tracing
+// on), names in each job's metadata the span that inserted it.
+func NewTracedInserter(pool *pgxpool.Pool, logger *slog.Logger, tp trace.TracerProvider) (*river.Client[pgx.Tx], error) {
+	return river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quietlog.Warn(logger), Middleware: middleware(tp, false)})
 }
 
 // maxJobError bounds the error River records for a failed attempt.

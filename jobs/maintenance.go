@@ -93,7 +93,7 @@ func (m *Maintenance) sweep(ctx context.Context) error {
 		m.OnSweep(res, time.Since(start))
 	}
 	if res.Overdue > 0 || res.Reminders > 0 {
-		m.Logger.Info("sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
+		m.Logger.InfoContext(ctx, "sweep", slog.Int("overdue", res.Overdue), slog.Int("reminders", res.Reminders))
 	}
 	return nil
 }
@@ -110,7 +110,7 @@ func (m *Maintenance) prune(ctx context.Context) error {
 func (m *Maintenance) requeueAlerts(ctx context.Context) error {
 	n, err := m.Store.RequeueAlerts(ctx)
 	if n > 0 {
-		m.Logger.Info("alert deliveries queued again", "count", n)
+		m.Logger.InfoContext(ctx, "alert deliveries queued again", "count", n)
 	}
 	return err
 }

@@ -432,6 +432,9 @@ type Result struct {
 	EventType string // "" when quarantined
 	// Reason says why a delivery was quarantined.
 	Reason string
+	// OccurredAt is when Seam says a stored event happened (zero when it
+	// was not stored): codewatch_ingest_lag_seconds.
+	OccurredAt time.Time
 }
 
 // List orders.

@@ -32,6 +32,15 @@ type Metrics struct {
 	OverdueFlagged    prometheus.Counter
 	Flagged           *prometheus.CounterVec
 	RetentionDeleted  *prometheus.CounterVec
+	// IngestLag is Seam's occurred_at to the event stored (webhooks).
+	IngestLag prometheus.Histogram
+	// SeamRequests and SeamDuration count and time the attempts of calls
+	// to Seam's API by route and outcome (seam.Outcome).
+	SeamRequests *prometheus.CounterVec
+	SeamDuration *prometheus.HistogramVec
+	// AlertDeliveries counts delivery attempts by sink and outcome (sent,
+	// failed, given_up).
+	AlertDeliveries *prometheus.CounterVec
 }
 
 // New registers the metrics, with process and Go runtime collectors.
@@ -93,9 +102,12 @@ func New() *Metrics {
 			Help: "Rows pruned by retention, by table.",
 		}, []string{"table"}),
 	}
+	m.addCharted()
 	r.MustRegister(m.WebhooksReceived, m.SignatureFailures, m.Quarantined, m.IngestDuration,
 		m.AlertsSent, m.AlertsFailed, m.AlertsGivenUp, m.JobErrors, m.UnverifiedBytes, m.SweepDuration, m.OverdueFlagged, m.Flagged, m.RetentionDeleted,
+		m.IngestLag, m.SeamRequests, m.SeamDuration, m.AlertDeliveries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.zeroKnown()
 	return m
 }
 

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,8 +64,8 @@ func TestStateGauges(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, sums[name], v)
 		}
 	}
-	if n := testutil.CollectAndCount(m.WebhooksReceived); n != 1 {
-		t.Fatalf("webhooks series %d", n)
+	if v := testutil.ToFloat64(m.WebhooksReceived.WithLabelValues("access_code.deleted", "stored")); v != 1 {
+		t.Fatalf("webhooks stored %v", v)
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := m.Registry.Gather(); err != nil {
@@ -106,5 +107,21 @@ func TestEventTypeLabel(t *testing.T) {
 		if got := metrics.EventTypeLabel(in); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The quarantine kinds made at zero are the kinds lifecycle gives those
+// reasons (a label nobody could ever count would chart nothing).
+func TestQuarantineKindsAreLifecycles(t *testing.T) {
+	for _, body := range []string{`[1]`, `{"event_type":"access_code.deleted","access_code_id":"a"}`,
+		`{"event_id":"e","event_type":"access_code.deleted"}`} {
+		_, err := lifecycle.Parse([]byte(body))
+		var u *lifecycle.Unusable
+		if !errors.As(err, &u) || !slices.Contains(metrics.QuarantineKinds, u.Kind()) {
+			t.Errorf("%s: %v is not one of %v", body, err, metrics.QuarantineKinds)
+		}
+	}
+	if !slices.Contains(metrics.QuarantineKinds, (&lifecycle.Unusable{Reason: lifecycle.ReservedEventType}).Kind()) {
+		t.Errorf("the reserved event type's kind is not made at zero")
 	}
 }

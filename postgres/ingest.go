@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -26,11 +27,16 @@ type request struct {
 	// sealed and pin are the body as stored (see bodies.go).
 	sealed sealedBody
 	pin    pinColumns
+	// span is the delivery's ingest span, with tracing on: the batch's
+	// span links to it, and the alerts it raises name it as their cause.
+	span trace.SpanContext
 }
 
 type reply struct {
 	res lifecycle.Result
 	err error
+	// batch is the span of the transaction that committed the delivery.
+	batch trace.SpanContext
 }
 
 // ingester batches concurrent deliveries into shared transactions (group
@@ -97,6 +103,20 @@ func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Res
 	if err != nil {
 		return lifecycle.Result{}, err
 	}
+	if s.tracer != nil {
+		var end func(reply)
+		ctx, end = s.traceIngest(ctx, r)
+		rep := reply{}
+		defer func() { end(rep) }()
+		rep.res, rep.err = s.ingest(ctx, r, &rep)
+		return rep.res, rep.err
+	}
+	return s.ingest(ctx, r, nil)
+}
+
+// ingest queues r for a batch and waits for its reply (copied to out when
+// set).
+func (s *Store) ingest(ctx context.Context, r *request, out *reply) (lifecycle.Result, error) {
 	s.prepare(r)
 
 	g := s.ing
@@ -114,6 +134,9 @@ func (s *Store) Ingest(ctx context.Context, d lifecycle.Delivery) (lifecycle.Res
 	}
 	select {
 	case rep := <-r.done:
+		if out != nil {
+			*out = rep
+		}
 		return rep.res, rep.err
 	case <-ctx.Done():
 		// The batch may still commit; Svix's retry will then be a duplicate.
@@ -146,6 +169,11 @@ func (g *ingester) commit(batch []*request) {
 	defer cancel()
 	var results map[*request]lifecycle.Result
 	var err error
+	var span trace.Span
+	if s.tracer != nil {
+		ctx, span = s.traceBatch(ctx, batch)
+		defer func() { endSpan(span, err) }()
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		results, err = s.ingestTx(ctx, batch)
 		if err == nil || !retryable(err) {
@@ -154,8 +182,12 @@ func (g *ingester) commit(batch []*request) {
 	}
 	switch {
 	case err == nil:
+		var sc trace.SpanContext
+		if span != nil {
+			sc = span.SpanContext()
+		}
 		for _, r := range batch {
-			r.done <- reply{res: results[r]}
+			r.done <- reply{res: results[r], batch: sc}
 		}
 	case dataError(err) && len(batch) > 1:
 		for _, r := range batch {
@@ -164,13 +196,13 @@ func (g *ingester) commit(batch []*request) {
 	case dataError(err) && len(batch) == 1 && batch[0].reason == "" && g.ownFault(ctx, batch[0]):
 		// Seam signed it: keep it even though the database refuses its
 		// parsed row.
-		s.cfg.Logger.Warn("event refused by the database; quarantining it",
+		s.cfg.Logger.WarnContext(ctx, "event refused by the database; quarantining it",
 			"message_id", batch[0].d.MessageID, "sqlstate", sqlState(err))
 		r := batch[0]
 		r.reason = "store_failed: sqlstate " + sqlState(err)
 		g.commit(batch)
 	default:
-		s.cfg.Logger.Error("ingest transaction failed", "error", err, "batch", len(batch))
+		s.cfg.Logger.ErrorContext(ctx, "ingest transaction failed", "error", err, "batch", len(batch))
 		for _, r := range batch {
 			r.done <- reply{err: unavailable(err)}
 		}
@@ -197,6 +229,9 @@ func (g *ingester) ownFault(ctx context.Context, r *request) bool {
 // constraints decide duplicates), lock each touched code, fold its events,
 // write its row and any alert, commit.
 func (s *Store) ingestTx(ctx context.Context, batch []*request) (map[*request]lifecycle.Result, error) {
+	if s.tracer != nil {
+		ctx = withCauses(ctx, batch)
+	}
 	// Two round trips: BEGIN and the reads with the first batch, the writes
 	// and COMMIT with the second.
 	tx, err := beginPipe(ctx, s.pool)
@@ -337,11 +372,14 @@ func (sp batchSplit) report(batch []*request, inserted map[string]bool, results 
 		if _, done := results[r]; done {
 			continue // reused message id
 		}
-		out := lifecycle.Duplicate
+		res := lifecycle.Result{Outcome: lifecycle.Duplicate, EventType: r.parsed.EventType}
 		if inserted[r.d.MessageID] {
-			out = lifecycle.Stored
+			res.Outcome = lifecycle.Stored
+			if r.parsed.OccurredAt != nil {
+				res.OccurredAt = *r.parsed.OccurredAt
+			}
 		}
-		results[r] = lifecycle.Result{Outcome: out, EventType: r.parsed.EventType}
+		results[r] = res
 	}
 	for _, r := range sp.quarantine {
 		if _, done := results[r]; done {
@@ -472,7 +510,7 @@ func (s *Store) differentBodies(ctx context.Context, tx pgx.Tx, reqs []*request)
 		}
 		body, err := OpenBody(s.cfg.Keys, table, m, keyID, raw)
 		if err != nil {
-			s.cfg.Logger.Warn("stored body cannot be compared with a redelivery; keeping the redelivery in quarantine",
+			s.cfg.Logger.WarnContext(ctx, "stored body cannot be compared with a redelivery; keeping the redelivery in quarantine",
 				"message_id", m, "table", table, "error", openError(err))
 			body = nil
 		}
@@ -513,7 +551,7 @@ func (s *Store) quarantineReused(ctx context.Context, tx pgx.Tx, reqs []*request
 		out := lifecycle.Duplicate
 		if inserted[keys[i].d.MessageID] {
 			out = lifecycle.Quarantined
-			s.cfg.Logger.Warn("message id reused with a different body; kept in quarantine",
+			s.cfg.Logger.WarnContext(ctx, "message id reused with a different body; kept in quarantine",
 				"message_id", r.d.MessageID, "quarantine_key", keys[i].d.MessageID)
 		}
 		results[r] = lifecycle.Result{Outcome: out, Reason: lifecycle.QuarantineMessageIDReused}

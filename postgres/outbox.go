@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"github.com/codewatch/codewatch/jobs"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -42,7 +43,21 @@ func (s *Store) queueAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, alerts
 	if len(deliveries) == 0 {
 		return nil // routed to no sink: recorded, sent nowhere
 	}
-	res, err := s.jobs.InsertManyTx(ctx, tx, jobs.DeliveryParams(deliveries))
+	params := jobs.DeliveryParams(deliveries)
+	if s.tracer != nil {
+		// Each delivery names the delivery that raised its alert as its
+		// cause (ingest_trace.go), not the batch it was committed in.
+		codeOf := make(map[string]string, n)
+		for _, a := range alerts {
+			codeOf[a.AlertID] = a.AccessCodeID
+		}
+		for i, d := range deliveries {
+			if meta := jobs.TraceMetadata(causeOf(ctx, codeOf[d.AlertID])); meta != nil {
+				params[i].InsertOpts = &river.InsertOpts{Metadata: meta}
+			}
+		}
+	}
+	res, err := s.jobs.InsertManyTx(ctx, tx, params)
 	if err != nil {
 		return fmt.Errorf("insert delivery jobs: %w", err)
 	}

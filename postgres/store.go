@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -64,6 +65,9 @@ type Config struct {
 	// troubleshooting (at ingest, by the sweeper, by a replay), after the
 	// flag commits.
 	OnFlag func(reason string)
+	// Tracer, when set (tracing on), traces ingest: a span per delivery and
+	// one per batch transaction, linked (ingest_trace.go).
+	Tracer trace.TracerProvider
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -124,6 +128,8 @@ type Store struct {
 	// reads holds a token per ops read in Postgres (Config.ReadConcurrency);
 	// nil: no bound.
 	reads chan struct{}
+	// tracer traces ingest; nil with tracing off.
+	tracer trace.Tracer
 }
 
 // New returns a Store on pool that queues background work with jobs. Call
@@ -131,6 +137,9 @@ type Store struct {
 func New(pool *pgxpool.Pool, jobs JobQueue, cfg Config) *Store {
 	cfg.defaults()
 	s := &Store{pool: pool, jobs: jobs, cfg: cfg}
+	if cfg.Tracer != nil {
+		s.tracer = cfg.Tracer.Tracer(tracerName + "/postgres")
+	}
 	if cfg.ReadConcurrency > 0 {
 		s.reads = make(chan struct{}, cfg.ReadConcurrency)
 	}

@@ -91,6 +91,9 @@ type Config struct {
 	// Logger gets one debug line per attempt and one warning per retry;
 	// discarded if nil.
 	Logger *slog.Logger
+	// OnAttempt, when set, is told of every attempt's route, outcome
+	// (Outcome) and duration: the Seam API metrics.
+	OnAttempt func(route, outcome string, took time.Duration)
 }
 
 // LogValue keeps the API key out of logs should someone log a Config.
@@ -301,6 +304,9 @@ func (c *Client) attempt(ctx context.Context, route string, payload []byte, out 
 	req.Header.Set("User-Agent", "codewatch-seam")
 
 	began := c.cfg.Now()
+	if c.cfg.OnAttempt != nil {
+		defer func() { c.cfg.OnAttempt(route, Outcome(err), c.cfg.Now().Sub(began)) }()
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		c.debug(ctx, route, n, 0, "", began, err)

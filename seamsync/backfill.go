@@ -191,7 +191,7 @@ func (w *backfillWorker) Work(ctx context.Context, job *river.Job[jobs.Backfill]
 	if err != nil {
 		return fmt.Errorf("backfill %s..%s: %w", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), err)
 	}
-	w.s.cfg.Logger.Info("backfill done", "from", from.UTC(), "to", to.UTC(), "read", res.Read,
+	w.s.cfg.Logger.InfoContext(ctx, "backfill done", "from", from.UTC(), "to", to.UTC(), "read", res.Read,
 		"stored", res.Stored, "duplicate", res.Duplicate, "quarantined", res.Quarantined)
 	return nil
 }

@@ -123,7 +123,7 @@ func (s *Service) requestDeletion(ctx context.Context, id, by string) (*lifecycl
 		// An earlier attempt of this call went through and its answer was
 		// lost: the deletion happened, its attempt id is unknown. Record
 		// the request without one; a lookup confirms it.
-		s.cfg.Logger.Warn("seam: deletion answer lost; recording the request without its action attempt",
+		s.cfg.Logger.WarnContext(ctx, "seam: deletion answer lost; recording the request without its action attempt",
 			"access_code_id", id)
 		a = &seam.ActionAttempt{Status: seam.ActionAttemptPending}
 	default:
@@ -144,7 +144,7 @@ func (s *Service) requestDeletion(ctx context.Context, id, by string) (*lifecycl
 	if _, err := s.cfg.Store.Record(ctx, evs, follow); err != nil {
 		return nil, err
 	}
-	s.cfg.Logger.Info("deletion requested", "access_code_id", id, "action_attempt_id", a.ID, "requested_by", by)
+	s.cfg.Logger.InfoContext(ctx, "deletion requested", "access_code_id", id, "action_attempt_id", a.ID, "requested_by", by)
 	return s.cfg.Store.GetAccessCode(ctx, id)
 }
 
@@ -164,7 +164,7 @@ func (s *Service) claim(ctx context.Context, id string) (func(), error) {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				defer cancel()
 				if err := s.cfg.Store.ReleaseDeletion(rctx, id, holder); err != nil {
-					s.cfg.Logger.Warn("deletion claim not released; it expires by itself", "access_code_id", id, "error", err)
+					s.cfg.Logger.WarnContext(ctx, "deletion claim not released; it expires by itself", "access_code_id", id, "error", err)
 				}
 			}, nil
 		}

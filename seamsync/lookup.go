@@ -72,7 +72,7 @@ func (s *Service) Lookup(ctx context.Context, id string) error {
 		if err != nil {
 			// The lookup itself is evidence; the unmanaged check is tried
 			// again at the next lookup.
-			s.cfg.Logger.Warn("seam: unmanaged codes not checked", "access_code_id", id, "device_id", ref.DeviceID, "error", err)
+			s.cfg.Logger.WarnContext(ctx, "seam: unmanaged codes not checked", "access_code_id", id, "device_id", ref.DeviceID, "error", err)
 		}
 		evs = append(evs, found...)
 	}
@@ -131,7 +131,7 @@ func (s *Service) ResolveWorkspace(ctx context.Context) (*seam.Workspace, error)
 		return nil, err
 	}
 	s.workspace.Store(ws)
-	s.cfg.Logger.Info("seam: API key's workspace", "workspace_id", ws.WorkspaceID, "workspace_name", ws.Name,
+	s.cfg.Logger.InfoContext(ctx, "seam: API key's workspace", "workspace_id", ws.WorkspaceID, "workspace_name", ws.Name,
 		"is_sandbox", ws.IsSandbox)
 	return ws, nil
 }
@@ -146,7 +146,7 @@ func (s *Service) WatchWorkspace(ctx context.Context) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		s.cfg.Logger.Warn("seam: could not read the API key's workspace (workspaces/get); no lookup confirms a removal until it is known",
+		s.cfg.Logger.WarnContext(ctx, "seam: could not read the API key's workspace (workspaces/get); no lookup confirms a removal until it is known",
 			"attempt", attempt, "retry_in", wait, "error", seamFailure(err))
 		select {
 		case <-ctx.Done():

@@ -129,7 +129,7 @@ func (w *followWorker) Work(ctx context.Context, job *river.Job[jobs.FollowAttem
 	s := w.s
 	a, err := s.cfg.Seam.GetActionAttempt(ctx, job.Args.ActionAttemptID)
 	if seam.IsActionAttemptNotFound(err) {
-		s.cfg.Logger.Warn("seam: action attempt not found; reconciliation will confirm the deletion",
+		s.cfg.Logger.WarnContext(ctx, "seam: action attempt not found; reconciliation will confirm the deletion",
 			"access_code_id", job.Args.AccessCodeID, "action_attempt_id", job.Args.ActionAttemptID)
 		return nil
 	}
@@ -140,7 +140,7 @@ func (w *followWorker) Work(ctx context.Context, job *river.Job[jobs.FollowAttem
 	if a.Status == seam.ActionAttemptPending {
 		elapsed := now.Sub(job.CreatedAt)
 		if elapsed > s.cfg.FollowFor {
-			s.cfg.Logger.Warn("seam: action attempt still pending; stopped following it",
+			s.cfg.Logger.WarnContext(ctx, "seam: action attempt still pending; stopped following it",
 				"access_code_id", job.Args.AccessCodeID, "action_attempt_id", a.ID, "after", elapsed.Round(time.Second))
 			return nil
 		}
@@ -156,7 +156,7 @@ func (w *followWorker) Work(ctx context.Context, job *river.Job[jobs.FollowAttem
 		if a.Error != nil {
 			msg = a.Error.Message
 		}
-		s.cfg.Logger.Warn("seam: deletion action attempt failed", "access_code_id", job.Args.AccessCodeID,
+		s.cfg.Logger.WarnContext(ctx, "seam: deletion action attempt failed", "access_code_id", job.Args.AccessCodeID,
 			"action_attempt_id", a.ID, "seam_message", msg)
 	}
 	return err
@@ -206,7 +206,7 @@ func (w *scanWorker) Work(ctx context.Context, _ *river.Job[jobs.ReconcileScan])
 		}
 	}
 	if queued > 0 {
-		s.cfg.Logger.Info("reconcile: lookups queued", "codes", queued)
+		s.cfg.Logger.InfoContext(ctx, "reconcile: lookups queued", "codes", queued)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
+	"github.com/codewatch/codewatch/telemetry"
 	"github.com/codewatch/codewatch/verify"
 )
 
@@ -47,6 +48,8 @@ type App struct {
 	worker         *river.Client[pgx.Tx]
 	ready          *readiness
 	pubSrv, opsSrv *http.Server
+	// tel traces the service; nil with tracing off (telemetry.go).
+	tel *telemetry.Telemetry
 
 	// closers run last, newest first, at Shutdown or when Open fails: the
 	// listeners, the development Postgres, the migrations' pool and the
@@ -61,8 +64,8 @@ type App struct {
 }
 
 // Open builds the service with DATABASE_URL set.
-func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, error) {
-	a := &App{cfg: cfg, logger: logger}
+func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...Option) (*App, error) {
+	a := newApp(cfg, logger, opts)
 	return a.open(ctx, func() error { return nil })
 }
 
@@ -71,9 +74,9 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, e
 // finds) the local Postgres once the ports are its own, fills in the
 // development secrets and prints the banner, then assembles the same
 // service as Open.
-func OpenDev(ctx context.Context, cfg *config.Config, logger *slog.Logger, stdout io.Writer) (*App, error) {
+func OpenDev(ctx context.Context, cfg *config.Config, logger *slog.Logger, stdout io.Writer, opts ...Option) (*App, error) {
 	cfg.DevelopmentDefaults()
-	a := &App{cfg: cfg, logger: logger}
+	a := newApp(cfg, logger, opts)
 	return a.open(ctx, func() error {
 		stopDB, err := devMode(ctx, cfg, a.pubLn.Addr(), a.opsLn.Addr(), logger, stdout)
 		if err != nil {
@@ -82,6 +85,14 @@ func OpenDev(ctx context.Context, cfg *config.Config, logger *slog.Logger, stdou
 		a.closers = append(a.closers, stopDB)
 		return nil
 	})
+}
+
+func newApp(cfg *config.Config, logger *slog.Logger, opts []Option) *App {
+	a := &App{cfg: cfg, logger: logger}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
 }
 
 // open binds both listeners first, so that a busy port is reported before
@@ -143,26 +154,32 @@ func (a *App) assemble(ctx context.Context) error {
 		return err
 	}
 	a.metrics = metrics.New()
-	a.sinks = newSinks(cfg, logger)
+	a.sinks = newTracedSinks(cfg, logger, sinkClient(a.tel))
 	if err := a.openStore(); err != nil {
 		return err
 	}
 	if cfg.SeamAPIKey != "" {
-		client, err := seam.New(seamConfig(cfg, logger))
+		client, err := seam.New(seamClient(seamConfig(cfg, logger), a.metrics, a.tel))
 		if err != nil {
 			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 		}
 		a.seamSync = seamsync.New(seamsync.Config{Seam: client, Store: a.store, Keys: cfg.DataKeys, Logger: logger})
 	}
-	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.metrics, logger); err != nil {
+	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.metrics, logger, a.tel); err != nil {
 		return err
 	}
+	jobsPage, stopJobsPage, err := jobsUI(a.worker, logger)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, stopJobsPage)
 	if a.seamSync != nil {
 		a.seamSync.UseJobs(a.worker)
 	}
 	a.ready = newReadiness(a.migr.Ready)
 	a.metrics.RegisterState(a.store, 5*time.Second, logger)
-	a.newServers(verifier)
+	prepareMetrics(a.metrics, a.store, a.sinks, logger)
+	a.newServers(verifier, jobsPage)
 	return nil
 }
 
@@ -174,6 +191,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 		return &exitError{2, errors.New("DATABASE_URL: not a valid Postgres URL")}
 	}
 	pcfg.MaxConns = int32(cfg.DBMaxConns)
+	tracePool(pcfg, a.tel)
 	if a.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return err
 	}
@@ -199,8 +217,12 @@ func (a *App) openDatabase(ctx context.Context) error {
 // newSinks lists where alerts go: the log always, and the webhook, Slack and
 // the on-call sinks (oncall.go) when configured.
 func newSinks(cfg *config.Config, logger *slog.Logger) []alert.Sink {
+	return newTracedSinks(cfg, logger, &http.Client{Timeout: 10 * time.Second})
+}
+
+// newTracedSinks is newSinks sending with httpClient (sinkClient).
+func newTracedSinks(cfg *config.Config, logger *slog.Logger, httpClient *http.Client) []alert.Sink {
 	sinks := []alert.Sink{alert.LogSink{Logger: logger}}
-	httpClient := &http.Client{Timeout: 10 * time.Second}
 	if cfg.AlertWebhookURL != "" {
 		sinks = append(sinks, alert.WebhookSink{URL: cfg.AlertWebhookURL, Secret: cfg.AlertWebhookSecret, Client: httpClient})
 	}
@@ -213,7 +235,7 @@ func newSinks(cfg *config.Config, logger *slog.Logger) []alert.Sink {
 // openStore builds the store, which queues alert deliveries as River jobs.
 func (a *App) openStore() error {
 	cfg, m := a.cfg, a.metrics
-	inserter, err := jobs.NewInserter(a.pool, a.logger)
+	inserter, err := jobs.NewTracedInserter(a.pool, a.logger, a.tel.TracerProvider())
 	if err != nil {
 		return err
 	}
@@ -228,6 +250,7 @@ func (a *App) openStore() error {
 		// readers in a loop cannot take the database from ingest.
 		ReadConcurrency: max(1, (cfg.DBMaxConns-cfg.IngestWorkers)/4),
 		Logger:          a.logger,
+		Tracer:          a.tel.TracerProvider(),
 		OnFlag: func(reason string) {
 			m.Flagged.WithLabelValues(reason).Inc()
 			if reason == lifecycle.ReasonOverdue {
@@ -239,17 +262,17 @@ func (a *App) openStore() error {
 }
 
 // newServers builds the public server (webhooks) and the ops server.
-func (a *App) newServers(verifier *verify.Verifier) {
+func (a *App) newServers(verifier *verify.Verifier, jobsPage http.Handler) {
 	cfg, m, logger := a.cfg, a.metrics, a.logger
 	public := handlers.NewPublicServer(&handlers.Public{
 		Verifier: verifier, Store: a.store, Metrics: m, Logger: logger, IngestTimeout: 12 * time.Second,
 		Available: a.ready.available, TrustedProxies: cfg.TrustedProxies,
 		Budget: handlers.NewBudget(cfg.UnverifiedBudget, func(n int64) { m.UnverifiedBytes.Set(float64(n)) }),
 	})
-	a.pubSrv = &http.Server{Handler: public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	a.pubSrv = &http.Server{Handler: traceHandler(public, a.tel, true), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	a.opsSrv = &http.Server{Handler: a.opsHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	a.opsSrv = &http.Server{Handler: traceHandler(a.opsHandler(jobsPage), a.tel, false), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 }
@@ -355,6 +378,10 @@ func (a *App) Shutdown(cause error) error {
 	cancel()
 	a.stopSealing()
 	a.close()
+	// The spans of the last requests and jobs, exported before exiting.
+	if err := a.tel.Shutdown(context.Background()); err != nil {
+		logger.Warn("spans not all exported", "error", err)
+	}
 	if cause != nil && !errors.Is(cause, http.ErrServerClosed) {
 		return cause
 	}

@@ -502,6 +502,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		b.checkPage(pin)
 	})
 
+	t.Run("River's job UI lists the delivery of the flagged code's alert", func(t *testing.T) {
+		b := b.in(t)
+		b.do("open the console", chromedp.Navigate(console), chromedp.WaitVisible(chromedp.CSS("h1")))
+		b.load("the Jobs link", chromedp.Click(chromedp.CSS(`nav a[href="/console/jobs/"]`)))
+		b.do("completed jobs", chromedp.Navigate(s.Ops+"/console/jobs/jobs?state=completed"))
+		b.waitFor("the alert delivery job", `document.body.innerText.includes('deliver_alert')`, 20*time.Second)
+		var html string
+		b.eval(`document.documentElement.outerHTML`, &html)
+		if strings.Contains(html, pin) {
+			t.Errorf("River's job UI shows the PIN")
+		}
+		b.screenshot("jobs-desktop")
+	})
+
 	t.Run("phone width", func(t *testing.T) {
 		b := b.in(t)
 		b.do("emulate a phone", chromedp.Emulate(device.IPhone13))

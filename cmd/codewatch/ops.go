@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -13,13 +15,13 @@ import (
 // opsHandler is the ops listener's handler: the /v1 API, /readyz, the
 // metrics and the console, with the console's buttons that call Seam's API
 // when it is configured. All of the console's wiring is here.
-func (a *App) opsHandler() http.Handler {
+func (a *App) opsHandler(jobsPage http.Handler) *echo.Echo {
 	cfg := a.cfg
 	toks := make([]handlers.Token, len(cfg.OpsTokens))
 	for i, t := range cfg.OpsTokens {
 		toks[i] = handlers.Token{Name: t.Name, Value: t.Value}
 	}
-	cons := &console.Console{Store: a.store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL}
+	cons := &console.Console{Store: a.store, PublicURL: cfg.PublicURL, SessionTTL: cfg.SessionTTL, Jobs: jobsPage}
 	opsCfg := &handlers.Ops{
 		Store: a.store, Tokens: toks, Metrics: a.metrics, Logger: a.logger, Ready: a.ready.ready, Available: a.ready.available,
 		TrustedProxies: cfg.TrustedProxies,

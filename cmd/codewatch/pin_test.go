@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/codewatch/codewatch/datakeys"
+	"github.com/codewatch/codewatch/internal/otlptest"
 	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/lifecycle"
@@ -140,6 +141,9 @@ func TestPINNeverInClear(t *testing.T) {
 		p.env[k] = v
 	}
 	p.env["CODEWATCH_RECONCILE_AFTER"] = "0" // lookups only when asked
+	// Tracing on (issue 24): every span exported is searched too.
+	spans := otlptest.Start(t)
+	traceEnv(p.env, spans)
 	p.s = startServer(t, "serve", p.env)
 	p.sender = &seamevent.Sender{URL: p.s.webhookURL(), Secret: p.s.Secret}
 
@@ -166,6 +170,17 @@ func TestPINNeverInClear(t *testing.T) {
 		p.record("alerts", fmt.Sprintf("on-call sink request %d", i+1), b)
 	}
 	p.record("database", "pg_dump", pgDump(t, p.db))
+	exported := bytes.Join(spans.Raw(), nil)
+	p.record("traces", "spans exported over OTLP", exported)
+	// Nor a secret: the console's sign-in, the ops API and Seam's API ran
+	// traced.
+	for what, secret := range map[string]string{"the ops token": p.s.Token, "the webhook secret": strings.TrimPrefix(p.s.Secret, "whsec_"),
+		"the alert webhook secret": strings.TrimPrefix(alertSecret, "whsec_"), "the Seam API key": p.env["SEAM_API_KEY"],
+		"the data key": p.env["CODEWATCH_DATA_KEYS"]} {
+		if bytes.Contains(exported, []byte(secret)) {
+			t.Errorf("the exported spans show %s", what)
+		}
+	}
 
 	// The PIN went in: the stored bodies hold it, the API showed its hint.
 	// (Otherwise finding it nowhere would prove nothing.) And the scan
@@ -587,7 +602,10 @@ func pinConsole(t *testing.T, p *pinProof) {
 	for _, path := range []string{"/console/", "/console/codes", "/console/codes?sort=recent", "/console/quarantine",
 		"/console/alerts", "/console/locks",
 		"/console/codes/" + p.codes["failed"], "/console/codes/" + p.codes["overdue"], "/console/codes/" + p.codes["seam"],
-		"/console/locks/" + seamevent.DeviceIDFor(p.codes["overdue"])} {
+		"/console/locks/" + seamevent.DeviceIDFor(p.codes["overdue"]),
+		// River's job UI and the jobs' arguments it shows (issue 24).
+		"/console/jobs/", "/console/jobs/api/jobs?state=completed&limit=100", "/console/jobs/api/jobs?state=retryable&limit=100",
+		"/console/jobs/api/jobs?state=available&limit=100", "/console/jobs/api/queues"} {
 		get(path)
 	}
 	// The raw JSON is one click away, masked: the hint, never the PIN.

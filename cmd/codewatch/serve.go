@@ -26,6 +26,7 @@ import (
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
+	"github.com/codewatch/codewatch/telemetry"
 )
 
 // serve is `codewatch serve`: load the configuration, open the service
@@ -38,11 +39,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
 	tuneGC(getenv, cfg.UnverifiedBudget)
+	tel, logger, err := setupTelemetry(ctx, getenv, logger)
+	if err != nil {
+		return &exitError{2, err}
+	}
 	var app *App
 	if cfg.Development() {
-		app, err = OpenDev(ctx, cfg, logger, stdout)
+		app, err = OpenDev(ctx, cfg, logger, stdout, withTelemetry(tel))
 	} else {
-		app, err = Open(ctx, cfg, logger)
+		app, err = Open(ctx, cfg, logger, withTelemetry(tel))
 	}
 	if err != nil {
 		return err
@@ -142,7 +147,7 @@ func startSeam(ctx, background context.Context, sy *seamsync.Service, worker *ri
 
 // newJobClient builds the River client that works alert deliveries, the
 // maintenance jobs and, with Seam's API configured, the seam queue's jobs.
-func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, sy *seamsync.Service, m *metrics.Metrics, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, sy *seamsync.Service, m *metrics.Metrics, logger *slog.Logger, tel *telemetry.Telemetry) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	maint := &jobs.Maintenance{
 		Store: store, SweepInterval: cfg.SweepInterval, Repeat: cfg.AlertRepeat, Retention: cfg.Retention,
@@ -153,11 +158,7 @@ func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config,
 	maint.Register(workers)
 	river.AddWorker(workers, alert.NewWorker(alert.WorkerConfig{
 		Outbox: store, Sinks: sinks, MaxAge: cfg.AlertMaxAge, Logger: logger,
-		Counters: alert.Counters{
-			Sent:    func(sink, typ string) { m.AlertsSent.WithLabelValues(sink, typ).Inc() },
-			Failed:  func(sink string) { m.AlertsFailed.WithLabelValues(sink).Inc() },
-			GivenUp: func(sink string) { m.AlertsGivenUp.WithLabelValues(sink).Inc() },
-		},
+		Counters: alertCounters(m),
 	}))
 	periodic := maint.Periodic()
 	if sy != nil {
@@ -169,7 +170,7 @@ func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config,
 		}
 	}
 	return jobs.NewClient(pool, jobs.Config{
-		Workers: workers, Periodic: periodic, Logger: logger,
+		Workers: workers, Periodic: periodic, Logger: logger, Tracer: tel.TracerProvider(),
 		OnError: func(kind string) { m.JobErrors.WithLabelValues(kind).Inc() },
 	})
 }

@@ -116,7 +116,7 @@ func (k *console) acknowledge(c echo.Context) error {
 		return err
 	}
 	if changed {
-		k.logger.Info("trouble acknowledged", "access_code_id", id, "acknowledged_by", by, "via", "console")
+		k.logger.InfoContext(c.Request().Context(), "trouble acknowledged", "access_code_id", id, "acknowledged_by", by, "via", "console")
 		k.setFlash(c, "ok", "Acknowledged "+id+": it has left the triage list and a resolution alert is on its way.")
 	} else {
 		k.setFlash(c, "ok", id+" was already acknowledged; the first acknowledgement stands.")
@@ -144,10 +144,10 @@ func (k *console) action(c echo.Context) error {
 	case lifecycle.ErrorCode(err) == lifecycle.ENotFound:
 		return handlers.AccessCodeNotFound(id)
 	case err != nil:
-		k.logger.Warn("console action failed", "action", a.Name, "access_code_id", id, "by", by, "error", err)
+		k.logger.WarnContext(c.Request().Context(), "console action failed", "action", a.Name, "access_code_id", id, "by", by, "error", err)
 		k.setFlash(c, "error", a.Label+" failed: "+err.Error())
 	default:
-		k.logger.Info("console action", "action", a.Name, "access_code_id", id, "by", by)
+		k.logger.InfoContext(c.Request().Context(), "console action", "action", a.Name, "access_code_id", id, "by", by)
 		k.setFlash(c, "ok", msg)
 	}
 	return c.Redirect(http.StatusSeeOther, codeURL(id))

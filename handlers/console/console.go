@@ -13,6 +13,7 @@ package console
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -77,6 +78,9 @@ type Console struct {
 	Refresh time.Duration
 	// Actions are the extra buttons of a code's page (see CodeAction).
 	Actions []CodeAction
+	// Jobs, when set, is River's job UI, served under /console/jobs/
+	// behind the session, with a "Jobs" entry in the menu (jobs.go).
+	Jobs http.Handler
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

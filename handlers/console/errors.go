@@ -35,13 +35,13 @@ func (k *console) errorPage(err error, c echo.Context) {
 	case ae.Status == http.StatusServiceUnavailable:
 		d.Heading = "codewatch cannot reach its database"
 		d.Message = "The page will work again once it can (" + ae.Message + "). Try again in a moment."
-		k.logger.Debug("console unavailable", "path", c.Path(), "request_id", rid, "error", err)
+		k.logger.DebugContext(c.Request().Context(), "console unavailable", "path", c.Path(), "request_id", rid, "error", err)
 	case ae.Status == http.StatusForbidden:
 		d.Heading = "Not sent"
 	case ae.Status >= 500:
 		d.Heading = "Something went wrong"
 		d.Message = "codewatch could not show this page. The error is logged with request id " + rid + "."
-		k.logger.Error("console request failed", "status", ae.Status, "method", c.Request().Method,
+		k.logger.ErrorContext(c.Request().Context(), "console request failed", "status", ae.Status, "method", c.Request().Method,
 			"path", c.Path(), "request_id", rid, "error", err)
 	case ae.Status == http.StatusMethodNotAllowed:
 		d.Heading, d.Message = "Not allowed", "This page cannot be used that way."
@@ -54,6 +54,6 @@ func (k *console) errorPage(err error, c echo.Context) {
 		p = k.page(c, d.Heading, "", false, d)
 	}
 	if err := k.render(c, ae.Status, "error", p); err != nil {
-		k.logger.Error("console error page failed", "error", err)
+		k.logger.ErrorContext(c.Request().Context(), "console error page failed", "error", err)
 	}
 }

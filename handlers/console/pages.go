@@ -47,14 +47,18 @@ type navItem struct {
 
 // consoleNav is the console's menu, in order. A new section (issue 12's
 // locks) is one more entry here.
-func consoleNav() []navItem {
-	return []navItem{
+func (k *console) consoleNav() []navItem {
+	nav := []navItem{
 		{Label: "Triage", URL: consolePrefix + "/"},
 		{Label: "Codes", URL: consolePrefix + "/codes"},
 		{Label: "Locks", URL: consolePrefix + "/locks"},
 		{Label: "Quarantine", URL: consolePrefix + "/quarantine"},
 		{Label: "Alerts", URL: consolePrefix + "/alerts"},
 	}
+	if k.Jobs != nil {
+		nav = append(nav, navItem{Label: "Jobs", URL: jobsPrefix + "/"})
+	}
+	return nav
 }
 
 // page frames data for a signed-in request; nav is the menu entry to mark
@@ -67,7 +71,7 @@ func (k *console) page(c echo.Context, title, nav string, live bool, data any) p
 			p.Flash = k.takeFlash(c)
 		}
 	}
-	for _, n := range consoleNav() {
+	for _, n := range k.consoleNav() {
 		n.Current = strings.EqualFold(n.Label, nav)
 		p.Nav = append(p.Nav, n)
 	}

@@ -50,10 +50,10 @@ func (k *console) retryQuarantined(c echo.Context) error {
 	case err != nil:
 		return err
 	case out.Outcome == lifecycle.Stored:
-		k.logger.Info("quarantine retried", "quarantine_id", id, "outcome", out.Outcome, "by", sessionOf(c).Name)
+		k.logger.InfoContext(c.Request().Context(), "quarantine retried", "quarantine_id", id, "outcome", out.Outcome, "by", sessionOf(c).Name)
 		k.setFlash(c, "ok", fmt.Sprintf("Delivery %d is now a stored event and has left quarantine.", id))
 	case out.Outcome == lifecycle.Duplicate:
-		k.logger.Info("quarantine retried", "quarantine_id", id, "outcome", out.Outcome, "by", sessionOf(c).Name)
+		k.logger.InfoContext(c.Request().Context(), "quarantine retried", "quarantine_id", id, "outcome", out.Outcome, "by", sessionOf(c).Name)
 		k.setFlash(c, "ok", fmt.Sprintf("Delivery %d was an event stored already; it has left quarantine.", id))
 	default:
 		k.setFlash(c, "error", fmt.Sprintf("Delivery %d is still unusable (%s); it stays in quarantine.", id, out.Reason))

@@ -33,7 +33,7 @@ func (con *Console) Register(e *echo.Echo, o *handlers.Ops) {
 	apiErrors := e.HTTPErrorHandler
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		p := c.Request().URL.Path
-		if p == consolePrefix || strings.HasPrefix(p, consolePrefix+"/") {
+		if (p == consolePrefix || strings.HasPrefix(p, consolePrefix+"/")) && !strings.HasPrefix(p, jobsAPI) {
 			k.errorPage(err, c)
 			return
 		}
@@ -60,6 +60,9 @@ func (con *Console) Register(e *echo.Echo, o *handlers.Ops) {
 	s.GET("/alerts", k.alerts)
 	s.GET("/search", k.search)
 	g.RouteNotFound("/*", func(c echo.Context) error { return echo.ErrNotFound })
+	if cfg.Jobs != nil {
+		k.registerJobs(e, o, cfg.Jobs)
+	}
 }
 
 // headers: console pages hold door-lock evidence; they are never cached,

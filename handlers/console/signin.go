@@ -97,20 +97,20 @@ func (k *console) signin(c echo.Context) error {
 		}
 	}
 	if match == nil {
-		k.logger.Warn("console sign-in refused", "remote_ip", c.RealIP())
+		k.logger.WarnContext(c.Request().Context(), "console sign-in refused", "remote_ip", c.RealIP())
 		return k.showSignin(c, http.StatusUnauthorized, next, "That token is not one of this codewatch's ops tokens (CODEWATCH_OPS_TOKEN).")
 	}
 	s, value := newSession(*match, k.Now(), k.SessionTTL)
 	k.ck.set(c, k.ck.sessionName(c), value, "/", k.SessionTTL)
 	k.ck.set(c, signinCookie, "", consolePrefix+"/signin", 0)
-	k.logger.Info("console sign-in", "name", s.Name, "remote_ip", c.RealIP(), "expires_at", time.Unix(s.ExpiresAt, 0).UTC())
+	k.logger.InfoContext(c.Request().Context(), "console sign-in", "name", s.Name, "remote_ip", c.RealIP(), "expires_at", time.Unix(s.ExpiresAt, 0).UTC())
 	return c.Redirect(http.StatusSeeOther, next)
 }
 
 func (k *console) signout(c echo.Context) error {
 	s := sessionOf(c)
 	k.ck.set(c, k.ck.sessionName(c), "", "/", 0)
-	k.logger.Info("console sign-out", "name", s.Name)
+	k.logger.InfoContext(c.Request().Context(), "console sign-out", "name", s.Name)
 	return c.Redirect(http.StatusSeeOther, consolePrefix+"/signin?signed_out=1")
 }
 
