@@ -5,7 +5,7 @@ BIN     := bin/codewatch
 # The Dockerfile builds with exactly these flags.
 BUILD_FLAGS := -trimpath -ldflags='-s -w'
 
-.PHONY: run test test-short build bench bench-reads faults faults-short fuzz check deploy-check clean
+.PHONY: run test test-short build bench bench-reads bench-history faults faults-short fuzz check deploy-check clean
 
 ## run: start codewatch with a local Postgres under .codewatch/ (DATABASE_URL unset)
 run:
@@ -30,6 +30,10 @@ bench: build
 bench-reads: build
 	$(GO) run ./test/bench -bin $(BIN) -reads $(BENCH_FLAGS)
 
+## bench-history: ingest into codes with 100,000 events against fresh codes (issue 21, point 1; about a minute)
+bench-history:
+	$(WITH_PG) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkIngestLongHistory$$' -benchtime 1x ./postgres
+
 ## faults: the fault-injection suite (FAULTS_FLAGS=-short for the CI length)
 faults: build
 	$(GO) run ./test/faults -bin $(BIN) $(FAULTS_FLAGS)
@@ -42,6 +46,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzFold$$' -fuzztime $(FUZZTIME) ./lifecycle
+	$(GO) test -run '^$$' -fuzz '^FuzzRelevant$$' -fuzztime $(FUZZTIME) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskPINs$$' -fuzztime $(FUZZTIME) ./datakeys
 	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./handlers
 	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzStoredEventsRead$$' -fuzztime $(FUZZTIME) ./handlers
