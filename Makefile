@@ -5,7 +5,7 @@ BIN     := bin/codewatch
 # The Dockerfile builds with exactly these flags.
 BUILD_FLAGS := -trimpath -ldflags='-s -w'
 
-.PHONY: run test test-short build bench bench-reads faults faults-short fuzz check deploy-check clean
+.PHONY: run test test-short build bench bench-reads bench-history faults faults-short fuzz check deploy-check clean
 
 ## run: start codewatch with a local Postgres under .codewatch/ (DATABASE_URL unset)
 run:
@@ -30,6 +30,10 @@ bench: build
 bench-reads: build
 	$(GO) run ./test/bench -bin $(BIN) -reads $(BENCH_FLAGS)
 
+## bench-history: ingest into codes with 100,000 events against fresh codes (issue 21, point 1; about a minute)
+bench-history:
+	$(WITH_PG) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkIngestLongHistory$$' -benchtime 1x ./postgres
+
 ## faults: the fault-injection suite (FAULTS_FLAGS=-short for the CI length)
 faults: build
 	$(GO) run ./test/faults -bin $(BIN) $(FAULTS_FLAGS)
@@ -48,6 +52,7 @@ FUZZ_DB_N ?= 300x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_N) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzFold$$' -fuzztime $(FUZZ_N) ./lifecycle
+	$(GO) test -run '^$$' -fuzz '^FuzzRelevant$$' -fuzztime $(FUZZ_N) ./lifecycle
 	$(GO) test -run '^$$' -fuzz '^FuzzMaskPINs$$' -fuzztime $(FUZZ_N) ./datakeys
 	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZ_DB_N) ./handlers
 	$(WITH_PG) $(GO) test -run '^$$' -fuzz '^FuzzStoredEventsRead$$' -fuzztime $(FUZZ_DB_N) ./handlers

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
@@ -221,7 +222,7 @@ func (g *ingester) ownFault(ctx context.Context, r *request) bool {
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // always rolled back
 	b := &pgx.Batch{}
-	queueInsertEvents(b, g.s.cfg.Keys, []*request{r}, map[string]bool{})
+	queueInsertEvents(b, g.s.cfg.Keys, []*request{r}, map[string]bool{}, nil)
 	return dataError(tx.SendBatch(ctx, b).Close())
 }
 
@@ -259,13 +260,14 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 	results := make(map[*request]lifecycle.Result, len(batch))
 	sp := splitBatch(batch, results)
 	events, quarantine, reused := sp.events, sp.quarantine, sp.reused
-	touched, err := s.touches(ctx, tx, events)
+	touched, byPIN, err := s.touches(ctx, tx, events)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	codes := touched.Codes()
 
 	inserted := map[string]bool{}
+	insertedAt := map[string]time.Time{}
 	rows := map[string]*codeRow{}
 	evs := map[string][]lifecycle.Event{}
 	b := &pgx.Batch{}
@@ -273,15 +275,14 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 		prelude(b)
 	}
 	if len(events) > 0 {
-		queueInsertEvents(b, s.cfg.Keys, events, inserted)
+		queueInsertEvents(b, s.cfg.Keys, events, inserted, insertedAt)
 	}
 	if len(quarantine) > 0 {
 		queueInsertQuarantine(b, s.cfg.Keys, quarantine, inserted)
 	}
 	if len(codes) > 0 {
 		queueLockCodes(b, codes, touched.Own, rows)
-		queueLoadEvents(b, codes, evs)
-		queueLoadPINReports(b, codes, evs)
+		queueLoadRelevant(b, codes, touched.Own, evs)
 	}
 	// Locks: rows for those named, connectivity refolded (after the codes'
 	// row locks: the lock order).
@@ -324,7 +325,8 @@ func (s *Store) ingestIn(ctx context.Context, tx pgx.Tx, batch []*request, prelu
 			}
 		}
 		var err error
-		if final, flags, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs, dw.locks)); err != nil {
+		later := laterByPIN(byPIN, insertedAt)
+		if final, flags, err = s.writeChanges(ctx, tx, now, s.recompute(now, rows, evs, dw.locks, later)); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -403,29 +405,37 @@ func (sp batchSplit) report(batch []*request, inserted map[string]bool, results 
 
 // touches returns the codes and locks the batch's events touch
 // (lifecycle.Touches). A lock's report by PIN touches the codes on its lock
-// with that PIN: one more round trip, only for such reports.
-func (s *Store) touches(ctx context.Context, tx pgx.Tx, events []*request) (lifecycle.Touched, error) {
+// with that PIN: one more round trip, only for such reports; byPIN lists
+// the reports that matched each code.
+func (s *Store) touches(ctx context.Context, tx pgx.Tx, events []*request) (t lifecycle.Touched, byPIN map[string][]*request, err error) {
 	parsed := make([]*lifecycle.Parsed, len(events))
 	for i, r := range events {
 		parsed[i] = &r.parsed
 	}
-	t := lifecycle.Touches(parsed)
+	t = lifecycle.Touches(parsed)
 	if len(t.PINReports) == 0 {
-		return t, nil
+		return t, nil, nil
 	}
 	reports := make([]*request, len(t.PINReports))
 	for i, j := range t.PINReports {
 		reports[i] = events[j]
 	}
-	matched, err := s.pinMatchedCodes(ctx, tx, reports)
+	byPIN, err = s.pinMatchedCodes(ctx, tx, reports)
 	if err != nil {
-		return t, err
+		return t, nil, err
+	}
+	matched := make([]string, 0, len(byPIN))
+	for id := range byPIN {
+		matched = append(matched, id)
 	}
 	t.AddMatched(matched)
-	return t, nil
+	return t, byPIN, nil
 }
 
-func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, inserted map[string]bool) {
+// queueInsertEvents inserts reqs' events, recording in inserted the message
+// ids that were new and, when at is given, each one's time as a code's
+// history reads it (for last_event_at: history.go).
+func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, inserted map[string]bool, at map[string]time.Time) {
 	n := len(reqs)
 	msg, eid, typ, src := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	ws, code, dev, acct, details := mk(n), mk(n), mk(n), mk(n), mk(n)
@@ -463,9 +473,22 @@ func queueInsertEvents(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, in
 			$12::text[], $13::bytea[], $14::text[], $15::text[], $16::text[])
 			AS u(m, e, t, w, o, c, a, d, ca, det, r, k, ph, pt, s, tk)
 		ON CONFLICT DO NOTHING
-		RETURNING message_id`,
+		RETURNING message_id, COALESCE(occurred_at, created_at, received_at)`,
 		msg, eid, typ, ws, occ, cre, code, dev, acct, details, raw, keyID, pinHash, pinHint, src, pinTokens).
-		Query(collectInserted(inserted))
+		Query(func(rs pgx.Rows) error {
+			for rs.Next() {
+				var id string
+				var t time.Time
+				if err := rs.Scan(&id, &t); err != nil {
+					return err
+				}
+				inserted[id] = true
+				if at != nil {
+					at[id] = t
+				}
+			}
+			return rs.Err()
+		})
 }
 
 func queueInsertQuarantine(b *pgx.Batch, keys *datakeys.Keyring, reqs []*request, inserted map[string]bool) {

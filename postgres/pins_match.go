@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -101,33 +100,40 @@ func historyOf(a string) string {
 
 // pinMatchedCodes returns the codes on the reports' locks whose PIN the
 // reports carry, hashed under every configured key (so that rows hashed
-// before a rotation match until rekey renews them).
-func (s *Store) pinMatchedCodes(ctx context.Context, tx pgx.Tx, reports []*request) ([]string, error) {
+// before a rotation match until rekey renews them), each with the reports
+// that matched it.
+func (s *Store) pinMatchedCodes(ctx context.Context, tx pgx.Tx, reports []*request) (map[string][]*request, error) {
 	var devs []string
 	var sums [][]byte
-	for _, r := range reports {
+	var idx []int32
+	for i, r := range reports {
 		pin, ok := datakeys.ExtractPIN(r.d.Body)
 		if !ok || r.parsed.DeviceID == "" {
 			continue
 		}
 		for _, h := range s.cfg.Keys.PinHashes(pin) {
-			devs, sums = append(devs, r.parsed.DeviceID), append(sums, h.Sum)
+			devs, sums, idx = append(devs, r.parsed.DeviceID), append(sums, h.Sum), append(idx, int32(i))
 		}
 	}
 	if len(devs) == 0 {
 		return nil, nil
 	}
-	rs, err := tx.Query(ctx, `SELECT DISTINCT e.access_code_id
-		FROM unnest($1::text[], $2::bytea[]) AS p(dev, h)
+	rs, err := tx.Query(ctx, `SELECT DISTINCT e.access_code_id, p.i
+		FROM unnest($1::text[], $2::bytea[], $3::int[]) AS p(dev, h, i)
 		JOIN events e ON e.device_id = p.dev AND e.pin_hash = p.h
 		WHERE e.pin_hash IS NOT NULL AND e.device_id IS NOT NULL
-			AND e.access_code_id IS NOT NULL AND `+pinSourceSQL, devs, sums)
+			AND e.access_code_id IS NOT NULL AND `+pinSourceSQL, devs, sums, idx)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := pgx.CollectRows(rs, pgx.RowTo[string])
-	sort.Strings(ids)
-	return ids, err
+	out := map[string][]*request{}
+	var code string
+	var i int32
+	_, err = pgx.ForEachRow(rs, []any{&code, &i}, func() error {
+		out[code] = append(out[code], reports[i])
+		return nil
+	})
+	return out, err
 }
 
 // loadPINReportsSQL reads, for each code of $1, the lock's reports that
@@ -176,7 +182,13 @@ var samePINSQL = `SELECT json_agg(json_build_object('access_code_id', q.access_c
 // its PIN on its lock, marked PINMatch, with the other codes on the lock
 // that share the PIN (the fold then judges them).
 func queueLoadPINReports(b *pgx.Batch, ids []string, evs map[string][]lifecycle.Event) {
-	b.Queue(loadPINReportsSQL, ids).
+	queuePINReports(b, loadPINReportsSQL, evs, ids)
+}
+
+// queuePINReports queues sql, loadPINReportsSQL or a variant of it, and
+// reads its reports into evs.
+func queuePINReports(b *pgx.Batch, sql string, evs map[string][]lifecycle.Event, args ...any) {
+	b.Queue(sql, args...).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
 				var code string

@@ -175,11 +175,18 @@ type change struct {
 	cols  *alertCols
 }
 
-// recompute folds each locked code's events and decides its new row.
-func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]lifecycle.Event, locks map[string]lifecycle.LockStatus) []change {
+// recompute folds each locked code's events and decides its new row. later,
+// for ingest's refold from the relevant events (history.go), is the newest
+// time, per code, of what the batch added that was not read; with it, a
+// row keeps its last_event_at when that is later than what was read. Replay
+// passes nil: it reads every event.
+func (s *Store) recompute(now time.Time, rows map[string]*codeRow, evs map[string][]lifecycle.Event, locks map[string]lifecycle.LockStatus, later map[string]*time.Time) []change {
 	out := make([]change, 0, len(rows))
 	for id, old := range rows {
 		st := lifecycle.Fold(evs[id])
+		if later != nil {
+			st.LastEventAt = lifecycle.Latest(lifecycle.Latest(st.LastEventAt, old.LastEventAt), later[id])
+		}
 		st.AccessCodeID = id
 		flag := lifecycle.Assess(st.Summary(), now, s.cfg.RemovalTimeout)
 		out = append(out, s.decide(now, old, st, flag, locks[st.DeviceID]))

@@ -87,7 +87,7 @@ func (s *Store) replayBatch(ctx context.Context, ids []string) (int, error) {
 		if err != nil {
 			return unavailable(err)
 		}
-		changes := s.recompute(now, rows, evs, locks)
+		changes := s.recompute(now, rows, evs, locks, nil)
 		for _, c := range changes {
 			if c.old.DeletionState != c.st.DeletionState || c.old.NeedsTroubleshooting != c.needs {
 				changed++
