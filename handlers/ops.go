@@ -156,7 +156,7 @@ func (o *Ops) getAccessCode(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }
 
-var listParams = []string{"deletion_state", "needs_troubleshooting", "workspace_id", "device_id", "limit", "cursor", "sort"}
+var listParams = []string{"deletion_state", "needs_troubleshooting", "workspace_id", "device_id", "limit", "cursor", "sort", "q"}
 
 func (o *Ops) listAccessCodes(c echo.Context) error {
 	q, err := queryOf(c, listParams...)
@@ -185,6 +185,9 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		if !ValidText(v) {
 			return InvalidParam(name, "must be an id of at most 255 bytes of text")
 		}
+	}
+	if f.Query, err = parseQuery(q.Get("q")); err != nil {
+		return err
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {

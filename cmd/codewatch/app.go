@@ -23,6 +23,7 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/names"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
@@ -44,6 +45,7 @@ type App struct {
 	sinks          []alert.Sink
 	store          *postgres.Store
 	seamSync       *seamsync.Service // nil without SEAM_API_KEY
+	names          *names.Service    // the names people use (issue 22)
 	worker         *river.Client[pgx.Tx]
 	ready          *readiness
 	pubSrv, opsSrv *http.Server
@@ -147,19 +149,23 @@ func (a *App) assemble(ctx context.Context) error {
 	if err := a.openStore(); err != nil {
 		return err
 	}
+	var client *seam.Client
 	if cfg.SeamAPIKey != "" {
-		client, err := seam.New(seamConfig(cfg, logger))
-		if err != nil {
+		if client, err = seam.New(seamConfig(cfg, logger)); err != nil {
 			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 		}
 		a.seamSync = seamsync.New(seamsync.Config{Seam: client, Store: a.store, Keys: cfg.DataKeys, Logger: logger})
 	}
-	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.metrics, logger); err != nil {
+	// Names: a quarter of Seam's rate for their fetches (ingest never
+	// waits for them); without a key, locks' metadata from bodies only.
+	a.names = names.New(names.Config{Seam: client, Store: a.store, RPS: cfg.SeamRPS / 4, Logger: logger})
+	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.names, a.metrics, logger); err != nil {
 		return err
 	}
 	if a.seamSync != nil {
 		a.seamSync.UseJobs(a.worker)
 	}
+	a.names.UseJobs(a.worker)
 	a.ready = newReadiness(a.migr.Ready)
 	a.metrics.RegisterState(a.store, 5*time.Second, logger)
 	a.newServers(verifier)

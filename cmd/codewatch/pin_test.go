@@ -297,6 +297,9 @@ func pinOpsAPI(t *testing.T, p *pinProof) {
 	get("/v1/access_codes")
 	get("/v1/access_codes?sort=recent")
 	get("/v1/access_codes?needs_troubleshooting=true")
+	// Searches by name (issue 22): names shown with the codes they find.
+	get("/v1/access_codes?q=e")
+	get("/v1/devices?q=e")
 	get("/v1/summary")
 	q := get("/v1/quarantine")
 	if !bytes.Contains(q, []byte(`••64`)) {

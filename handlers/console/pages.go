@@ -164,6 +164,7 @@ func templateFuncs(p *pages, now func() time.Time) template.FuncMap {
 		"when":        func(t time.Time) template.HTML { return when(t, now()) },
 		"whenp":       func(t *time.Time) template.HTML { return whenPtr(t, now(), "—") },
 		"exact":       exact,
+		"inZone":      inZone,
 		"iso":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"clock":       func(t time.Time) string { return t.UTC().Format("15:04:05") + " UTC" },
 		"dur":         humanDuration,
