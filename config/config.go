@@ -70,6 +70,9 @@ type Config struct {
 	// DataKeys seal stored bodies (CODEWATCH_DATA_KEYS); nil when unset,
 	// which only development mode accepts (it keeps a key of its own).
 	DataKeys *datakeys.Keyring
+	// SigningKey signs deletion records (CODEWATCH_SIGNING_KEY, id:base64
+	// seed, comma-separated; package proof parses it); "" when unset.
+	SigningKey string
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -118,6 +121,7 @@ var Vars = []Var{
 	{"CODEWATCH_STARTUP_BACKFILL", "startup-backfill", "7d", "at start, read Seam's events from shortly before the newest webhook from Seam, at most this far back (0: off; at most 7d)", false},
 	{"CODEWATCH_PUBLIC_URL", "public-url", "", "the URL people open the console at (the ops listener, e.g. behind a TLS proxy); https: console cookies are Secure; its forms also accept this Origin", false},
 	{"CODEWATCH_SESSION_TTL", "session-ttl", "12h", "how long a console sign-in lasts", false},
+	{"CODEWATCH_SIGNING_KEY", "signing-key", "", "Ed25519 keys that sign deletion records (GET /v1/access_codes/{id}/proof): id:base64 32-byte seed, comma-separated, the first signs (codewatch keys generate --signing makes one); unset: the proof routes answer 501", true},
 }
 
 // Secret reports whether the variable env holds a secret (Var.Secret).
@@ -189,6 +193,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		LogLevel:           get("CODEWATCH_LOG_LEVEL"),
 		DataDir:            get("CODEWATCH_DATA_DIR"),
 		NoMigrate:          fl.noMigrate,
+		SigningKey:         get("CODEWATCH_SIGNING_KEY"),
 	}
 	// Each concern in turn; the order is the order in which invalid
 	// settings are reported (the first one is).

@@ -31,8 +31,8 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if !strings.Contains(out, `(default "127.0.0.1:18082")`) {
 		t.Errorf("help hides a setting that is no secret:\n%s", out)
 	}
-	if n := strings.Count(out, "(default (set))"); n != 9 {
-		t.Errorf("%d flags say (set), want the 9 secret ones:\n%s", n, out)
+	if n := strings.Count(out, "(default (set))"); n != 10 {
+		t.Errorf("%d flags say (set), want the 10 secret ones:\n%s", n, out)
 	}
 	// Variables without a flag are listed for their secrecy only.
 	for _, v := range Vars {
@@ -47,7 +47,8 @@ func TestSecret(t *testing.T) {
 		"DATABASE_URL": true, "CODEWATCH_MIGRATE_DATABASE_URL": true, "SEAM_WEBHOOK_SECRET": true,
 		"CODEWATCH_OPS_TOKEN": true, "CODEWATCH_ALERT_WEBHOOK_SECRET": true, "CODEWATCH_ALERT_WEBHOOK_URL": true,
 		"CODEWATCH_SLACK_WEBHOOK_URL": true, "SEAM_API_KEY": true, "CODEWATCH_DATA_KEYS": true,
-		"CODEWATCH_LISTEN": false, "CODEWATCH_DATA_DIR": false, "CODEWATCH_SEND_URL": false, "UNLISTED": false,
+		"CODEWATCH_SIGNING_KEY": true,
+		"CODEWATCH_LISTEN":      false, "CODEWATCH_DATA_DIR": false, "CODEWATCH_SEND_URL": false, "UNLISTED": false,
 	} {
 		if got := Secret(env); got != want {
 			t.Errorf("Secret(%s) = %v, want %v", env, got, want)

@@ -59,6 +59,9 @@ type Ops struct {
 	Console OpsRoutes
 	// SeamWait bounds how long a route waits for Seam's API (SeamWait if 0).
 	SeamWait time.Duration
+	// Proofs signs deletion records (proof.go); nil without
+	// CODEWATCH_SIGNING_KEY (those routes then answer 501).
+	Proofs Proofs
 }
 
 func (o *Ops) seamWait() time.Duration {
@@ -109,6 +112,8 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
 	v1.POST("/access_codes/:access_code_id/delete", o.requestDeletion)
 	v1.POST("/access_codes/:access_code_id/reconcile", o.reconcile)
+	v1.GET("/access_codes/:access_code_id/proof", o.proof)
+	v1.GET("/proof/public_key", o.publicKey)
 	v1.GET("/devices", o.listDevices)
 	v1.GET("/devices/:device_id", o.getDevice)
 	v1.GET("/summary", o.summary)

@@ -25,6 +25,7 @@ import (
 	"github.com/codewatch/codewatch/migrations"
 	"github.com/codewatch/codewatch/names"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/proof"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
 	"github.com/codewatch/codewatch/verify"
@@ -46,6 +47,7 @@ type App struct {
 	store          *postgres.Store
 	seamSync       *seamsync.Service // nil without SEAM_API_KEY
 	names          *names.Service    // the names people use (issue 22)
+	signing        *proof.Keyring    // CODEWATCH_SIGNING_KEY; nil when unset
 	worker         *river.Client[pgx.Tx]
 	ready          *readiness
 	pubSrv, opsSrv *http.Server
@@ -143,6 +145,9 @@ func (a *App) assemble(ctx context.Context) error {
 	}
 	if err := a.openDatabase(ctx); err != nil {
 		return err
+	}
+	if a.signing, err = signingKeys(cfg.SigningKey); err != nil {
+		return &exitError{2, err}
 	}
 	a.metrics = metrics.New()
 	a.sinks = newSinks(cfg, logger)

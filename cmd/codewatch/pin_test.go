@@ -28,6 +28,7 @@ import (
 	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/proof"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
@@ -102,6 +103,7 @@ var pinPaths = []pinPath{
 	{"ops API", pinOpsAPI},
 	{"lock evidence", pinLockEvidence},
 	{"Seam API", pinSeamAPI},
+	{"deletion record", pinDeletionRecord},
 	{"console", pinConsole},
 	{"quarantine retry", pinQuarantineRetry},
 	{"replay", pinReplay},
@@ -131,6 +133,11 @@ func TestPINNeverInClear(t *testing.T) {
 		p.env[k] = v
 	}
 	p.env["CODEWATCH_RECONCILE_AFTER"] = "0" // lookups only when asked
+	signing, _, err := proof.Generate("pin1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.env["CODEWATCH_SIGNING_KEY"] = signing
 	p.s = startServer(t, "serve", p.env)
 	p.sender = &seamevent.Sender{URL: p.s.webhookURL(), Secret: p.s.Secret}
 
