@@ -444,6 +444,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 // TestOpenAPILive drives every route of both listeners, error answers
 // included, and validates each live request and answer against the spec.
 func TestOpenAPILive(t *testing.T) {
+	// JSON lines (the export's jsonl) read as text: the spec says string.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
 	secret := oaSecret(t)
 	fake := seamtest.Start(t)
 	svc := oaStart(t, secret, fake)
@@ -583,6 +585,7 @@ func TestOpenAPILive(t *testing.T) {
 		{http.MethodGet, "/v1/summary"},
 		{http.MethodGet, "/v1/quarantine"},
 		{http.MethodGet, "/v1/access_codes/" + failed + "/proof"},
+		{http.MethodGet, "/v1/exports/deletions"},
 	}
 	c.do(oaCall{name: "no token public key", method: http.MethodGet, url: ops + "/v1/proof/public_key", want: http.StatusUnauthorized, req: oaReqInvalid})
 	for _, r := range v1 {
@@ -609,6 +612,15 @@ func TestOpenAPILive(t *testing.T) {
 		}
 	}
 	c.do(oaCall{name: "get unprogrammed code", method: http.MethodGet, url: ops + "/v1/access_codes/" + unprogrammed, header: oaAuth(), want: http.StatusOK})
+	// The deletions export (issue 22).
+	{
+		_, b := c.do(oaCall{name: "export csv", method: http.MethodGet, url: ops + "/v1/exports/deletions", header: oaAuth(), want: http.StatusOK})
+		if !bytes.HasPrefix(b, []byte("access_code_id,access_code_name,")) || !bytes.Contains(b, []byte(failed)) {
+			t.Errorf("export csv: %s", b)
+		}
+		c.do(oaCall{name: "export jsonl", method: http.MethodGet, url: ops + "/v1/exports/deletions?format=jsonl&since=2020-01-01", header: oaAuth(), want: http.StatusOK})
+		c.do(oaCall{name: "export, bad format", method: http.MethodGet, url: ops + "/v1/exports/deletions?format=xlsx", header: oaAuth(), want: http.StatusBadRequest, req: oaReqInvalid})
+	}
 	// Signed deletion records (issue 22); without CODEWATCH_SIGNING_KEY, 501.
 	{
 		_, b := c.do(oaCall{name: "proof of the failed code", method: http.MethodGet, url: ops + "/v1/access_codes/" + failed + "/proof", header: oaAuth(), want: http.StatusOK})

@@ -114,6 +114,7 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	v1.POST("/access_codes/:access_code_id/reconcile", o.reconcile)
 	v1.GET("/access_codes/:access_code_id/proof", o.proof)
 	v1.GET("/proof/public_key", o.publicKey)
+	v1.GET("/exports/deletions", o.exportDeletions)
 	v1.GET("/devices", o.listDevices)
 	v1.GET("/devices/:device_id", o.getDevice)
 	v1.GET("/summary", o.summary)

@@ -79,6 +79,8 @@ usage:
   codewatch rekey [--batch N]              re-encrypt stored bodies under the first data key
   codewatch keys generate [ID] [--signing] print a new data key for CODEWATCH_DATA_KEYS
                                            (--signing: a signing key for CODEWATCH_SIGNING_KEY)
+  codewatch export [--since T] [--until T] [--format csv|jsonl]
+                                           write one row per deleted code (the deletions export)
   codewatch proof verify FILE [--public-key K]
                                            check a signed deletion record, offline
   codewatch version                        print the version, commit and Go version
@@ -101,6 +103,7 @@ func commands() map[string]command {
 		"rekey":      rekey,
 		"keys":       keys,
 		"proof":      proofCmd,
+		"export":     exportCmd,
 		"version":    version,
 	}
 }

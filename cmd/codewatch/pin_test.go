@@ -307,6 +307,21 @@ func pinOpsAPI(t *testing.T, p *pinProof) {
 	// Searches by name (issue 22): names shown with the codes they find.
 	get("/v1/access_codes?q=e")
 	get("/v1/devices?q=e")
+	// The deletions export (issue 22), both formats.
+	for _, path := range []string{"/v1/exports/deletions", "/v1/exports/deletions?format=jsonl"} {
+		req, _ := http.NewRequest(http.MethodGet, p.s.Ops+path, nil)
+		req.Header.Set("Authorization", "Bearer "+p.s.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		p.record("ops API", "GET "+path, b)
+	}
 	get("/v1/summary")
 	q := get("/v1/quarantine")
 	if !bytes.Contains(q, []byte(`••64`)) {

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/proof"
 )
 
@@ -267,5 +268,18 @@ func TestKeysGenerateSigning(t *testing.T) {
 	}
 	if strings.Contains(res.Stderr, entry[len("sig1:"):]) {
 		t.Fatalf("stderr shows the seed")
+	}
+}
+
+// `codewatch export` writes the deletions export from the database.
+func TestExportCommand(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewURL(t)
+	res := runCLI(t, []string{"DATABASE_URL=" + db, "CODEWATCH_DATA_KEYS=" + newDataKey(t, "k1")}, "export", "--since", "2026-01-01")
+	if res.Code != 0 || !strings.HasPrefix(res.Stdout, "access_code_id,access_code_name,device_id,") {
+		t.Fatalf("exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if res := runCLI(t, []string{"DATABASE_URL=" + db}, "export", "--format", "xlsx"); res.Code != 2 {
+		t.Fatalf("--format xlsx: exit %d", res.Code)
 	}
 }
