@@ -18,7 +18,7 @@ type fixedNames struct {
 	wait atomic.Int64
 }
 
-func (f *fixedNames) ForAlert(_ context.Context, _, _ string, wait time.Duration) (lifecycle.Names, error) {
+func (f *fixedNames) ForAlert(_ context.Context, _, _, _ string, wait time.Duration) (lifecycle.Names, error) {
 	f.asks.Add(1)
 	f.wait.Store(int64(wait))
 	return f.n, nil

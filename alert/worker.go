@@ -35,7 +35,7 @@ type Counters struct {
 // Names gives an alert its code's and lock's names at delivery
 // (names.Service): ForAlert may fetch names still due, for at most wait.
 type Names interface {
-	ForAlert(ctx context.Context, accessCodeID, deviceID string, wait time.Duration) (lifecycle.Names, error)
+	ForAlert(ctx context.Context, accessCodeID, deviceID, workspaceID string, wait time.Duration) (lifecycle.Names, error)
 }
 
 // NamesWait bounds how long a delivery waits for its code's names.
@@ -210,7 +210,7 @@ func (w *Worker) named(ctx context.Context, p *lifecycle.AlertPayload, stored []
 	if w.cfg.Names == nil {
 		return stored
 	}
-	n, err := w.cfg.Names.ForAlert(ctx, p.AccessCodeID, p.DeviceID, NamesWait)
+	n, err := w.cfg.Names.ForAlert(ctx, p.AccessCodeID, p.DeviceID, p.WorkspaceID, NamesWait)
 	if err != nil {
 		if lifecycle.ErrorCode(err) != lifecycle.ENotFound {
 			w.cfg.Logger.Warn("alert sent without names", "alert_id", p.AlertID, "error", err)

@@ -29,10 +29,18 @@ type LockNames struct {
 type CodeDue struct {
 	AccessCodeID string
 	DeviceID     string
+	// WorkspaceID is the code's ("" unknown): only codes of the API key's
+	// workspace are looked up.
+	WorkspaceID string
 	// Finished: the code reached a terminal state (removed, or deleted
 	// before it was programmed) before codewatch asked: Seam has forgotten
 	// it, there is nothing to ask.
 	Finished bool
+}
+
+// DeviceDue is a lock whose names are due.
+type DeviceDue struct {
+	DeviceID, WorkspaceID string
 }
 
 // MaxNameLength bounds a name codewatch keeps (longer ones are cut).

@@ -38,9 +38,9 @@ import (
 // Store is what names asks of the store (postgres.Store).
 type Store interface {
 	CodesNamesDue(ctx context.Context, limit int) ([]lifecycle.CodeDue, error)
-	DevicesNamesDue(ctx context.Context, limit int) ([]string, error)
-	LiveCodesAfter(ctx context.Context, after int64, limit int) ([]string, int64, error)
-	DevicesAfter(ctx context.Context, after int64, limit int) ([]string, int64, error)
+	DevicesNamesDue(ctx context.Context, limit int) ([]lifecycle.DeviceDue, error)
+	LiveCodesAfter(ctx context.Context, ws string, after int64, limit int) ([]string, int64, error)
+	DevicesAfter(ctx context.Context, ws string, after int64, limit int) ([]string, int64, error)
 	SetCodeName(ctx context.Context, id string, name *string, at time.Time) error
 	SettleCodeNames(ctx context.Context, ids []string, at time.Time) error
 	SetDeviceNames(ctx context.Context, id string, n lifecycle.LockNames, at time.Time) error
@@ -62,6 +62,11 @@ type Config struct {
 	Seam  *seam.Client
 	Store Store
 	Jobs  JobClient
+	// Workspace is the API key's workspace id ("" while Seam has not said
+	// it; seamsync.Service.Workspace). Only codes and locks of it are
+	// looked up: codes of other workspaces are never asked about with the
+	// key (docs/operations.md, The key's workspace).
+	Workspace func() string
 	// RPS is the names' share of Seam's rate limit (requests per second);
 	// default a quarter of seam.DefaultRPS.
 	RPS float64
@@ -98,6 +103,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Workspace == nil {
+		cfg.Workspace = func() string { return "" }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -232,10 +240,15 @@ const AlertWait = 10 * time.Second
 // fetches them now, for at most wait, and returns what it has by then: an
 // alert goes out with its names when Seam answers in time, and without
 // them otherwise.
-func (s *Service) ForAlert(ctx context.Context, accessCodeID, deviceID string, wait time.Duration) (lifecycle.Names, error) {
+func (s *Service) ForAlert(ctx context.Context, accessCodeID, deviceID, workspaceID string, wait time.Duration) (lifecycle.Names, error) {
 	n, due, err := s.cfg.Store.CodeNames(ctx, accessCodeID)
 	if err != nil || !due || s.cfg.Seam == nil {
 		return n, err
+	}
+	if ws := s.cfg.Workspace(); ws == "" || ws != workspaceID {
+		// Not the key's to ask about (or not known yet): the scan
+		// settles it.
+		return n, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -268,6 +281,12 @@ func (s *Service) Names(ctx context.Context, accessCodeID string) (lifecycle.Nam
 // asked) and, without Seam's API, every due code.
 func (s *Service) Scan(ctx context.Context) error {
 	now := s.cfg.Now()
+	ws := s.cfg.Workspace()
+	if s.cfg.Seam != nil && ws == "" {
+		// Until Seam says which workspace the key reaches, nothing is
+		// asked (seamsync.WatchWorkspace retries).
+		return nil
+	}
 	codes, err := s.cfg.Store.CodesNamesDue(ctx, s.cfg.ScanBatch)
 	if err != nil {
 		return err
@@ -275,7 +294,7 @@ func (s *Service) Scan(ctx context.Context) error {
 	var settle []string
 	var params []river.InsertManyParams
 	for _, c := range codes {
-		if c.Finished || s.cfg.Seam == nil {
+		if c.Finished || s.cfg.Seam == nil || c.WorkspaceID != ws {
 			settle = append(settle, c.AccessCodeID)
 			continue
 		}
@@ -289,9 +308,17 @@ func (s *Service) Scan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var settleDevices []string
 	for _, d := range devices {
-		params = append(params, river.InsertManyParams{Args: jobs.FetchDeviceNames{DeviceID: d},
+		if s.cfg.Seam != nil && d.WorkspaceID != ws {
+			settleDevices = append(settleDevices, d.DeviceID)
+			continue
+		}
+		params = append(params, river.InsertManyParams{Args: jobs.FetchDeviceNames{DeviceID: d.DeviceID},
 			InsertOpts: &river.InsertOpts{Priority: jobs.PriorityFirstSight}})
+	}
+	if err := s.cfg.Store.SettleDeviceNames(ctx, settleDevices, now); err != nil {
+		return err
 	}
 	return s.insert(ctx, params)
 }
@@ -314,9 +341,15 @@ const refreshChunk = 500
 // (with Seam's API) every live code.
 func (s *Service) Refresh(ctx context.Context) (int, error) {
 	queued := 0
-	walk := func(next func(context.Context, int64, int) ([]string, int64, error), job func(string) river.JobArgs) error {
+	ws := s.cfg.Workspace()
+	if s.cfg.Seam == nil || ws == "" {
+		// Without Seam's API there is nothing new to learn; without the
+		// key's workspace, nothing may be asked yet.
+		return 0, nil
+	}
+	walk := func(next func(context.Context, string, int64, int) ([]string, int64, error), job func(string) river.JobArgs) error {
 		for after := int64(0); ; {
-			ids, last, err := next(ctx, after, refreshChunk)
+			ids, last, err := next(ctx, ws, after, refreshChunk)
 			if err != nil {
 				return err
 			}
@@ -336,9 +369,6 @@ func (s *Service) Refresh(ctx context.Context) (int, error) {
 	}
 	if err := walk(s.cfg.Store.DevicesAfter, func(id string) river.JobArgs { return jobs.FetchDeviceNames{DeviceID: id} }); err != nil {
 		return queued, err
-	}
-	if s.cfg.Seam == nil {
-		return queued, nil
 	}
 	err := walk(s.cfg.Store.LiveCodesAfter, func(id string) river.JobArgs { return jobs.FetchCodeName{AccessCodeID: id} })
 	return queued, err

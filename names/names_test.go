@@ -84,6 +84,12 @@ func TestNamesFromSeamsFake(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A code and lock of another workspace than the key's: never asked
+	// about with the key (the scan settles them; the counts below).
+	if _, err := store.Ingest(ctx, event(t, lifecycle.TypeSetOnDevice, "ev_other", "otherws", "other-lock", now.Add(-time.Hour),
+		map[string]any{"workspace_id": "other_workspace"})); err != nil {
+		t.Fatal(err)
+	}
 	c, err := store.GetAccessCode(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +99,7 @@ func TestNamesFromSeamsFake(t *testing.T) {
 	}
 
 	q := &queued{}
-	svc := names.New(names.Config{Seam: client, Store: store, Jobs: q, RPS: 1000})
+	svc := names.New(names.Config{Seam: client, Store: store, Jobs: q, RPS: 1000, Workspace: func() string { return "seed_workspace_1" }})
 	if err := svc.Scan(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +177,7 @@ func TestNamesFromSeamsFake(t *testing.T) {
 	}
 
 	// An alert's delivery reads them as they are now.
-	n, err := svc.ForAlert(ctx, id, dev, time.Second)
+	n, err := svc.ForAlert(ctx, id, dev, "seed_workspace_1", time.Second)
 	if err != nil || str(n.AccessCodeName) != "Guest: Smith, 5–8 Dec" || str(n.DeviceName) != "Front door" {
 		t.Fatalf("ForAlert: %+v, %v", n, err)
 	}
@@ -196,7 +202,7 @@ func TestCodeFirstSeenDeletedHasNoName(t *testing.T) {
 		}
 	}
 	q := &queued{}
-	svc := names.New(names.Config{Seam: client, Store: store, Jobs: q, RPS: 1000})
+	svc := names.New(names.Config{Seam: client, Store: store, Jobs: q, RPS: 1000, Workspace: func() string { return "seed_workspace_1" }})
 	if err := svc.Scan(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +211,7 @@ func TestCodeFirstSeenDeletedHasNoName(t *testing.T) {
 			t.Fatalf("the scan asked Seam about a removed code: %+v", c)
 		}
 	}
-	n, err := svc.ForAlert(ctx, "gone_code", f.Devices[0], time.Second)
+	n, err := svc.ForAlert(ctx, "gone_code", f.Devices[0], "seed_workspace_1", time.Second)
 	if err != nil || n.AccessCodeName != nil {
 		t.Fatalf("names of a code first seen deleted: %+v, %v", n, err)
 	}

@@ -50,14 +50,14 @@ func deviceMatchSQL(p string) string {
 func (s *Store) CodesNamesDue(ctx context.Context, limit int) ([]lifecycle.CodeDue, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
-	rs, err := s.pool.Query(ctx, `SELECT access_code_id, COALESCE(device_id, ''), terminal_at IS NOT NULL
+	rs, err := s.pool.Query(ctx, `SELECT access_code_id, COALESCE(device_id, ''), terminal_at IS NOT NULL, COALESCE(workspace_id, '')
 		FROM access_codes WHERE names_checked_at IS NULL ORDER BY id LIMIT $1`, limit)
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	out, err := pgx.CollectRows(rs, func(r pgx.CollectableRow) (lifecycle.CodeDue, error) {
 		var d lifecycle.CodeDue
-		err := r.Scan(&d.AccessCodeID, &d.DeviceID, &d.Finished)
+		err := r.Scan(&d.AccessCodeID, &d.DeviceID, &d.Finished, &d.WorkspaceID)
 		return d, err
 	})
 	if err != nil {
@@ -68,33 +68,43 @@ func (s *Store) CodesNamesDue(ctx context.Context, limit int) ([]lifecycle.CodeD
 
 // DevicesNamesDue returns up to limit locks whose names are due
 // (devices_names_due_idx).
-func (s *Store) DevicesNamesDue(ctx context.Context, limit int) ([]string, error) {
+func (s *Store) DevicesNamesDue(ctx context.Context, limit int) ([]lifecycle.DeviceDue, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
-	ids, err := queryIDs(ctx, s.pool, `SELECT device_id FROM devices WHERE names_checked_at IS NULL ORDER BY id LIMIT $1`, limit)
+	rs, err := s.pool.Query(ctx, `SELECT device_id, COALESCE(workspace_id, '') FROM devices
+		WHERE names_checked_at IS NULL ORDER BY id LIMIT $1`, limit)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	return ids, nil
+	out, err := pgx.CollectRows(rs, func(r pgx.CollectableRow) (lifecycle.DeviceDue, error) {
+		var d lifecycle.DeviceDue
+		err := r.Scan(&d.DeviceID, &d.WorkspaceID)
+		return d, err
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return out, nil
 }
 
-// LiveCodesAfter returns up to limit active codes (not being deleted) after
-// row id after, in id order (access_codes_state_idx), and the last row's
-// id: the daily refresh's walk.
-func (s *Store) LiveCodesAfter(ctx context.Context, after int64, limit int) ([]string, int64, error) {
+// LiveCodesAfter returns up to limit active codes (not being deleted) of
+// workspace ws after row id after, in id order, and the last row's id: the
+// daily refresh's walk (only the API key's workspace is looked up).
+func (s *Store) LiveCodesAfter(ctx context.Context, ws string, after int64, limit int) ([]string, int64, error) {
 	return s.walk(ctx, `SELECT access_code_id, id FROM access_codes
-		WHERE deletion_state = 'active' AND id > $1 ORDER BY id LIMIT $2`, after, limit)
+		WHERE deletion_state = 'active' AND workspace_id = $3 AND id > $1 ORDER BY id LIMIT $2`, ws, after, limit)
 }
 
-// DevicesAfter returns up to limit locks after row id after, in id order.
-func (s *Store) DevicesAfter(ctx context.Context, after int64, limit int) ([]string, int64, error) {
-	return s.walk(ctx, `SELECT device_id, id FROM devices WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+// DevicesAfter returns up to limit locks of workspace ws after row id
+// after, in id order.
+func (s *Store) DevicesAfter(ctx context.Context, ws string, after int64, limit int) ([]string, int64, error) {
+	return s.walk(ctx, `SELECT device_id, id FROM devices WHERE workspace_id = $3 AND id > $1 ORDER BY id LIMIT $2`, ws, after, limit)
 }
 
-func (s *Store) walk(ctx context.Context, q string, after int64, limit int) ([]string, int64, error) {
+func (s *Store) walk(ctx context.Context, q, ws string, after int64, limit int) ([]string, int64, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
-	rs, err := s.pool.Query(ctx, q, customPlan, after, limit)
+	rs, err := s.pool.Query(ctx, q, customPlan, after, limit, ws)
 	if err != nil {
 		return nil, 0, unavailable(err)
 	}

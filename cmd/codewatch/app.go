@@ -163,7 +163,17 @@ func (a *App) assemble(ctx context.Context) error {
 	}
 	// Names: a quarter of Seam's rate for their fetches (ingest never
 	// waits for them); without a key, locks' metadata from bodies only.
-	a.names = names.New(names.Config{Seam: client, Store: a.store, RPS: cfg.SeamRPS / 4, Logger: logger})
+	nc := names.Config{Seam: client, Store: a.store, RPS: cfg.SeamRPS / 4, Logger: logger}
+	if a.seamSync != nil {
+		sy := a.seamSync
+		nc.Workspace = func() string {
+			if ws := sy.Workspace(); ws != nil {
+				return ws.WorkspaceID
+			}
+			return ""
+		}
+	}
+	a.names = names.New(nc)
 	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.names, a.metrics, logger); err != nil {
 		return err
 	}
