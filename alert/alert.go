@@ -59,6 +59,7 @@ func (s LogSink) Deliver(ctx context.Context, a *lifecycle.AlertPayload, _ []byt
 		level = slog.LevelInfo
 	}
 	s.Logger.Log(ctx, level, "alert", "type", a.Type, "alert_id", a.AlertID, "access_code_id", a.AccessCodeID,
+		"access_code_name", deref(a.AccessCodeName), "device_name", deref(a.DeviceName), "location_name", deref(a.LocationName),
 		"device_id", a.DeviceID, "workspace_id", a.WorkspaceID, "deletion_state", a.DeletionState,
 		"troubleshooting_reason", reason, "age_seconds", a.AgeSeconds, "resolution", a.Resolution, "sequence", a.Sequence,
 		"message", a.Message)
@@ -157,7 +158,7 @@ func SlackText(a *lifecycle.AlertPayload) string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "Access code `%s` on device `%s`", a.AccessCodeID, a.DeviceID)
+	b.WriteString(slackWhere(a))
 	if a.DeletedAt != nil {
 		if a.AgeSeconds < 0 {
 			fmt.Fprintf(&b, ", deleted in the future (%s)", a.DeletedAt.UTC().Format(time.RFC3339))
@@ -178,6 +179,43 @@ func SlackText(a *lifecycle.AlertPayload) string {
 	}
 	fmt.Fprintf(&b, "alert_id `%s`", a.AlertID)
 	return b.String()
+}
+
+// slackWhere names the alert's code and lock, names first and ids after
+// them: "Access code *Guest: Smith* (`c1`) on *Front door* at *12 Elm St*
+// (`d1`)".
+func slackWhere(a *lifecycle.AlertPayload) string {
+	var b strings.Builder
+	b.WriteString("Access code ")
+	if a.AccessCodeName != nil {
+		fmt.Fprintf(&b, "*%s* (`%s`)", slackEscape(*a.AccessCodeName), a.AccessCodeID)
+	} else {
+		fmt.Fprintf(&b, "`%s`", a.AccessCodeID)
+	}
+	switch {
+	case a.DeviceName != nil && a.LocationName != nil:
+		fmt.Fprintf(&b, " on *%s* at *%s* (`%s`)", slackEscape(*a.DeviceName), slackEscape(*a.LocationName), a.DeviceID)
+	case a.DeviceName != nil:
+		fmt.Fprintf(&b, " on *%s* (`%s`)", slackEscape(*a.DeviceName), a.DeviceID)
+	case a.LocationName != nil:
+		fmt.Fprintf(&b, " on device `%s` at *%s*", a.DeviceID, slackEscape(*a.LocationName))
+	default:
+		fmt.Fprintf(&b, " on device `%s`", a.DeviceID)
+	}
+	return b.String()
+}
+
+// slackEscape keeps a name from being read as Slack markup: &, < and > are
+// escaped as Slack asks, and bold, code and strike marks are dropped.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "*", "", "`", "'", "~", "").Replace(s)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // SeamMessages pulls Seam's human messages about the code and its lock out

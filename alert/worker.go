@@ -33,10 +33,22 @@ type Counters struct {
 	GivenUp func(sink string)
 }
 
+// Names gives an alert its code's and lock's names at delivery
+// (names.Service): ForAlert may fetch names still due, for at most wait.
+type Names interface {
+	ForAlert(ctx context.Context, accessCodeID, deviceID, workspaceID string, wait time.Duration) (lifecycle.Names, error)
+}
+
+// NamesWait bounds how long a delivery waits for its code's names.
+const NamesWait = 10 * time.Second
+
 // WorkerConfig tunes delivery.
 type WorkerConfig struct {
 	Outbox Outbox
 	Sinks  []Sink
+	// Names, when set, names each alert's code and lock as it is
+	// delivered (nil: alerts carry ids only).
+	Names Names
 	// SendTimeout bounds one send (default 10s).
 	SendTimeout time.Duration
 	// MaxAge is how long a failing delivery is retried, counted from the
@@ -168,11 +180,12 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 	if err := json.Unmarshal(d.Payload, &p); err != nil {
 		return w.giveUp(ctx, job, d, "stored payload unreadable: "+err.Error())
 	}
+	raw := w.named(ctx, &p, d.Payload)
 	if err := w.cfg.Outbox.StartAttempt(ctx, a.AlertID, a.Sink); err != nil {
 		return err
 	}
 	sctx, cancel := context.WithTimeout(ctx, w.cfg.SendTimeout)
-	err = sink.Deliver(sctx, &p, d.Payload)
+	err = sink.Deliver(sctx, &p, raw)
 	cancel()
 	if err == nil {
 		if w.cfg.Counters.Sent != nil {
@@ -205,6 +218,33 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[jobs.DeliverAlert]) er
 		w.cfg.Logger.WarnContext(ctx, "cannot record failed delivery", "alert_id", a.AlertID, "error", rerr)
 	}
 	return err
+}
+
+// named sets the alert's names as they are now (the code and its lock may
+// have been named, or renamed, since the alert was raised) and returns the
+// payload to send: the stored one when there is no name to add. A name
+// that cannot be read is no reason to hold the alert back.
+func (w *Worker) named(ctx context.Context, p *lifecycle.AlertPayload, stored []byte) []byte {
+	if w.cfg.Names == nil {
+		return stored
+	}
+	n, err := w.cfg.Names.ForAlert(ctx, p.AccessCodeID, p.DeviceID, p.WorkspaceID, NamesWait)
+	if err != nil {
+		if lifecycle.ErrorCode(err) != lifecycle.ENotFound {
+			w.cfg.Logger.Warn("alert sent without names", "alert_id", p.AlertID, "error", err)
+		}
+		return stored
+	}
+	if n.AccessCodeName == nil && n.DeviceName == nil && n.LocationName == nil &&
+		p.AccessCodeName == nil && p.DeviceName == nil && p.LocationName == nil {
+		return stored
+	}
+	n.Apply(p)
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return stored
+	}
+	return raw
 }
 
 func (w *Worker) giveUp(ctx context.Context, job *river.Job[jobs.DeliverAlert], d *lifecycle.AlertDelivery, why string) error {

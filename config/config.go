@@ -73,6 +73,9 @@ type Config struct {
 	// DataKeys seal stored bodies (CODEWATCH_DATA_KEYS); nil when unset,
 	// which only development mode accepts (it keeps a key of its own).
 	DataKeys *datakeys.Keyring
+	// SigningKey signs deletion records (CODEWATCH_SIGNING_KEY, id:base64
+	// seed, comma-separated; package proof parses it); "" when unset.
+	SigningKey string
 }
 
 // Var documents one setting; the README's table is made from the same facts.
@@ -137,6 +140,7 @@ var Vars = []Var{
 	{"CODEWATCH_OPSGENIE_WORKSPACES", "opsgenie-workspaces", "", "workspaces whose alerts Opsgenie gets (unset: all)", false},
 	{"CODEWATCH_TEAMS_MIN_SEVERITY", "teams-min-severity", "warning", "least severity of trouble Teams gets", false},
 	{"CODEWATCH_TEAMS_WORKSPACES", "teams-workspaces", "", "workspaces whose alerts Teams gets (unset: all)", false},
+	{"CODEWATCH_SIGNING_KEY", "signing-key", "", "Ed25519 keys that sign deletion records (GET /v1/access_codes/{id}/proof): id:base64 32-byte seed, comma-separated, the first signs (codewatch keys generate --signing makes one); unset: the proof routes answer 501", true},
 }
 
 // Secret reports whether the variable env holds a secret (Var.Secret).
@@ -208,6 +212,7 @@ func Load(args []string, getenv func(string) string, help io.Writer) (*Config, e
 		LogLevel:           get("CODEWATCH_LOG_LEVEL"),
 		DataDir:            get("CODEWATCH_DATA_DIR"),
 		NoMigrate:          fl.noMigrate,
+		SigningKey:         get("CODEWATCH_SIGNING_KEY"),
 	}
 	// Each concern in turn; the order is the order in which invalid
 	// settings are reported (the first one is).

@@ -31,9 +31,9 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if !strings.Contains(out, `(default "127.0.0.1:18082")`) {
 		t.Errorf("help hides a setting that is no secret:\n%s", out)
 	}
-	// 9, and the on-call sinks' key and URLs (PagerDuty, Opsgenie, Teams).
-	if n := strings.Count(out, "(default (set))"); n != 12 {
-		t.Errorf("%d flags say (set), want the 12 secret ones:\n%s", n, out)
+	// 9, and the on-call sinks' key and URLs (PagerDuty, Opsgenie, Teams), and the signing key.
+	if n := strings.Count(out, "(default (set))"); n != 13 {
+		t.Errorf("%d flags say (set), want the 13 secret ones:\n%s", n, out)
 	}
 	// Variables without a flag are listed for their secrecy only.
 	for _, v := range Vars {
@@ -48,6 +48,7 @@ func TestSecret(t *testing.T) {
 		"DATABASE_URL": true, "CODEWATCH_MIGRATE_DATABASE_URL": true, "SEAM_WEBHOOK_SECRET": true,
 		"CODEWATCH_OPS_TOKEN": true, "CODEWATCH_ALERT_WEBHOOK_SECRET": true, "CODEWATCH_ALERT_WEBHOOK_URL": true,
 		"CODEWATCH_SLACK_WEBHOOK_URL": true, "SEAM_API_KEY": true, "CODEWATCH_DATA_KEYS": true,
+		"CODEWATCH_SIGNING_KEY":           true,
 		"CODEWATCH_PAGERDUTY_ROUTING_KEY": true, "CODEWATCH_OPSGENIE_API_KEY": true, "CODEWATCH_TEAMS_WEBHOOK_URL": true,
 		"CODEWATCH_PAGERDUTY_URL": false, "CODEWATCH_OPSGENIE_URL": false, "CODEWATCH_PAGERDUTY_MIN_SEVERITY": false,
 		"CODEWATCH_LISTEN": false, "CODEWATCH_DATA_DIR": false, "CODEWATCH_SEND_URL": false, "UNLISTED": false,

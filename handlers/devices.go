@@ -9,7 +9,7 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
-var deviceListParams = []string{"has_unconfirmed_deletions", "online", "workspace_id", "limit", "cursor"}
+var deviceListParams = []string{"has_unconfirmed_deletions", "online", "workspace_id", "limit", "cursor", "q"}
 
 func (o *Ops) listDevices(c echo.Context) error {
 	q, err := queryOf(c, deviceListParams...)
@@ -28,6 +28,9 @@ func (o *Ops) listDevices(c echo.Context) error {
 	}
 	if f.WorkspaceID = q.Get("workspace_id"); !ValidText(f.WorkspaceID) {
 		return InvalidParam("workspace_id", "must be an id of at most 255 bytes of text")
+	}
+	if f.Query, err = parseQuery(q.Get("q")); err != nil {
+		return err
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {

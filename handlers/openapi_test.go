@@ -39,6 +39,7 @@ import (
 
 	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/proof"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamevent"
 	"github.com/codewatch/codewatch/seamsync"
@@ -215,6 +216,15 @@ func oaStartWith(t *testing.T, secret string, fake *seamtest.Fake, tune func(*ha
 		Store: store, Tokens: []handlers.Token{{Name: "oncall", Value: oaToken}},
 		Metrics: m, Logger: logger, Ready: ready, Seam: sy, Console: &console.Console{Store: store},
 	}
+	entry, _, err := proof.Generate("oa1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := proof.ParseKeys(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops.Proofs = &proof.Service{Records: store, Keys: kr}
 	if tune != nil {
 		tune(ops)
 	}
@@ -434,6 +444,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 // TestOpenAPILive drives every route of both listeners, error answers
 // included, and validates each live request and answer against the spec.
 func TestOpenAPILive(t *testing.T) {
+	// JSON lines (the export's jsonl) read as text: the spec says string.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
 	secret := oaSecret(t)
 	fake := seamtest.Start(t)
 	svc := oaStart(t, secret, fake)
@@ -572,7 +584,10 @@ func TestOpenAPILive(t *testing.T) {
 		{http.MethodGet, "/v1/devices/some-lock"},
 		{http.MethodGet, "/v1/summary"},
 		{http.MethodGet, "/v1/quarantine"},
+		{http.MethodGet, "/v1/access_codes/" + failed + "/proof"},
+		{http.MethodGet, "/v1/exports/deletions"},
 	}
+	c.do(oaCall{name: "no token public key", method: http.MethodGet, url: ops + "/v1/proof/public_key", want: http.StatusUnauthorized, req: oaReqInvalid})
 	for _, r := range v1 {
 		c.do(oaCall{name: "no token " + r.path, method: r.method, url: ops + r.path, want: http.StatusUnauthorized, req: oaReqInvalid})
 		c.do(oaCall{name: "wrong token " + r.path, method: r.method, url: ops + r.path, want: http.StatusUnauthorized, req: oaReqInvalid,
@@ -597,6 +612,31 @@ func TestOpenAPILive(t *testing.T) {
 		}
 	}
 	c.do(oaCall{name: "get unprogrammed code", method: http.MethodGet, url: ops + "/v1/access_codes/" + unprogrammed, header: oaAuth(), want: http.StatusOK})
+	// The deletions export (issue 22).
+	{
+		_, b := c.do(oaCall{name: "export csv", method: http.MethodGet, url: ops + "/v1/exports/deletions", header: oaAuth(), want: http.StatusOK})
+		if !bytes.HasPrefix(b, []byte("access_code_id,access_code_name,")) || !bytes.Contains(b, []byte(failed)) {
+			t.Errorf("export csv: %s", b)
+		}
+		c.do(oaCall{name: "export jsonl", method: http.MethodGet, url: ops + "/v1/exports/deletions?format=jsonl&since=2020-01-01", header: oaAuth(), want: http.StatusOK})
+		c.do(oaCall{name: "export, bad format", method: http.MethodGet, url: ops + "/v1/exports/deletions?format=xlsx", header: oaAuth(), want: http.StatusBadRequest, req: oaReqInvalid})
+	}
+	// Signed deletion records (issue 22); without CODEWATCH_SIGNING_KEY, 501.
+	{
+		_, b := c.do(oaCall{name: "proof of the failed code", method: http.MethodGet, url: ops + "/v1/access_codes/" + failed + "/proof", header: oaAuth(), want: http.StatusOK})
+		if !bytes.Contains(b, []byte(`"alg":"Ed25519"`)) || !bytes.Contains(b, []byte(`"access_code_id":"`+failed+`"`)) {
+			t.Errorf("proof: %s", b)
+		}
+		c.do(oaCall{name: "proof of an unknown code", method: http.MethodGet, url: ops + "/v1/access_codes/no-such-code/proof", header: oaAuth(), want: http.StatusNotFound})
+		c.do(oaCall{name: "proof public key", method: http.MethodGet, url: ops + "/v1/proof/public_key", header: oaAuth(), want: http.StatusOK})
+		unsigned := oaStartWith(t, secret, nil, func(o *handlers.Ops) { o.Proofs = nil })
+		uc := &oaChecker{t: t, router: oaRouter(t, unsigned.public.URL, unsigned.ops.URL), covered: c.covered}
+		_, b = uc.do(oaCall{name: "proof, no signing key", method: http.MethodGet, url: unsigned.ops.URL + "/v1/access_codes/x/proof", header: oaAuth(), want: http.StatusNotImplemented})
+		if !bytes.Contains(b, []byte(`"type":"signing_key_not_configured"`)) {
+			t.Errorf("no signing key: %s", b)
+		}
+		uc.do(oaCall{name: "public key, no signing key", method: http.MethodGet, url: unsigned.ops.URL + "/v1/proof/public_key", header: oaAuth(), want: http.StatusNotImplemented})
+	}
 	{
 		_, b := c.do(oaCall{name: "get unknown code", method: http.MethodGet, url: ops + "/v1/access_codes/nope", header: oaAuth(), want: http.StatusNotFound})
 		if !bytes.Contains(b, []byte(`"data":{"access_code_id":"nope"}`)) {

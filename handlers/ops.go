@@ -59,6 +59,9 @@ type Ops struct {
 	Console OpsRoutes
 	// SeamWait bounds how long a route waits for Seam's API (SeamWait if 0).
 	SeamWait time.Duration
+	// Proofs signs deletion records (proof.go); nil without
+	// CODEWATCH_SIGNING_KEY (those routes then answer 501).
+	Proofs Proofs
 }
 
 func (o *Ops) seamWait() time.Duration {
@@ -109,6 +112,9 @@ func NewOpsServer(o *Ops) *echo.Echo {
 	v1.POST("/access_codes/:access_code_id/acknowledge", o.acknowledge)
 	v1.POST("/access_codes/:access_code_id/delete", o.requestDeletion)
 	v1.POST("/access_codes/:access_code_id/reconcile", o.reconcile)
+	v1.GET("/access_codes/:access_code_id/proof", o.proof)
+	v1.GET("/proof/public_key", o.publicKey)
+	v1.GET("/exports/deletions", o.exportDeletions)
 	v1.GET("/devices", o.listDevices)
 	v1.GET("/devices/:device_id", o.getDevice)
 	v1.GET("/summary", o.summary)
@@ -156,7 +162,7 @@ func (o *Ops) getAccessCode(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"access_code": code, "ok": true})
 }
 
-var listParams = []string{"deletion_state", "needs_troubleshooting", "workspace_id", "device_id", "limit", "cursor", "sort"}
+var listParams = []string{"deletion_state", "needs_troubleshooting", "workspace_id", "device_id", "limit", "cursor", "sort", "q"}
 
 func (o *Ops) listAccessCodes(c echo.Context) error {
 	q, err := queryOf(c, listParams...)
@@ -185,6 +191,9 @@ func (o *Ops) listAccessCodes(c echo.Context) error {
 		if !ValidText(v) {
 			return InvalidParam(name, "must be an id of at most 255 bytes of text")
 		}
+	}
+	if f.Query, err = parseQuery(q.Get("q")); err != nil {
+		return err
 	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {

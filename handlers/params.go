@@ -168,3 +168,16 @@ func StatesList() string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// MaxQueryLength bounds ?q= (names are at most lifecycle.MaxNameLength).
+const MaxQueryLength = 200
+
+// parseQuery reads ?q=, the text a code's, lock's or location's name must
+// contain (issue 22): trimmed; "" matches everything.
+func parseQuery(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if len(v) > MaxQueryLength || !ValidText(v) {
+		return "", InvalidParam("q", fmt.Sprintf("must be text of at most %d bytes", MaxQueryLength))
+	}
+	return v, nil
+}

@@ -77,6 +77,11 @@ func recoverer(logger *slog.Logger) echo.MiddlewareFunc {
 		return func(c echo.Context) (err error) {
 			defer func() {
 				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						// A stream cut on purpose (an export that
+						// failed mid-way): net/http drops the connection.
+						panic(r)
+					}
 					logger.ErrorContext(c.Request().Context(), "panic in handler", "panic", r, "path", c.Path())
 					err = NewError(http.StatusInternalServerError, "internal_error", "internal error")
 				}

@@ -17,6 +17,10 @@ const (
 	QueueMaintenance = "maintenance"
 	// QueueSeam talks to Seam's API (its own rate limits apply).
 	QueueSeam = "seam"
+	// QueueNames fetches names from Seam's API (package names), on its
+	// own few workers so that a backlog of names never holds up a
+	// deletion's jobs on QueueSeam.
+	QueueNames = "names"
 )
 
 // DeliverAlert sends one alert to one sink. Unique by its arguments, so an

@@ -60,6 +60,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*river.Client[pgx.Tx], error) {
 		QueueAlerts:      {MaxWorkers: cfg.AlertWorkers},
 		QueueMaintenance: {MaxWorkers: 2},
 		QueueSeam:        {MaxWorkers: cfg.SeamWorkers},
+		QueueNames:       {MaxWorkers: 2},
 	}
 	if cfg.Queues != nil {
 		only := map[string]river.QueueConfig{}

@@ -51,6 +51,11 @@ type AccessCode struct {
 	TroubleID *string `json:"trouble_id"`
 	// LockOnline is the lock's connectivity (null when no event told).
 	LockOnline *bool `json:"lock_online"`
+	// Names people use (names.go): Seam's, null where unknown.
+	AccessCodeName *string `json:"access_code_name"`
+	DeviceName     *string `json:"device_name"`
+	LocationName   *string `json:"location_name"`
+	TimeZone       *string `json:"time_zone"`
 	// PinHint is what people may see of the code's PIN: "••" and its last
 	// two digits, from the newest event that carried the PIN; only a
 	// single-code read fills it, and only when an event carried one.
@@ -79,12 +84,16 @@ type EventRef struct {
 // AlertPayload is the body of an alert, as stored in the outbox and sent to
 // the webhook sink.
 type AlertPayload struct {
-	Type                   string          `json:"type"`
-	AlertID                string          `json:"alert_id"`
-	AccessCodeID           string          `json:"access_code_id"`
-	WorkspaceID            string          `json:"workspace_id"`
-	DeviceID               string          `json:"device_id"`
-	ConnectedAccountID     string          `json:"connected_account_id"`
+	Type               string `json:"type"`
+	AlertID            string `json:"alert_id"`
+	AccessCodeID       string `json:"access_code_id"`
+	WorkspaceID        string `json:"workspace_id"`
+	DeviceID           string `json:"device_id"`
+	ConnectedAccountID string `json:"connected_account_id"`
+	// Names (names.go), taken when the alert is delivered.
+	AccessCodeName         *string         `json:"access_code_name"`
+	DeviceName             *string         `json:"device_name"`
+	LocationName           *string         `json:"location_name"`
 	DeletionState          DeletionState   `json:"deletion_state"`
 	TroubleshootingReason  *string         `json:"troubleshooting_reason"`
 	TroubleshootingDetails json.RawMessage `json:"troubleshooting_details"`
@@ -289,38 +298,40 @@ func AlertMessage(p AlertPayload) string {
 	if p.TroubleshootingReason != nil {
 		reason = *p.TroubleshootingReason
 	}
+	// The code by name and id, and its lock, when known (names.go).
+	code, short := alertCode(p), CodeLabel(p.AccessCodeID, p.AccessCodeName)
 	switch p.Type {
 	case AlertTrouble:
 		if live := LiveCodesWithSamePIN(p.TroubleshootingDetails); len(live) > 0 {
 			switch reason {
 			case ReasonUsedAfterDeletion:
-				return "CRITICAL: the lock was unlocked after the deletion of access code " + p.AccessCodeID + " with its PIN, which " +
-					codesPhrase(live) + " on the same lock shares: check whether " + p.AccessCodeID + " is still on the lock (the unlock may have been " + strings.Join(live, ", ") + ")"
+				return "CRITICAL: the lock was unlocked after the deletion of access code " + code + " with its PIN, which " +
+					codesPhrase(live) + " on the same lock shares: check whether " + short + " is still on the lock (the unlock may have been " + strings.Join(live, ", ") + ")"
 			case ReasonStillOnLock:
-				return "CRITICAL: a code Seam does not manage appeared on the lock with the PIN of deleted access code " + p.AccessCodeID + ", which " +
-					codesPhrase(live) + " on the same lock shares: check whether " + p.AccessCodeID + " is still on the lock"
+				return "CRITICAL: a code Seam does not manage appeared on the lock with the PIN of deleted access code " + code + ", which " +
+					codesPhrase(live) + " on the same lock shares: check whether " + short + " is still on the lock"
 			}
 		}
 		switch reason {
 		case ReasonUsedAfterDeletion:
-			return "CRITICAL: deleted access code " + p.AccessCodeID + " still opens the door: the lock was unlocked with it after its deletion"
+			return "CRITICAL: deleted access code " + code + " still opens the door: the lock was unlocked with it after its deletion"
 		case ReasonStillOnLock:
-			return "CRITICAL: deleted access code " + p.AccessCodeID + " is still on the lock (as a code Seam does not manage)"
+			return "CRITICAL: deleted access code " + code + " is still on the lock (as a code Seam does not manage)"
 		}
 		if reason == ReasonDeleteFailed {
-			return "Seam could not delete access code " + p.AccessCodeID + ": " + reason
+			return "Seam could not delete access code " + code + ": " + reason
 		}
-		return "Deleted access code " + p.AccessCodeID + " is not confirmed off the lock: " + reason
+		return "Deleted access code " + code + " is not confirmed off the lock: " + reason
 	case AlertReminder:
-		return "Still unresolved: deleted access code " + p.AccessCodeID + " is not confirmed off the lock: " + reason
+		return "Still unresolved: deleted access code " + code + " is not confirmed off the lock: " + reason
 	default:
 		if p.Resolution == "acknowledged" {
-			return "Acknowledged: access code " + p.AccessCodeID + " was checked by " + p.AcknowledgedBy
+			return "Acknowledged: access code " + code + " was checked by " + p.AcknowledgedBy
 		}
 		if p.Confirmation != nil {
-			return "Resolved: access code " + p.AccessCodeID + " is " + string(p.DeletionState) + ", confirmed by " + ConfirmationText(p.Confirmation)
+			return "Resolved: access code " + code + " is " + string(p.DeletionState) + ", confirmed by " + ConfirmationText(p.Confirmation)
 		}
-		return "Resolved: access code " + p.AccessCodeID + " is " + string(p.DeletionState)
+		return "Resolved: access code " + code + " is " + string(p.DeletionState)
 	}
 }
 
@@ -455,6 +466,8 @@ type ListFilter struct {
 	DeviceID             string
 	// Reason selects codes whose troubleshooting_reason is this one.
 	Reason string
+	// Query: ?q=, part of the code's, its lock's or location's name.
+	Query string
 	// Sort is SortUrgency (the default) or SortRecent.
 	Sort  string
 	Limit int
@@ -558,6 +571,13 @@ type Device struct {
 	// unconfirmed (deletion_requested, awaiting_removal, delayed, failed).
 	CodesAwaitingRemoval        int64 `json:"codes_awaiting_removal"`
 	CodesNeedingTroubleshooting int64 `json:"codes_needing_troubleshooting"`
+	// Names (names.go), null where unknown; CustomMetadata and Provider
+	// are not in the API.
+	DeviceName     *string         `json:"device_name"`
+	LocationName   *string         `json:"location_name"`
+	TimeZone       *string         `json:"time_zone"`
+	CustomMetadata json.RawMessage `json:"-"`
+	Provider       *string         `json:"-"`
 	// AccessCodes are the lock's codes, most urgent first; only on a
 	// single-lock read, at most DeviceCodesLimit of them.
 	AccessCodes []AccessCode `json:"access_codes,omitempty"`
@@ -578,7 +598,10 @@ type DeviceFilter struct {
 	HasUnconfirmedDeletions *bool
 	Online                  *bool
 	WorkspaceID             string
-	Limit                   int
+	// Query selects locks whose name or location contains it,
+	// case-insensitively (?q=).
+	Query string
+	Limit int
 	// Cursor is the previous page's next cursor (0: the first page).
 	Cursor int64
 }

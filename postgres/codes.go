@@ -63,13 +63,14 @@ func getCodeBatch(id string) (*pgx.Batch, func() (*lifecycle.AccessCode, error))
 			}
 			return rs.Err()
 		})
-	// The lock's connectivity, in the same round trip.
+	// The lock's connectivity and names, in the same round trip.
 	var lockOnline *bool
-	b.Queue(`SELECT online FROM devices
+	var lock lifecycle.Names
+	b.Queue(`SELECT online, device_name, location_name, time_zone FROM devices
 		WHERE device_id = (SELECT device_id FROM access_codes WHERE access_code_id = $1)`, id).
 		Query(func(rs pgx.Rows) error {
 			for rs.Next() {
-				if err := rs.Scan(&lockOnline); err != nil {
+				if err := rs.Scan(&lockOnline, &lock.DeviceName, &lock.LocationName, &lock.TimeZone); err != nil {
 					return err
 				}
 			}
@@ -84,6 +85,7 @@ func getCodeBatch(id string) (*pgx.Batch, func() (*lifecycle.AccessCode, error))
 			row.Events = []lifecycle.EventRef{}
 		}
 		row.LockOnline = lockOnline
+		row.DeviceName, row.LocationName, row.TimeZone = lock.DeviceName, lock.LocationName, lock.TimeZone
 		row.TroubleshootingSeverity = severityOf(row.TroubleshootingReason)
 		row.PinHint = currentPinHint(row.Events)
 		return &row.AccessCode, nil
@@ -218,10 +220,12 @@ func rankSQL() string {
 // by it after their reason's rank.
 const deletedKey = "COALESCE(unconfirmed_since, deleted_at, 'infinity'::timestamptz)"
 
-// lockOnlineSQL is a listed code's lock_online, read with the page (devices'
-// primary key, once per row the page returns: Postgres computes it after the
-// LIMIT, or after a sort of the few rows a small index gave).
-const lockOnlineSQL = `(SELECT d.online FROM devices d WHERE d.device_id = access_codes.device_id) AS lock_online`
+// lockOnlineSQL is a listed code's lock_online and its lock's names
+// (lock_names: device_name, location_name, time_zone), read with the page
+// (devices' primary key, once per row the page returns: Postgres computes
+// them after the LIMIT, or after a sort of the few rows a small index gave).
+const lockOnlineSQL = `(SELECT d.online FROM devices d WHERE d.device_id = access_codes.device_id) AS lock_online, ` +
+	`(SELECT ARRAY[d.device_name, d.location_name, d.time_zone] FROM devices d WHERE d.device_id = access_codes.device_id) AS lock_names`
 
 // troubledOrder is the troubled segment's order. access_codes_troubled_idx
 // and access_codes_troubled_state_idx (migration 00009) index exactly these
@@ -232,6 +236,11 @@ func troubledOrder() string { return rankSQL() + ", " + deletedKey + ", id" }
 // listSegment reads up to limit codes of one segment after cursor.
 func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, limit int) ([]lifecycle.AccessCode, *lifecycle.ListCursor, error) {
 	q, args := segmentQuery(f, seg, after, limit)
+	if f.Query != "" {
+		// Planned for the pattern at hand: how many codes a name matches
+		// decides between the trigram indexes and the segment's order.
+		args = append([]any{customPlan}, args...)
+	}
 	// A generic plan, prepared once per connection (not customPlan): each
 	// segment's ORDER BY is an index's order and its filters equalities,
 	// so the generic plan is that index's, whatever the limit (TestReadPlans
@@ -247,11 +256,15 @@ func (s *Store) listSegment(ctx context.Context, f lifecycle.ListFilter, seg int
 	for rs.Next() {
 		var rank int
 		var lockOnline *bool
-		c, err := scanCodeExtra(rs, &rank, &lockOnline)
+		var lockNames []*string
+		c, err := scanCodeExtra(rs, &rank, &lockOnline, &lockNames)
 		if err != nil {
 			return nil, nil, unavailable(err)
 		}
 		c.LockOnline = lockOnline
+		if len(lockNames) == 3 {
+			c.DeviceName, c.LocationName, c.TimeZone = lockNames[0], lockNames[1], lockNames[2]
+		}
 		if len(page) == limit {
 			return page, &last, rs.Err()
 		}
@@ -301,6 +314,9 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 	if f.Reason != "" {
 		where = append(where, "troubleshooting_reason = "+arg(f.Reason))
 	}
+	if f.Query != "" {
+		where = append(where, codeMatchSQL(arg(likePattern(f.Query))))
+	}
 	var order string
 	states := f.States
 	switch seg {
@@ -339,7 +355,9 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 	lock := lockOnlineSQL
 	if f.DeviceID != "" {
 		// One lock: read once (an InitPlan), not once per row.
-		lock = `(SELECT d.online FROM devices d WHERE d.device_id = ` + arg(f.DeviceID) + `) AS lock_online`
+		dev := arg(f.DeviceID)
+		lock = `(SELECT d.online FROM devices d WHERE d.device_id = ` + dev + `) AS lock_online, ` +
+			`(SELECT ARRAY[d.device_name, d.location_name, d.time_zone] FROM devices d WHERE d.device_id = ` + dev + `) AS lock_names`
 	}
 	cols := codeColumns + `, ` + rankSQL() + ` AS rank, ` + lock
 	// Merging branches needs their order keys as output columns.
@@ -367,7 +385,7 @@ func segmentQuery(f lifecycle.ListFilter, seg int, after *lifecycle.ListCursor, 
 	for i, st := range states {
 		branches[i] = "(" + branch("deletion_state = "+arg(string(st))) + ")"
 	}
-	return `SELECT ` + codeColumns + `, rank, lock_online FROM (` + strings.Join(branches, " UNION ALL ") + `) page
+	return `SELECT ` + codeColumns + `, rank, lock_online, lock_names FROM (` + strings.Join(branches, " UNION ALL ") + `) page
 		ORDER BY ` + merged + ` LIMIT ` + page, args
 }
 

@@ -176,13 +176,15 @@ func queueWriteDevices(b *pgx.Batch, now time.Time, states []lifecycle.DeviceSta
 const deviceColumns = `d.device_id, d.workspace_id, d.online, d.online_changed_at,
 	d.connectivity_error_code, d.flaky, d.last_event_at, d.id,
 	(SELECT count(*) FROM access_codes c WHERE c.device_id = d.device_id AND c.unconfirmed_since IS NOT NULL),
-	(SELECT count(*) FROM access_codes c WHERE c.device_id = d.device_id AND c.needs_troubleshooting)`
+	(SELECT count(*) FROM access_codes c WHERE c.device_id = d.device_id AND c.needs_troubleshooting),
+	d.device_name, d.location_name, d.time_zone, d.custom_metadata, d.provider`
 
 func scanDevice(row pgx.Row) (*lifecycle.Device, int64, error) {
 	var d lifecycle.Device
 	var id int64
 	err := row.Scan(&d.DeviceID, &d.WorkspaceID, &d.Online, &d.OnlineChangedAt, &d.ConnectivityErrorCode,
-		&d.ConnectionFlaky, &d.LastEventAt, &id, &d.CodesAwaitingRemoval, &d.CodesNeedingTroubleshooting)
+		&d.ConnectionFlaky, &d.LastEventAt, &id, &d.CodesAwaitingRemoval, &d.CodesNeedingTroubleshooting,
+		&d.DeviceName, &d.LocationName, &d.TimeZone, &d.CustomMetadata, &d.Provider)
 	return &d, id, err
 }
 
@@ -244,6 +246,9 @@ func (s *Store) ListDevices(ctx context.Context, f lifecycle.DeviceFilter) ([]li
 	}
 	if f.WorkspaceID != "" {
 		where = append(where, "d.workspace_id = "+arg(f.WorkspaceID))
+	}
+	if f.Query != "" {
+		where = append(where, deviceMatchSQL(arg(likePattern(f.Query))))
 	}
 	if f.HasUnconfirmedDeletions != nil {
 		exists := `EXISTS (SELECT 1 FROM access_codes c WHERE c.device_id = d.device_id AND c.unconfirmed_since IS NOT NULL)`

@@ -25,7 +25,7 @@ const codeColumns = `access_code_id, workspace_id, device_id, connected_account_
 	created_at, set_on_device_at, deleted_at, removed_from_device_at,
 	last_event_at, terminal_at, last_alert_at, updated_at, id, alert_seq,
 	confirmed_by, deletion_request, seam, unconfirmed_since, next_reconcile_at,
-	confirmation, alerted_key, alert_sinks`
+	confirmation, alerted_key, alert_sinks, access_code_name`
 
 // CodeColumns is codeColumns for the benchmark's pgbench ceiling script
 // (test/bench/pgbench.go), which cannot call the store: it selects the row
@@ -64,7 +64,7 @@ func scanCodeExtra(row pgx.Row, extra ...any) (*codeRow, error) {
 		&c.CreatedAt, &c.SetOnDeviceAt, &c.DeletedAt, &c.RemovedFromDeviceAt,
 		&c.LastEventAt, &c.terminalAt, &c.lastAlertAt, &c.UpdatedAt, &c.id, &c.alertSeq,
 		&c.ConfirmedBy, &c.request, &c.seam, &c.unconfirmed, &c.NextReconcileAt,
-		&c.confirmation, &c.alerted, &c.alertSinks}, extra...)...)
+		&c.confirmation, &c.alerted, &c.alertSinks, &c.AccessCodeName}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -140,6 +140,14 @@ type Device struct {
 	Properties         DeviceProperties `json:"properties"`
 	Errors             []Issue          `json:"errors"`
 	Warnings           []Issue          `json:"warnings"`
+	// DisplayName is what people call the lock: its nickname if one was
+	// set through Seam, else the lock maker's name for it.
+	DisplayName string `json:"display_name"`
+	Nickname    string `json:"nickname,omitempty"`
+	// Location is where the lock is (nil when Seam has none).
+	Location *DeviceLocation `json:"location"`
+	// CustomMetadata is the object the customer stored on the lock.
+	CustomMetadata json.RawMessage `json:"custom_metadata,omitempty"`
 
 	// Raw is the device object exactly as Seam sent it.
 	Raw json.RawMessage `json:"-"`
@@ -149,6 +157,28 @@ type Device struct {
 type DeviceProperties struct {
 	Online bool   `json:"online"`
 	Name   string `json:"name"`
+	// Manufacturer is the lock maker ("august", "schlage", ...).
+	Manufacturer string `json:"manufacturer,omitempty"`
+}
+
+// DeviceLocation is a device's location.
+type DeviceLocation struct {
+	LocationName string `json:"location_name"`
+	// TimeZone is the IANA zone; Timezone is its deprecated twin, which
+	// older answers (and Seam's fake) carry instead.
+	TimeZone string `json:"time_zone"`
+	Timezone string `json:"timezone"`
+}
+
+// Zone is the location's time zone, from time_zone or else timezone.
+func (l *DeviceLocation) Zone() string {
+	if l == nil {
+		return ""
+	}
+	if l.TimeZone != "" {
+		return l.TimeZone
+	}
+	return l.Timezone
 }
 
 // UnmarshalJSON decodes the known fields and keeps the whole object in Raw.

@@ -115,6 +115,7 @@ func (s *Service) requestDeletion(ctx context.Context, id, by string) (*lifecycl
 		// that is the code's workspace, and its later lookups count.
 		ref.WorkspaceID = ws.WorkspaceID
 	}
+	name, named := s.nameBeforeDeletion(ctx, id, code)
 	a, err := s.cfg.Seam.DeleteAccessCodeOf(ctx, id, ref.DeviceID)
 	var se *seam.Error
 	switch {
@@ -143,6 +144,11 @@ func (s *Service) requestDeletion(ctx context.Context, id, by string) (*lifecycl
 	}
 	if _, err := s.cfg.Store.Record(ctx, evs, follow); err != nil {
 		return nil, err
+	}
+	if named {
+		if err := s.cfg.Store.SetCodeName(ctx, id, name, now); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "deleted code's name not kept", "access_code_id", id, "error", err)
+		}
 	}
 	s.cfg.Logger.InfoContext(ctx, "deletion requested", "access_code_id", id, "action_attempt_id", a.ID, "requested_by", by)
 	return s.cfg.Store.GetAccessCode(ctx, id)
@@ -198,4 +204,28 @@ func attemptEnd(a *seam.ActionAttempt, at time.Time, ref lifecycle.CodeRef) life
 		d.Error = &lifecycle.AttemptError{Type: a.Error.Type, Message: a.Error.Message}
 	}
 	return lifecycle.OwnEvent("cw_attempt_"+a.ID+"_"+a.Status, lifecycle.TypeActionAttempt, at, ref, d)
+}
+
+// nameReadTimeout bounds the read of a code's name before its deletion: a
+// name is never worth delaying the deletion for.
+const nameReadTimeout = 5 * time.Second
+
+// nameBeforeDeletion reads the code's name from Seam, which forgets the code
+// once it is deleted (issue 22): named says whether Seam answered. A code
+// whose name codewatch has is not read again, and a failed read is only
+// logged.
+func (s *Service) nameBeforeDeletion(ctx context.Context, id string, code *lifecycle.AccessCode) (name *string, named bool) {
+	if code != nil && code.AccessCodeName != nil {
+		return nil, false
+	}
+	rctx, cancel := context.WithTimeout(ctx, nameReadTimeout)
+	defer cancel()
+	ac, err := s.cfg.Seam.GetAccessCode(rctx, id)
+	if err != nil {
+		if !seam.IsNotFound(err) {
+			s.cfg.Logger.Warn("code's name not read before its deletion", "access_code_id", id, "error", seamFailure(err))
+		}
+		return nil, false
+	}
+	return lifecycle.CleanName(ac.Name), true
 }

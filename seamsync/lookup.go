@@ -65,6 +65,10 @@ func (s *Service) Lookup(ctx context.Context, id string) error {
 		d := pollDetails(ac)
 		d.RequestID = ac.RequestID
 		ev = lifecycle.OwnEvent("cw_poll_"+ids.NewTimeOrdered(now), lifecycle.TypeAccessCodePolled, now, ref, d)
+		// The answer names the code too (written only if it changed).
+		if err := s.cfg.Store.SetCodeName(ctx, id, lifecycle.CleanName(ac.Name), now); err != nil {
+			s.cfg.Logger.Warn("code's name not kept", "access_code_id", id, "error", err)
+		}
 	}
 	evs := []lifecycle.Delivery{ev}
 	if failed == nil && code.DeletedAt != nil && ref.DeviceID != "" {

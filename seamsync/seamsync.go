@@ -45,6 +45,10 @@ type Store interface {
 	// no one else holds it; ReleaseDeletion gives it back.
 	ClaimDeletion(ctx context.Context, id, holder string, ttl time.Duration) (bool, error)
 	ReleaseDeletion(ctx context.Context, id, holder string) error
+	// SetCodeName keeps the code's name (package names): read before
+	// codewatch deletes a code (Seam forgets it after), and with each
+	// lookup.
+	SetCodeName(ctx context.Context, id string, name *string, at time.Time) error
 }
 
 // JobClient inserts and reads River jobs (*river.Client[pgx.Tx]).

@@ -23,7 +23,9 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/names"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/proof"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
 	"github.com/codewatch/codewatch/telemetry"
@@ -45,6 +47,8 @@ type App struct {
 	sinks          []alert.Sink
 	store          *postgres.Store
 	seamSync       *seamsync.Service // nil without SEAM_API_KEY
+	names          *names.Service    // the names people use (issue 22)
+	signing        *proof.Keyring    // CODEWATCH_SIGNING_KEY; nil when unset
 	worker         *river.Client[pgx.Tx]
 	ready          *readiness
 	pubSrv, opsSrv *http.Server
@@ -153,19 +157,35 @@ func (a *App) assemble(ctx context.Context) error {
 	if err := a.openDatabase(ctx); err != nil {
 		return err
 	}
+	if a.signing, err = signingKeys(cfg.SigningKey); err != nil {
+		return &exitError{2, err}
+	}
 	a.metrics = metrics.New()
 	a.sinks = newTracedSinks(cfg, logger, sinkClient(a.tel))
 	if err := a.openStore(); err != nil {
 		return err
 	}
+	var client *seam.Client
 	if cfg.SeamAPIKey != "" {
-		client, err := seam.New(seamClient(seamConfig(cfg, logger), a.metrics, a.tel))
-		if err != nil {
+		if client, err = seam.New(seamClient(seamConfig(cfg, logger), a.metrics, a.tel)); err != nil {
 			return &exitError{2, fmt.Errorf("SEAM_API_KEY: %w", err)}
 		}
 		a.seamSync = seamsync.New(seamsync.Config{Seam: client, Store: a.store, Keys: cfg.DataKeys, Logger: logger})
 	}
-	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.metrics, logger, a.tel); err != nil {
+	// Names: a quarter of Seam's rate for their fetches (ingest never
+	// waits for them); without a key, locks' metadata from bodies only.
+	nc := names.Config{Seam: client, Store: a.store, RPS: cfg.SeamRPS / 4, Logger: logger}
+	if a.seamSync != nil {
+		sy := a.seamSync
+		nc.Workspace = func() string {
+			if ws := sy.Workspace(); ws != nil {
+				return ws.WorkspaceID
+			}
+			return ""
+		}
+	}
+	a.names = names.New(nc)
+	if a.worker, err = newJobClient(a.pool, a.store, cfg, a.sinks, a.seamSync, a.names, a.metrics, logger, a.tel); err != nil {
 		return err
 	}
 	jobsPage, stopJobsPage, err := jobsUI(a.worker, logger)
@@ -176,6 +196,7 @@ func (a *App) assemble(ctx context.Context) error {
 	if a.seamSync != nil {
 		a.seamSync.UseJobs(a.worker)
 	}
+	a.names.UseJobs(a.worker)
 	a.ready = newReadiness(a.migr.Ready)
 	a.metrics.RegisterState(a.store, 5*time.Second, logger)
 	prepareMetrics(a.metrics, a.store, a.sinks, logger)

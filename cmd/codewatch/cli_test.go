@@ -234,7 +234,7 @@ func TestCLIHelpNeverPrintsSecrets(t *testing.T) {
 		env = append(env, v.Env+"="+val)
 	}
 	for _, want := range []string{"DATABASE_URL", "CODEWATCH_MIGRATE_DATABASE_URL", "SEAM_WEBHOOK_SECRET", "CODEWATCH_OPS_TOKEN",
-		"CODEWATCH_ALERT_WEBHOOK_SECRET", "CODEWATCH_SLACK_WEBHOOK_URL", "CODEWATCH_ALERT_WEBHOOK_URL", "SEAM_API_KEY", "CODEWATCH_DATA_KEYS"} {
+		"CODEWATCH_ALERT_WEBHOOK_SECRET", "CODEWATCH_SLACK_WEBHOOK_URL", "CODEWATCH_ALERT_WEBHOOK_URL", "SEAM_API_KEY", "CODEWATCH_DATA_KEYS", "CODEWATCH_SIGNING_KEY"} {
 		if _, ok := markers[want]; !ok {
 			t.Errorf("%s is not marked secret in config.Vars", want)
 		}

@@ -488,6 +488,43 @@ func TestConsoleInBrowser(t *testing.T) {
 		if h := b.text("h1"); h != "Nothing found" {
 			t.Errorf("searching an unknown id: %q", h)
 		}
+
+		// Names people use (issue 22), as the names jobs keep them (set
+		// here directly: this service has no Seam API key).
+		conn := dbConn(t, db)
+		if _, err := conn.Exec(context.Background(), `UPDATE access_codes SET access_code_name = 'Guest: Smith, 5–8 Dec',
+			names_checked_at = now() WHERE access_code_id = $1`, delayed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(context.Background(), `UPDATE devices SET device_name = 'Front door', location_name = '12 Elm St',
+			time_zone = 'America/New_York', names_checked_at = now() WHERE device_id = $1`, lockA); err != nil {
+			t.Fatal(err)
+		}
+		search("smith")
+		var names []string
+		b.eval(`[...document.querySelectorAll('table.codes .name')].map(e => e.textContent)`, &names)
+		if got := strings.Join(names, "|"); got != "Guest: Smith, 5–8 Dec|Front door at 12 Elm St" {
+			t.Errorf("searching a guest's name lists %q", got)
+		}
+		b.checkPage(pin)
+		search("ELM ST")
+		var locks []string
+		b.eval(`[...document.querySelectorAll('.search-locks a.id')].map(a => a.textContent)`, &locks)
+		if strings.Join(locks, ",") != lockA {
+			t.Errorf("searching a street lists the locks %v, want %s", locks, lockA)
+		}
+		// The code's page names it first; its deletion record is a page of
+		// its own, printable.
+		b.load("open the named code", chromedp.Navigate(s.Ops+"/console/codes/"+delayed))
+		if n := b.text("h1 .name"); n != "Guest: Smith, 5–8 Dec" {
+			t.Errorf("the code's heading names %q", n)
+		}
+		b.load("open its deletion record", chromedp.Click("#deletion-record-link"))
+		if h := b.text("h1"); !strings.Contains(h, "Deletion record") || !strings.Contains(h, delayed) {
+			t.Errorf("deletion record heading %q", h)
+		}
+		b.checkPage(pin)
+		b.screenshot("deletion-record")
 	})
 
 	t.Run("alerts and quarantine", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/codewatch/codewatch/datakeys"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/proof"
 )
 
 // devKeyID names the data key development mode generates.
@@ -20,15 +21,28 @@ const devKeyID = "dev"
 // keys handles `codewatch keys generate [ID]`.
 func keys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys")
+	signing := fs.Bool("signing", false, "print a signing key for CODEWATCH_SIGNING_KEY (Ed25519 seed), and its public key on stderr")
 	_, rest, err := parseVerb(fs, "keys", args, stdout,
-		"usage: codewatch keys generate [ID]\n\nPrints a new data key, ID:base64key (32 random bytes), for CODEWATCH_DATA_KEYS.\nID (letters, digits, _ and -) defaults to k and today's date, e.g. k20261130.\nTo rotate, put the new key first and keep the old ones after it until\n`codewatch rekey` says no stored body uses them.",
+		"usage: codewatch keys generate [ID] [--signing]\n\nPrints a new data key, ID:base64key (32 random bytes), for CODEWATCH_DATA_KEYS.\nID (letters, digits, _ and -) defaults to k and today's date, e.g. k20261130.\nTo rotate, put the new key first and keep the old ones after it until\n`codewatch rekey` says no stored body uses them.\n\nWith --signing: an Ed25519 signing key, ID:base64seed, for CODEWATCH_SIGNING_KEY\n(ID defaults to s and today's date), and its public key on stderr.",
 		[]string{"generate"}, 1)
 	if err != nil {
 		return err
 	}
 	id := "k" + time.Now().UTC().Format("20060102")
+	if *signing {
+		id = "s" + time.Now().UTC().Format("20060102")
+	}
 	if len(rest) == 1 {
 		id = rest[0]
+	}
+	if *signing {
+		entry, pub, err := proof.Generate(id)
+		if err != nil {
+			return usageError("keys", err)
+		}
+		fmt.Fprintln(stdout, entry)
+		fmt.Fprintf(stderr, "public key (GET /v1/proof/public_key): %s\n", pub)
+		return nil
 	}
 	entry, err := datakeys.Generate(id)
 	if err != nil {

@@ -78,7 +78,12 @@ usage:
   codewatch backfill --since D | --between T1,T2
                                            store Seam's events that webhooks missed
   codewatch rekey [--batch N]              re-encrypt stored bodies under the first data key
-  codewatch keys generate [ID]             print a new data key for CODEWATCH_DATA_KEYS
+  codewatch keys generate [ID] [--signing] print a new data key for CODEWATCH_DATA_KEYS
+                                           (--signing: a signing key for CODEWATCH_SIGNING_KEY)
+  codewatch export [--since T] [--until T] [--format csv|jsonl]
+                                           write one row per deleted code (the deletions export)
+  codewatch proof verify FILE [--public-key K]
+                                           check a signed deletion record, offline
   codewatch version                        print the version, commit and Go version
   codewatch help [COMMAND]                 print this, or a command's flags
 
@@ -98,6 +103,8 @@ func commands() map[string]command {
 		"backfill":   backfill,
 		"rekey":      rekey,
 		"keys":       keys,
+		"proof":      proofCmd,
+		"export":     exportCmd,
 		"version":    version,
 	}
 }

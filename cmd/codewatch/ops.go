@@ -9,6 +9,7 @@ import (
 	"github.com/codewatch/codewatch/handlers"
 	"github.com/codewatch/codewatch/handlers/console"
 	"github.com/codewatch/codewatch/lifecycle"
+	"github.com/codewatch/codewatch/proof"
 	"github.com/codewatch/codewatch/seamsync"
 )
 
@@ -26,6 +27,9 @@ func (a *App) opsHandler(jobsPage http.Handler) *echo.Echo {
 		Store: a.store, Tokens: toks, Metrics: a.metrics, Logger: a.logger, Ready: a.ready.ready, Available: a.ready.available,
 		TrustedProxies: cfg.TrustedProxies,
 		Console:        cons,
+	}
+	if a.signing != nil {
+		opsCfg.Proofs = &proof.Service{Records: a.store, Keys: a.signing}
 	}
 	if a.seamSync != nil {
 		opsCfg.Seam = a.seamSync

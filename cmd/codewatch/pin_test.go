@@ -30,6 +30,7 @@ import (
 	"github.com/codewatch/codewatch/internal/seamtest"
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/postgres"
+	"github.com/codewatch/codewatch/proof"
 	"github.com/codewatch/codewatch/seamevent"
 )
 
@@ -106,6 +107,7 @@ var pinPaths = []pinPath{
 	{"ops API", pinOpsAPI},
 	{"lock evidence", pinLockEvidence},
 	{"Seam API", pinSeamAPI},
+	{"deletion record", pinDeletionRecord},
 	{"console", pinConsole},
 	{"quarantine retry", pinQuarantineRetry},
 	{"replay", pinReplay},
@@ -144,6 +146,11 @@ func TestPINNeverInClear(t *testing.T) {
 	// Tracing on (issue 24): every span exported is searched too.
 	spans := otlptest.Start(t)
 	traceEnv(p.env, spans)
+	signing, _, err := proof.Generate("pin1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.env["CODEWATCH_SIGNING_KEY"] = signing
 	p.s = startServer(t, "serve", p.env)
 	p.sender = &seamevent.Sender{URL: p.s.webhookURL(), Secret: p.s.Secret}
 
@@ -329,6 +336,24 @@ func pinOpsAPI(t *testing.T, p *pinProof) {
 	get("/v1/access_codes")
 	get("/v1/access_codes?sort=recent")
 	get("/v1/access_codes?needs_troubleshooting=true")
+	// Searches by name (issue 22): names shown with the codes they find.
+	get("/v1/access_codes?q=e")
+	get("/v1/devices?q=e")
+	// The deletions export (issue 22), both formats.
+	for _, path := range []string{"/v1/exports/deletions", "/v1/exports/deletions?format=jsonl"} {
+		req, _ := http.NewRequest(http.MethodGet, p.s.Ops+path, nil)
+		req.Header.Set("Authorization", "Bearer "+p.s.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		p.record("ops API", "GET "+path, b)
+	}
 	get("/v1/summary")
 	q := get("/v1/quarantine")
 	if !bytes.Contains(q, []byte(`••64`)) {

@@ -23,6 +23,7 @@ import (
 	"github.com/codewatch/codewatch/lifecycle"
 	"github.com/codewatch/codewatch/metrics"
 	"github.com/codewatch/codewatch/migrations"
+	"github.com/codewatch/codewatch/names"
 	"github.com/codewatch/codewatch/postgres"
 	"github.com/codewatch/codewatch/seam"
 	"github.com/codewatch/codewatch/seamsync"
@@ -147,7 +148,7 @@ func startSeam(ctx, background context.Context, sy *seamsync.Service, worker *ri
 
 // newJobClient builds the River client that works alert deliveries, the
 // maintenance jobs and, with Seam's API configured, the seam queue's jobs.
-func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, sy *seamsync.Service, m *metrics.Metrics, logger *slog.Logger, tel *telemetry.Telemetry) (*river.Client[pgx.Tx], error) {
+func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config, sinks []alert.Sink, sy *seamsync.Service, nm *names.Service, m *metrics.Metrics, logger *slog.Logger, tel *telemetry.Telemetry) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	maint := &jobs.Maintenance{
 		Store: store, SweepInterval: cfg.SweepInterval, Repeat: cfg.AlertRepeat, Retention: cfg.Retention,
@@ -157,10 +158,12 @@ func newJobClient(pool *pgxpool.Pool, store *postgres.Store, cfg *config.Config,
 	}
 	maint.Register(workers)
 	river.AddWorker(workers, alert.NewWorker(alert.WorkerConfig{
-		Outbox: store, Sinks: sinks, MaxAge: cfg.AlertMaxAge, Logger: logger,
+		Outbox: store, Sinks: sinks, MaxAge: cfg.AlertMaxAge, Logger: logger, Names: nm,
 		Counters: alertCounters(m),
 	}))
 	periodic := maint.Periodic()
+	nm.Register(workers)
+	periodic = append(periodic, nm.Periodic()...)
 	if sy != nil {
 		sy.Register(workers)
 		if cfg.ReconcileAfter > 0 {

@@ -34,6 +34,8 @@ type lockView struct {
 	// Status is "online", "offline" or "" when not known (issue 12 fills
 	// it from the code's lock_online).
 	Status string
+	// Name is the lock's name and location (issue 22), "" when unknown.
+	Name string
 }
 
 // fact is one more labelled line on a code's page.
@@ -101,7 +103,7 @@ func newCodeView(c *lifecycle.AccessCode) codeView {
 	}
 	lock := lifecycle.LockStatus{Online: c.LockOnline}
 	if c.DeviceID != nil {
-		v.Lock = lockView{ID: *c.DeviceID, URL: lockURL(*c.DeviceID)}
+		v.Lock = lockView{ID: *c.DeviceID, URL: lockURL(*c.DeviceID), Name: lifecycle.LockLabel(c.DeviceName, c.LocationName)}
 		if c.LockOnline != nil {
 			v.Lock.Status = map[bool]string{true: "online", false: "offline"}[*c.LockOnline]
 		}

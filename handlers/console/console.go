@@ -33,6 +33,8 @@ type Store interface {
 	CodeEvidence(ctx context.Context, id string, limit int) (*lifecycle.Evidence, error)
 	// CodeAlerts returns every delivery of a code's alerts.
 	CodeAlerts(ctx context.Context, id string) ([]lifecycle.AlertDelivery, error)
+	// DeletionRecord is a code's deletion record (issue 22's proof).
+	DeletionRecord(ctx context.Context, id string) (*lifecycle.DeletionRecord, error)
 	ListDeliveries(ctx context.Context, f lifecycle.DeliveryFilter) ([]lifecycle.AlertDelivery, *lifecycle.DeliveryCursor, error)
 	CountDeliveries(ctx context.Context) (map[string]int64, *time.Time, error)
 	RetryQuarantined(ctx context.Context, id int64) (lifecycle.RetryOutcome, error)
@@ -92,6 +94,9 @@ type console struct {
 	ck     cookies
 	logger *slog.Logger
 	pages  *pages
+	// proofs signs deletion records (handlers.Ops.Proofs); nil without
+	// CODEWATCH_SIGNING_KEY.
+	proofs handlers.Proofs
 	// triageCache: the unfiltered home page, shared (sharedTriage).
 	triageCache triageCache
 }

@@ -58,6 +58,17 @@ func relative(t, now time.Time) string {
 
 func exact(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
+// inZone is t in the lock's time zone (issue 22), with UTC on hover; in UTC
+// when the lock's zone is not known.
+func inZone(t time.Time, tz *string) template.HTML {
+	loc := lifecycle.Zone(tz)
+	if loc == time.UTC {
+		return template.HTML(template.HTMLEscapeString(exact(t)))
+	}
+	return template.HTML(fmt.Sprintf(`<span class="local" title="%s">%s</span>`, exact(t),
+		template.HTMLEscapeString(t.In(loc).Format("2006-01-02 15:04:05 MST")+" ("+loc.String()+")")))
+}
+
 // when is a <time> with the age as text and the exact time on hover (the
 // page's script shows it in the reader's time zone).
 func when(t, now time.Time) template.HTML {

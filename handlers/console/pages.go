@@ -165,9 +165,16 @@ func templateFuncs(p *pages, now func() time.Time) template.FuncMap {
 		"asset": func(name string) string {
 			return consolePrefix + "/assets/" + name + "?v=" + p.assets[name].hash
 		},
-		"when":        func(t time.Time) template.HTML { return when(t, now()) },
-		"whenp":       func(t *time.Time) template.HTML { return whenPtr(t, now(), "—") },
-		"exact":       exact,
+		"when":   func(t time.Time) template.HTML { return when(t, now()) },
+		"whenp":  func(t *time.Time) template.HTML { return whenPtr(t, now(), "—") },
+		"exact":  exact,
+		"inZone": inZone,
+		"inZonep": func(t *time.Time, tz *string, none string) template.HTML {
+			if t == nil {
+				return template.HTML(template.HTMLEscapeString(none))
+			}
+			return inZone(*t, tz)
+		},
 		"iso":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"clock":       func(t time.Time) string { return t.UTC().Format("15:04:05") + " UTC" },
 		"dur":         humanDuration,

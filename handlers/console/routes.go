@@ -27,7 +27,7 @@ func (con *Console) Register(e *echo.Echo, o *handlers.Ops) {
 		cfg.Refresh = 5 * time.Second
 	}
 	k := &console{Console: &cfg, keys: deriveSessionKeys(o.Tokens), ck: cookies{publicURL: cfg.PublicURL},
-		logger: o.Logger, pages: mustParsePages(cfg.Now)}
+		logger: o.Logger, pages: mustParsePages(cfg.Now), proofs: o.Proofs}
 
 	// Console errors are pages, not JSON.
 	apiErrors := e.HTTPErrorHandler
@@ -51,6 +51,8 @@ func (con *Console) Register(e *echo.Echo, o *handlers.Ops) {
 	s.GET("/", k.triage)
 	s.GET("/codes", k.codes)
 	s.GET("/codes/:access_code_id", k.code)
+	s.GET("/codes/:access_code_id/record", k.record)
+	s.GET("/codes/:access_code_id/record.json", k.recordJSON)
 	s.GET("/locks", k.locks)
 	s.GET("/locks/:device_id", k.lock)
 	s.POST("/codes/:access_code_id/acknowledge", k.acknowledge)

@@ -16,7 +16,15 @@ import (
 
 type searchData struct {
 	Q string
+	// Codes and Locks are what the text names (issue 22): codes by their
+	// name, their lock's or its location's; locks by their name or
+	// location.
+	Codes []codeView
+	Locks []lifecycle.Device
 }
+
+// searchLimit bounds each list of a name search.
+const searchLimit = 50
 
 // search finds what an id names: an access code (its page), a lock or a
 // workspace (the codes on it).
@@ -61,5 +69,22 @@ func (k *console) search(c echo.Context) error {
 			}
 		}
 	}
-	return k.render(c, http.StatusNotFound, "search", k.page(c, "Not found", "", false, searchData{Q: q}))
+	// Not an id: the names people use (a guest's, a lock's, a street).
+	d := searchData{Q: q}
+	if len(q) <= handlers.MaxQueryLength {
+		codes, _, err := k.Store.ListAccessCodes(ctx, lifecycle.ListFilter{Query: q, Sort: lifecycle.SortUrgency, Limit: searchLimit})
+		if err != nil {
+			return err
+		}
+		for i := range codes {
+			d.Codes = append(d.Codes, newCodeView(&codes[i]))
+		}
+		if d.Locks, _, err = k.Store.ListDevices(ctx, lifecycle.DeviceFilter{Query: q, Limit: searchLimit}); err != nil {
+			return err
+		}
+	}
+	if len(d.Codes) > 0 || len(d.Locks) > 0 {
+		return k.render(c, http.StatusOK, "search", k.page(c, "Search", "", false, d))
+	}
+	return k.render(c, http.StatusNotFound, "search", k.page(c, "Not found", "", false, d))
 }

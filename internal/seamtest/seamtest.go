@@ -384,6 +384,18 @@ func (f *Fake) UpdateAccessCode(ctx context.Context, accessCodeID string, fields
 	return f.post(ctx, "/_codewatch/update_access_code", false, body, nil)
 }
 
+// UpdateDevice replaces the given fields of a device in the fake's
+// database: display_name, location ({location_name, time_zone}),
+// custom_metadata.
+func (f *Fake) UpdateDevice(ctx context.Context, deviceID string, fields map[string]any) error {
+	body := map[string]any{}
+	for k, v := range fields {
+		body[k] = v
+	}
+	body["device_id"] = deviceID
+	return f.post(ctx, "/_codewatch/update_device", false, body, nil)
+}
+
 // CreateAccessCode creates a code through the fake's real access_codes/create
 // route (which records access_code.created) and returns its id.
 func (f *Fake) CreateAccessCode(ctx context.Context, deviceID, code string) (string, error) {

@@ -30,6 +30,8 @@
 //        errors or warnings) -> {access_code}
 //   POST /_codewatch/update_access_code {access_code_id, ...fields to replace}
 //        -> {access_code}
+//   POST /_codewatch/update_device      {device_id, ...fields to replace}
+//        (display_name, location, custom_metadata: names, issue 22) -> {device}
 import http from 'node:http'
 import net from 'node:net'
 import { readFileSync } from 'node:fs'
@@ -178,6 +180,12 @@ const control = (db, seed, req, res) => {
           if (found == null) return fail(404, 'access_code_not_found', `no access code ${body.access_code_id}`)
           const access_code = db.updateAccessCode(body)
           return send(200, { access_code, ok: true })
+        }
+        case '/_codewatch/update_device': {
+          const device = db.devices.find((d) => d.device_id === body.device_id)
+          if (device == null) return fail(404, 'device_not_found', `no device ${body.device_id}`)
+          const updated = db.updateDevice(body)
+          return send(200, { device: updated, ok: true })
         }
         default:
           return fail(404, 'not_found', `no route ${route}`)
