@@ -379,19 +379,27 @@ func (s *Service) Refresh(ctx context.Context) (int, error) {
 // waiting for it.
 func lastAttempt(job *rivertype.JobRow) bool { return job.Attempt >= job.MaxAttempts }
 
+// settleLast returns a fetch's error, unless it failed on the job's last
+// attempt: then the failure is logged and id settled (nameless until the
+// daily refresh).
+func (s *Service) settleLast(ctx context.Context, job *rivertype.JobRow, err error, msg, key, id string,
+	settle func(context.Context, []string, time.Time) error) error {
+	if err == nil || !lastAttempt(job) {
+		return err
+	}
+	s.cfg.Logger.Warn(msg, key, id, "error", err)
+	return settle(context.WithoutCancel(ctx), []string{id}, s.cfg.Now())
+}
+
 type codeWorker struct {
 	river.WorkerDefaults[jobs.FetchCodeName]
 	s *Service
 }
 
 func (w *codeWorker) Work(ctx context.Context, job *river.Job[jobs.FetchCodeName]) error {
-	err := w.s.FetchCode(ctx, job.Args.AccessCodeID)
-	if err != nil && lastAttempt(job.JobRow) {
-		w.s.cfg.Logger.Warn("names: code's name not fetched; given up until the daily refresh",
-			"access_code_id", job.Args.AccessCodeID, "error", err)
-		return w.s.cfg.Store.SettleCodeNames(context.WithoutCancel(ctx), []string{job.Args.AccessCodeID}, w.s.cfg.Now())
-	}
-	return err
+	return w.s.settleLast(ctx, job.JobRow, w.s.FetchCode(ctx, job.Args.AccessCodeID),
+		"names: code's name not fetched; given up until the daily refresh", "access_code_id", job.Args.AccessCodeID,
+		w.s.cfg.Store.SettleCodeNames)
 }
 
 // Timeout lets a fetch wait for the names' share of the rate limit and
@@ -404,13 +412,9 @@ type deviceWorker struct {
 }
 
 func (w *deviceWorker) Work(ctx context.Context, job *river.Job[jobs.FetchDeviceNames]) error {
-	err := w.s.FetchDevice(ctx, job.Args.DeviceID)
-	if err != nil && lastAttempt(job.JobRow) {
-		w.s.cfg.Logger.Warn("names: lock's names not fetched; given up until the daily refresh",
-			"device_id", job.Args.DeviceID, "error", err)
-		return w.s.cfg.Store.SettleDeviceNames(context.WithoutCancel(ctx), []string{job.Args.DeviceID}, w.s.cfg.Now())
-	}
-	return err
+	return w.s.settleLast(ctx, job.JobRow, w.s.FetchDevice(ctx, job.Args.DeviceID),
+		"names: lock's names not fetched; given up until the daily refresh", "device_id", job.Args.DeviceID,
+		w.s.cfg.Store.SettleDeviceNames)
 }
 
 // Timeout: as codeWorker's.

@@ -31,41 +31,13 @@ func (s *Store) DeletionRecord(ctx context.Context, id string) (*lifecycle.Delet
 	b.Queue(`SELECT event_id, event_type, COALESCE(occurred_at, created_at, received_at), received_at,
 			source, details, pin_hint, message_id
 		FROM events WHERE access_code_id = $1 AND `+historySQL+`
-		ORDER BY 3, event_id`, id).Query(func(rs pgx.Rows) error {
-		for rs.Next() {
-			var e lifecycle.StoredEvent
-			var details []byte
-			if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details,
-				&e.PinHint, &e.MessageID); err != nil {
-				return err
-			}
-			if details != nil {
-				e.Details = details
-			}
-			events = append(events, e)
-		}
-		return rs.Err()
-	})
+		ORDER BY 3, event_id`, id).Query(scanRecordEvents(&events, false))
 	// The lock's reports matched by PIN, with their message ids and hints
 	// (events' unique event_id).
 	b.Queue(`SELECT r.event_id, r.event_type, r.at, e.received_at, r.source, r.details, e.pin_hint, e.message_id
 		FROM (`+loadPINReportsSQL+`) AS r(access_code_id, event_id, event_type, at, workspace_id, device_id,
 				connected_account_id, details, source, named_code, same)
-			JOIN events e ON e.event_id = r.event_id`, []string{id}).Query(func(rs pgx.Rows) error {
-		for rs.Next() {
-			e := lifecycle.StoredEvent{MatchedByPIN: true}
-			var details []byte
-			if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details,
-				&e.PinHint, &e.MessageID); err != nil {
-				return err
-			}
-			if details != nil {
-				e.Details = details
-			}
-			events = append(events, e)
-		}
-		return rs.Err()
-	})
+			JOIN events e ON e.event_id = r.event_id`, []string{id}).Query(scanRecordEvents(&events, true))
 	// Acknowledgements are the acknowledged resolutions among the code's
 	// alerts (alerts_code_sequence_idx), in order.
 	b.Queue(`SELECT payload->>'acknowledged_by', created_at, NULLIF(payload->>'note', ''),
@@ -96,4 +68,25 @@ func (s *Store) DeletionRecord(ctx context.Context, id string) (*lifecycle.Delet
 			AcknowledgedAt: *code.AcknowledgedAt, Note: code.AcknowledgementNote})
 	}
 	return lifecycle.BuildDeletionRecord(code, events, acks, s.cfg.Now()), nil
+}
+
+// scanRecordEvents appends the rows of a record's event query (event_id,
+// event_type, at, received_at, source, details, pin_hint, message_id) to
+// events, marked as matched by PIN or not.
+func scanRecordEvents(events *[]lifecycle.StoredEvent, byPIN bool) func(pgx.Rows) error {
+	return func(rs pgx.Rows) error {
+		for rs.Next() {
+			e := lifecycle.StoredEvent{MatchedByPIN: byPIN}
+			var details []byte
+			if err := rs.Scan(&e.EventID, &e.EventType, &e.OccurredAt, &e.ReceivedAt, &e.Source, &details,
+				&e.PinHint, &e.MessageID); err != nil {
+				return err
+			}
+			if details != nil {
+				e.Details = details
+			}
+			*events = append(*events, e)
+		}
+		return rs.Err()
+	}
 }
