@@ -128,17 +128,23 @@ var loadLockSQL = `SELECT a.access_code_id, l.*
 // batch (whose PIN may now match reports stored before it). Of the rest,
 // only the reports newer than the row's last event, which the floor's
 // condition includes.
-var loadRelevantPINReportsSQL = `WITH p AS (
-		SELECT c.access_code_id, c.device_id, array_agg(DISTINCT t) AS pins,
-			min(a.last_event_at) AS last, min(f.floor) AS floor, bool_or(a.last_event_at IS NULL) AS whole
+var loadRelevantPINReportsSQL = `WITH a AS MATERIALIZED (
+		-- One row per code, its floor read once (joined after its events,
+		-- the floor was read once per PIN event, and cost more than the
+		-- rest of the statement).
+		SELECT a.access_code_id, a.last_event_at, f.floor
 		FROM unnest($1::text[]) AS ids(id)
 		JOIN access_codes a ON a.access_code_id = ids.id -- by primary key, as loadLockSQL
 		CROSS JOIN LATERAL ` + floorOf("a") + ` AS f(floor)
+		WHERE a.last_event_at IS NULL OR a.deleted_at IS NOT NULL OR a.deletion_request IS NOT NULL
+			OR a.access_code_id = ANY($2)),
+	p AS (
+		SELECT c.access_code_id, c.device_id, array_agg(DISTINCT t) AS pins,
+			min(a.last_event_at) AS last, min(a.floor) AS floor, bool_or(a.last_event_at IS NULL) AS whole
+		FROM a
 		JOIN events c ON c.access_code_id = a.access_code_id
 		CROSS JOIN LATERAL unnest(` + pinSetSQL("c") + `) AS t
-		WHERE (a.last_event_at IS NULL OR a.deleted_at IS NOT NULL OR a.deletion_request IS NOT NULL
-				OR a.access_code_id = ANY($2))
-			AND ` + historyOf("c") + ` AND ` + pinSourceOf("c") + ` AND ` + pinMatchedOf("c") + `
+		WHERE ` + historyOf("c") + ` AND ` + pinSourceOf("c") + ` AND ` + pinMatchedOf("c") + `
 		GROUP BY c.access_code_id, c.device_id)
 	SELECT p.access_code_id, l.event_id, l.event_type,
 		COALESCE(l.occurred_at, l.created_at, l.received_at),
