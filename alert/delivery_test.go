@@ -223,16 +223,19 @@ func TestDeliveryGivenUpAfterMaxAgeThenTheNextGoesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := o.alertIDs(code)
-	// Let the sink recover only once the first is given up.
+	// From now on the sink refuses the first alert only: the second must
+	// still wait for the first to be given up (one code's alerts go out in
+	// order). Mending the sink only once the test saw the give-up raced the
+	// worker, which tries the second at once, old enough to be given up too.
+	rcv.set(func() { rcv.failNext, rcv.failID = 0, first })
 	o.waitFor("the first delivery to be given up", func() bool { return o.delivery(first, "webhook").Status == "given_up" })
-	rcv.set(func() { rcv.failNext = 0 })
 	o.waitSettled(2)
 	row := o.delivery(first, "webhook")
 	if row.Attempts < 2 || row.GivenUpAt == nil || row.LastError == nil || !strings.Contains(*row.LastError, "500") {
 		t.Fatalf("first delivery %+v, want given up after several attempts with the error kept", row)
 	}
-	if second := o.delivery(ids[1], "webhook"); second.Status != "sent" {
-		t.Fatalf("second delivery %+v, want sent once the first was given up", second)
+	if second := o.delivery(ids[1], "webhook"); second.Status != "sent" || second.SentAt == nil || second.SentAt.Before(*row.GivenUpAt) {
+		t.Fatalf("second delivery %+v, want sent after the first was given up (%v)", second, row.GivenUpAt)
 	}
 	if got := rcv.ids(); len(got) != 1 || got[0] != ids[1] {
 		t.Fatalf("receiver accepted %v, want only the resolution %s", got, ids[1])

@@ -235,7 +235,8 @@ type receiver struct {
 	client *http.Client
 
 	mu       sync.Mutex
-	failNext int // answer this many more requests with 500
+	failNext int    // answer this many more requests with 500
+	failID   string // answer every request for this alert with 500
 	requests int
 	rejected []string
 	got      []received
@@ -282,8 +283,8 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.requests++
 	n := r.requests
 	during := r.during
-	fail := r.failNext > 0
-	if fail {
+	fail := r.failNext > 0 || (r.failID != "" && req.Header.Get("webhook-id") == r.failID)
+	if r.failNext > 0 {
 		r.failNext--
 	}
 	r.mu.Unlock()
