@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -128,16 +129,19 @@ func TestTracesReachOTLPReceiver(t *testing.T) {
 		}
 		return false
 	})
-	jobTraces := map[string]bool{}
-	for _, sp := range receiver.Spans() {
-		if sp.Name == "river.work/deliver_alert" {
-			jobTraces[sp.TraceID] = true
-		}
-	}
+	// Each such line's trace is a delivery job's. A job's span is exported
+	// after its line is logged (the batch processor sends it when it ends,
+	// and later): wait for it rather than reading the spans received so far.
 	for _, r := range s.logsWithMsg("alert delivered") {
-		if id, _ := r["trace_id"].(string); !jobTraces[id] {
-			t.Errorf("alert delivered logged with trace_id %v, not a delivery job's trace", r["trace_id"])
-		}
+		id, _ := r["trace_id"].(string)
+		waitFor(t, within, fmt.Sprintf("a delivery job's span in trace %s, which an alert delivered line names", id), func() bool {
+			for _, sp := range receiver.Spans() {
+				if sp.Name == "river.work/deliver_alert" && sp.TraceID == id {
+					return true
+				}
+			}
+			return false
+		})
 	}
 
 	// A delete request: its trace calls Seam's API; its follow job links
