@@ -84,7 +84,18 @@ func TestIngestSpans(t *testing.T) {
 	if len(ingest.Links) != 1 {
 		t.Errorf("the ingest span links to %d batches, want 1", len(ingest.Links))
 	}
-	batch, ok := byID[ingest.Links[0].SpanContext.SpanID().String()]
+	// The batch's span ends after the ingest it answered returned (the
+	// worker answers on commit, then ends it): wait for it to be exported.
+	batchID := ingest.Links[0].SpanContext.SpanID().String()
+	batch, ok := byID[batchID]
+	for deadline := time.Now().Add(10 * time.Second); !ok && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		spans = exp.GetSpans()
+		for _, s := range spans {
+			byID[s.SpanContext.SpanID().String()] = s
+		}
+		batch, ok = byID[batchID]
+	}
 	if !ok || batch.Name != "ingest batch" {
 		t.Fatalf("the ingest span's link is not to its batch: %+v", batch)
 	}
