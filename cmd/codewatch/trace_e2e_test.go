@@ -95,8 +95,10 @@ func TestTracesReachOTLPReceiver(t *testing.T) {
 	}
 	// The ingest span is a child of the webhook's server span, named by its
 	// route.
-	srv, ok := byID[ingest.ParentSpanID]
-	if !ok || srv.Name != "POST /webhooks/seam" || srv.Kind != "SPAN_KIND_SERVER" || srv.Attrs["http.route"] != "/webhooks/seam" ||
+	// (Waited for: the server span ends after the ingest span, and may be
+	// exported in a later batch.)
+	srv := receiver.WaitFor(t, within, "the ingest span's parent", func(sp otlptest.Span) bool { return sp.SpanID == ingest.ParentSpanID })
+	if srv.Name != "POST /webhooks/seam" || srv.Kind != "SPAN_KIND_SERVER" || srv.Attrs["http.route"] != "/webhooks/seam" ||
 		srv.Attrs["http.request.method"] != "POST" || srv.Attrs["http.response.status_code"] != "200" {
 		t.Errorf("the ingest span's parent is not the webhook's server span: %+v\n%s", srv, otlptest.Describe(spans))
 	}
