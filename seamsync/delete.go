@@ -100,7 +100,7 @@ func (s *Service) requestDeletion(ctx context.Context, id, by string) (*lifecycl
 		code = nil // Seam may know it even if no webhook told codewatch
 	case err != nil:
 		return nil, err
-	case pendingRequest(code) || code.DeletedAt != nil:
+	case pendingRequest(code) || requestSucceeded(code) || code.DeletedAt != nil:
 		return code, nil
 	}
 	ref := lifecycle.CodeRef{AccessCodeID: id}
@@ -185,6 +185,13 @@ func (s *Service) claim(ctx context.Context, id string) (func(), error) {
 func pendingRequest(c *lifecycle.AccessCode) bool {
 	return c.DeletionState == lifecycle.DeletionRequested && c.DeletionRequest != nil &&
 		c.DeletionRequest.Status == seam.ActionAttemptPending
+}
+
+// requestSucceeded reports whether Seam said codewatch's deletion request
+// went through: Seam no longer has the code to delete again (asking would
+// answer 404), and the code waits for its removal to be confirmed.
+func requestSucceeded(c *lifecycle.AccessCode) bool {
+	return c.DeletionRequest != nil && c.DeletionRequest.Status == seam.ActionAttemptSuccess
 }
 
 // requestEventID is the request's event id: derived from the attempt, so a

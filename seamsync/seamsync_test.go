@@ -227,6 +227,40 @@ func TestDeleteAgainReturnsThePendingAttempt(t *testing.T) {
 	}
 }
 
+// Defect: once the follow job had recorded that Seam's deletion attempt
+// succeeded (and before Seam's access_code.deleted webhook came), asking
+// again sent a second delete to Seam, which no longer had the code: the
+// caller got 404 access_code_not_found for a code codewatch was watching
+// (found by TestOpenAPILive, whose follow job won the race once). Asking
+// again returns the code and asks Seam nothing.
+func TestDeleteAgainAfterTheAttemptSucceeded(t *testing.T) {
+	ctx := context.Background()
+	e := onFake(t, postgres.Config{})
+	e.work()
+	id, err := e.fake.CreateAccessCode(ctx, e.fake.Devices[0], "4321")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.svc.RequestDeletion(ctx, id, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(id, "the attempt's success recorded", func(c *lifecycle.AccessCode) bool {
+		return c.DeletionRequest != nil && c.DeletionRequest.Status == seam.ActionAttemptSuccess
+	})
+	again, err := e.svc.RequestDeletion(ctx, id, "carol")
+	if err != nil {
+		t.Fatalf("asked again after the attempt succeeded: %v", err)
+	}
+	if again.DeletionRequest == nil || again.DeletionRequest.ActionAttemptID != first.DeletionRequest.ActionAttemptID {
+		t.Fatalf("asked again: request %+v, want the first one's", again.DeletionRequest)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = $1`, lifecycle.TypeDeletionRequested).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("requests recorded: %d %v", n, err)
+	}
+}
+
 func TestDeleteAttemptError(t *testing.T) {
 	ctx := context.Background()
 	var flagged atomic.Int32
