@@ -145,15 +145,7 @@ var loadRelevantPINReportsSQL = `WITH a AS MATERIALIZED (
 		JOIN events c ON c.access_code_id = a.access_code_id
 		CROSS JOIN LATERAL unnest(` + pinSetSQL("c") + `) AS t
 		WHERE ` + historyOf("c") + ` AND ` + pinSourceOf("c") + ` AND ` + pinMatchedOf("c") + `
-		GROUP BY c.access_code_id, c.device_id)
-	SELECT p.access_code_id, l.event_id, l.event_type,
-		COALESCE(l.occurred_at, l.created_at, l.received_at),
-		COALESCE(l.workspace_id, ''), COALESCE(l.device_id, ''), COALESCE(l.connected_account_id, ''),
-		l.details, l.source, COALESCE(l.access_code_id, ''), same.codes
-	FROM p
-	JOIN events l ON ` + pinSetSQL("l") + ` && p.pins
-	CROSS JOIN LATERAL (` + samePINSQL + `) same
-	WHERE ` + pinMatchedOf("l") + ` AND ` + pinReportOf("l") + `
+		GROUP BY c.access_code_id, c.device_id)` + pinReportsOfP + `
 		AND (p.whole OR COALESCE(l.occurred_at, l.created_at, l.received_at) > LEAST(p.floor, p.last))`
 
 // queueLoadRelevant reads, for ingest, what can change the verdict of each

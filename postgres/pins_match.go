@@ -152,6 +152,12 @@ var loadPINReportsSQL = `WITH p AS (
 		WHERE c.access_code_id = ANY($1) AND ` + historyOf("c") + ` AND ` + pinSourceOf("c") + `
 			AND ` + pinMatchedOf("c") + `
 		GROUP BY c.access_code_id, c.device_id)
+` + pinReportsOfP
+
+// pinReportsOfP reads, for each code of the CTE p (its PIN tokens per
+// lock), the lock's reports carrying one of them: the tail of
+// loadPINReportsSQL and of history.go's loadRelevantPINReportsSQL.
+var pinReportsOfP = `
 	SELECT p.access_code_id, l.event_id, l.event_type,
 		COALESCE(l.occurred_at, l.created_at, l.received_at),
 		COALESCE(l.workspace_id, ''), COALESCE(l.device_id, ''), COALESCE(l.connected_account_id, ''),
