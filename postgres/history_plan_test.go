@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/codewatch/codewatch/internal/clocktest"
-	"github.com/codewatch/codewatch/internal/pgtest"
 	"github.com/codewatch/codewatch/lifecycle"
 )
 
@@ -24,15 +23,7 @@ import (
 // a handful of rows.
 func TestRefoldReadsWhatCanMatter(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := PoolConfig(pgtest.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := servicePool(t)
 	s := retStore(t, pool, clocktest.New(time.Now()))
 
 	const code, other, lock = "staff-code", "other-code", "the-lock"

@@ -86,15 +86,7 @@ func TestRefoldReadsOnlyItsLocks(t *testing.T) {
 // generic plans the service keeps read through those indexes only.
 func TestPINMatchPlans(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := PoolConfig(pgtest.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := servicePool(t)
 	s := retStore(t, pool, clocktest.New(time.Now()))
 
 	// 40 locks; on each, 10 codes set and deleted, half of them with the
@@ -206,4 +198,20 @@ func TestPINMatchPlans(t *testing.T) {
 	if got := evs[target[0]]; len(got) != unlocks || len(got[0].SamePIN) != codes/2-1 || got[0].SamePIN[0].DeletedAt == nil {
 		t.Fatalf("loaded %d reports: %+v", len(got), got)
 	}
+}
+
+// servicePool is a pool on a fresh database with the service's pool
+// settings (PoolConfig: generic plans), as plan tests need.
+func servicePool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := PoolConfig(pgtest.NewURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
